@@ -1,0 +1,222 @@
+"""A real S3 server on loopback (moto's server mode) that counts requests.
+
+Used by the test suite, by ``scripts/demo.py`` and by the benchmark, so
+that every number quoted anywhere comes from the same instrument.
+
+The counting layer is WSGI middleware around moto's own application, not
+a proxy process: each request is classified (LIST, HEAD, conditional HEAD,
+HEAD Bucket, GET, write), recorded with the headers that matter, and can be
+delayed (to emulate a network round trip) or failed (500s or a hang) for
+fault tests.  (werkzeug closes the connection after every response, so
+each request also pays a loopback TCP connect: the same for every client.)
+Other processes (s3fs, rclone, the benchmark) reach the same
+controls over HTTP under ``/__counter__/``::
+
+    GET  /__counter__/stats            -> {"LIST": 2, "HEAD": 0, ...}
+    POST /__counter__/reset            -> clears counts and the request log
+    POST /__counter__/config?delay_ms=20&fault=500|hang|none
+
+Run standalone: ``python -m tests.s3server --port 9000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, unquote
+
+# moto reads its settings at import; keep it off any network but loopback
+# and make sure nothing in this process looks for instance metadata.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server  # noqa: E402
+
+class _QuietHandler(MotoRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:  # one line per request drowns test output
+        pass
+
+
+KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "GET", "OTHER", "WRITE")
+
+
+@dataclasses.dataclass
+class Record:
+    """One request as the server saw it."""
+
+    kind: str
+    method: str
+    path: str  # decoded path, e.g. /bucket/key
+    query: dict[str, str]
+    headers: dict[str, str]  # lowercase names, only those tests look at
+    status: int = 0
+
+
+_KEPT_HEADERS = ("if-none-match", "if-match", "authorization", "host", "x-amz-security-token")
+
+
+def classify(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> str:
+    """Name the S3 operation of a path-style request."""
+    parts = path.lstrip("/").split("/", 1)
+    has_key = len(parts) == 2 and parts[1] != ""
+    if method in ("PUT", "POST", "DELETE"):
+        return "WRITE"
+    if method == "HEAD":
+        if not has_key:
+            return "HEAD_BUCKET"
+        return "HEAD_COND" if "if-none-match" in headers else "HEAD"
+    if method == "GET":
+        if has_key:
+            return "GET"
+        if "list-type" in query or not (set(query) - {"prefix", "delimiter", "marker", "max-keys", "encoding-type"}):
+            return "LIST"
+    return "OTHER"
+
+
+class CountingS3Server:
+    """moto's S3 on 127.0.0.1, with a request log and fault injection."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.records: list[Record] = []
+        self.delay = 0.0
+        self.fault: str | None = None  # None, "500" or "hang"
+        self.hang_seconds = 30.0
+        self._release = threading.Event()
+        self._app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(host, port, self._wsgi, threaded=True,
+                                   request_handler=_QuietHandler)
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "CountingS3Server":
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        if self._thread:
+            self._thread.join(5)
+
+    # -- controls ------------------------------------------------------
+    def reset(self) -> None:
+        with self._lock:
+            self.records.clear()
+
+    def set_fault(self, fault: str | None, hang_seconds: float = 30.0) -> None:
+        self.fault = fault
+        self.hang_seconds = hang_seconds
+        if fault is None:
+            self._release.set()
+        else:
+            self._release.clear()
+
+    def log(self, *kinds: str) -> list[Record]:
+        with self._lock:
+            return [r for r in self.records if not kinds or r.kind in kinds]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            c = collections.Counter(r.kind for r in self.records)
+        return {k: c.get(k, 0) for k in KINDS}
+
+    def enable_auth(self, on: bool) -> None:
+        """Switch moto's signature and IAM checks on or off (process-global)."""
+        from moto import settings
+        from moto.core.authorization import ActionAuthenticatorMixin
+
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if on else float("inf")
+        ActionAuthenticatorMixin.request_count = 0
+
+    # -- WSGI ----------------------------------------------------------
+    def _control(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        action = environ["PATH_INFO"].rsplit("/", 1)[-1]
+        q = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        if action == "stats":
+            body = self.counts()
+        elif action == "reset":
+            self.reset()
+            body = {"ok": True}
+        elif action == "config":
+            if "delay_ms" in q:
+                self.delay = float(q["delay_ms"]) / 1000.0
+            if "fault" in q:
+                self.set_fault(None if q["fault"] in ("", "none") else q["fault"],
+                               float(q.get("hang_seconds", 30)))
+            body = {"delay_ms": self.delay * 1000, "fault": self.fault}
+        else:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"unknown control"]
+        data = json.dumps(body).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(data)))])
+        return [data]
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path.startswith("/__counter__/"):
+            return self._control(environ, start_response)
+        method = environ["REQUEST_METHOD"]
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        headers = {
+            h: environ[k]
+            for h in _KEPT_HEADERS
+            if (k := "HTTP_" + h.upper().replace("-", "_")) in environ
+        }
+        decoded = unquote(path) if "%" in path else path
+        rec = Record(classify(method, decoded, query, headers), method, decoded, query, headers)
+        if not path.startswith("/moto-api"):
+            with self._lock:
+                self.records.append(rec)
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fault == "hang" and rec.kind != "WRITE":
+            self._release.wait(self.hang_seconds)
+        if self.fault == "500" and rec.kind != "WRITE":
+            body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+                    b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+            rec.status = 500
+            start_response("500 Internal Server Error",
+                           [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [] if method == "HEAD" else [body]
+
+        def recording_start_response(status: str, hdrs: list, exc_info: Any = None) -> Any:
+            rec.status = int(status.split(" ", 1)[0])
+            return start_response(status, hdrs, exc_info) if exc_info else start_response(status, hdrs)
+
+        return self._app(environ, recording_start_response)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="moto S3 on loopback, with request counting")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    args = p.parse_args()
+    srv = CountingS3Server(args.host, args.port).start()
+    print(f"listening on {srv.url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main()
