@@ -63,7 +63,7 @@ class SignableRequest:
     host: str
     path: str
     query: list[tuple[str, str]]
-    headers: dict[str, str]
+    headers: dict[str, str] = dataclasses.field(repr=False)  # holds authorization and tokens
     bucket: str = ""
     key: str = ""
 

@@ -51,6 +51,8 @@ class SigV4Signer:
         self.payload_hash = payload_hash
 
     def sign(self, req: SignableRequest, creds: Credentials, now: _dt.datetime) -> None:
+        if now.tzinfo is not None:  # the scope date is UTC's, whatever the caller's zone
+            now = now.astimezone(_dt.timezone.utc)
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         date = amz_date[:8]
         h = req.headers

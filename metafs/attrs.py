@@ -1,0 +1,79 @@
+"""Metadata -> ``pyfuse3.EntryAttributes``, every field set in one place.
+
+pyfuse3's defaults bite (``entry_timeout = attr_timeout = 300``), so no
+other module builds EntryAttributes.  The timeouts passed in are the
+*remaining* trust of the cache entry the attributes came from, so the
+kernel never caches longer than metafs does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+
+import pyfuse3
+
+from .s3.model import ObjectMeta
+
+BLKSIZE = 4096
+_NS = 1_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Ownership:
+    uid: int
+    gid: int
+    file_mode: int  # permission bits only
+    dir_mode: int
+    dir_mtime: int  # seconds; directories have no mtime in S3: the mount time
+
+
+def file_attrs(ino: int, meta: ObjectMeta, own: Ownership, timeout: float) -> pyfuse3.EntryAttributes:
+    a = pyfuse3.EntryAttributes()
+    a.st_ino = ino
+    a.generation = 0
+    a.entry_timeout = timeout
+    a.attr_timeout = timeout
+    a.st_mode = stat.S_IFREG | own.file_mode
+    a.st_nlink = 1
+    a.st_uid = own.uid
+    a.st_gid = own.gid
+    a.st_rdev = 0
+    a.st_size = meta.size
+    a.st_blksize = BLKSIZE
+    a.st_blocks = (meta.size + 511) // 512  # 512-byte units, so du works
+    ns = meta.mtime * _NS
+    a.st_atime_ns = ns
+    a.st_mtime_ns = ns
+    a.st_ctime_ns = ns
+    return a
+
+
+def dir_attrs(ino: int, own: Ownership, timeout: float) -> pyfuse3.EntryAttributes:
+    a = pyfuse3.EntryAttributes()
+    a.st_ino = ino
+    a.generation = 0
+    a.entry_timeout = timeout
+    a.attr_timeout = timeout
+    a.st_mode = stat.S_IFDIR | own.dir_mode
+    a.st_nlink = 2
+    a.st_uid = own.uid
+    a.st_gid = own.gid
+    a.st_rdev = 0
+    a.st_size = 0
+    a.st_blksize = BLKSIZE
+    a.st_blocks = 0
+    ns = own.dir_mtime * _NS
+    a.st_atime_ns = ns
+    a.st_mtime_ns = ns
+    a.st_ctime_ns = ns
+    return a
+
+
+def negative_entry(timeout: float) -> pyfuse3.EntryAttributes:
+    """A cacheable "no such name": st_ino 0 lets the kernel remember it."""
+    a = pyfuse3.EntryAttributes()
+    a.st_ino = 0
+    a.entry_timeout = timeout
+    a.attr_timeout = 0
+    return a

@@ -1,0 +1,188 @@
+"""Command line -> :class:`Config`.
+
+The command line keeps one shape (``metafs [OPTIONS] BUCKET[/PREFIX]
+MOUNTPOINT``), and every long option can also be given as a mount option
+(``-o metadata-ttl=30,allow_other``), which is how fstab and
+``mount.fuse3`` pass them.  Generic mount options that make no sense for
+a read-only network filesystem's own parser (``ro``, ``rw``, ``nosuid``,
+``_netdev``, ``x-systemd.*``...) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+from . import __version__
+from .errors import ConfigError
+
+# Mount options meant for mount(8), fstab or systemd, not for us.
+_GENERIC_MOUNT_OPTIONS = frozenset({
+    "ro", "rw", "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+    "nofail", "_netdev", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "atime", "noatime",
+    "relatime", "norelatime", "strictatime", "nodiratime", "sync", "async", "dirsync",
+    "default_permissions",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    bucket: str
+    prefix: str  # '' or ending with '/'
+    mountpoint: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    no_sign_request: bool = False
+    force_path_style: bool = False
+    metadata_ttl: float = 60.0
+    negative_ttl: float = 60.0
+    uid: int = 0
+    gid: int = 0
+    file_mode: int = 0o444
+    dir_mode: int = 0o555
+    allow_other: bool = False
+    foreground: bool = False
+    request_timeout: float = 10.0
+    retries: int = 2
+    max_connections: int = 64
+    cache_entries: int = 100_000
+    log_level: str = "info"
+    log_file: str | None = None
+
+    @property
+    def source(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """``[s3://]BUCKET[/PREFIX]`` -> (bucket, prefix ending in '/' or '')."""
+    s = source
+    if "://" in s:
+        scheme, _, s = s.partition("://")
+        if scheme != "s3":
+            raise ConfigError(f"unsupported source scheme {scheme!r}:// (expected s3://)")
+    bucket, _, prefix = s.partition("/")
+    if not bucket:
+        raise ConfigError(f"no bucket name in {source!r}")
+    prefix = prefix.strip("/")
+    return bucket, (prefix + "/" if prefix else "")
+
+
+def _mode(text: str) -> int:
+    try:
+        v = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode") from None
+    if not 0 <= v <= 0o7777:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="metafs",
+        description="Mount an S3 bucket read-only; object metadata as stat fields and xattrs.",
+        epilog="Every long option is also accepted as a mount option: -o metadata-ttl=30,allow_other",
+    )
+    p.add_argument("source", metavar="BUCKET[/PREFIX]")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("--endpoint-url", metavar="URL",
+                   help="S3-compatible endpoint (default: AWS for the region)")
+    p.add_argument("--region", help="default: discovered from HEAD Bucket, else the profile's, else us-east-1")
+    p.add_argument("--profile", metavar="NAME", help="AWS shared-config profile")
+    p.add_argument("--no-sign-request", action="store_true", help="anonymous access (public buckets)")
+    p.add_argument("--force-path-style", action="store_true",
+                   help="path-style addressing (automatic for IP and localhost endpoints)")
+    p.add_argument("--metadata-ttl", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="how long metadata is trusted before revalidation (default 60)")
+    p.add_argument("--negative-ttl", type=_seconds, default=None, metavar="SECONDS",
+                   help='how long a "no such object" answer is trusted (default: the metadata TTL)')
+    p.add_argument("--uid", type=int, default=None, help="owner of every file (default: yours)")
+    p.add_argument("--gid", type=int, default=None, help="group of every file (default: yours)")
+    p.add_argument("--file-mode", type=_mode, default=0o444, help="permission bits of files (default 0444)")
+    p.add_argument("--dir-mode", type=_mode, default=0o555, help="permission bits of directories (default 0555)")
+    p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
+    p.add_argument("--foreground", "-f", action="store_true",
+                   help="stay attached; without it, return once the mount is live")
+    p.add_argument("--request-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="limit for one attempt of one request (default 10)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="retries after a failed attempt, with backoff and jitter (default 2)")
+    p.add_argument("--max-connections", type=int, default=64, help="HTTP connections (default 64)")
+    p.add_argument("--cache-entries", type=int, default=100_000,
+                   help="bound of each metadata table, in entries (default 100000)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground, "
+                   "syslog when detached)")
+    p.add_argument("--version", action="version", version=f"metafs {__version__}")
+    p.add_argument("-o", dest="mount_options", action="append", default=[], metavar="KEY[=VALUE],...",
+                   help="options in mount(8) form")
+    return p
+
+
+def expand_mount_options(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Turn ``-o a=b,c`` into ``--a=b --c``; drop generic mount options."""
+    longs = {s[2:] for a in parser._actions for s in a.option_strings if s.startswith("--")}
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "-o" or (arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--")):
+            value = next(it, "") if arg == "-o" else arg[2:]
+            for opt in filter(None, (o.strip() for o in value.split(","))):
+                name, eq, val = opt.partition("=")
+                if name in _GENERIC_MOUNT_OPTIONS or name.startswith(("x-systemd.", "x-", "comment")):
+                    continue
+                dashed = name.replace("_", "-")
+                if dashed not in longs:
+                    raise ConfigError(f"unknown mount option {name!r}")
+                out.append(f"--{dashed}={val}" if eq else f"--{dashed}")
+        else:
+            out.append(arg)
+    return out
+
+
+def parse_args(argv: list[str]) -> Config:
+    parser = build_parser()
+    args = parser.parse_args(expand_mount_options(argv, parser))
+    bucket, prefix = parse_source(args.source)
+    mnt = os.path.abspath(args.mountpoint)
+    if not os.path.isdir(mnt):
+        raise ConfigError(f"mountpoint {args.mountpoint!r} is not a directory")
+    if args.retries < 0 or args.max_connections < 1 or args.cache_entries < 1:
+        raise ConfigError("--retries, --max-connections and --cache-entries must be positive")
+    return Config(
+        bucket=bucket,
+        prefix=prefix,
+        mountpoint=mnt,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        profile=args.profile,
+        no_sign_request=args.no_sign_request,
+        force_path_style=args.force_path_style,
+        metadata_ttl=args.metadata_ttl,
+        negative_ttl=args.metadata_ttl if args.negative_ttl is None else args.negative_ttl,
+        uid=os.getuid() if args.uid is None else args.uid,
+        gid=os.getgid() if args.gid is None else args.gid,
+        file_mode=args.file_mode,
+        dir_mode=args.dir_mode,
+        allow_other=args.allow_other,
+        foreground=args.foreground,
+        request_timeout=args.request_timeout,
+        retries=args.retries,
+        max_connections=args.max_connections,
+        cache_entries=args.cache_entries,
+        log_level=args.log_level,
+        log_file=args.log_file,
+    )

@@ -1,0 +1,164 @@
+"""A directory's entries, built page by page from delimiter listings.
+
+Pure and synchronous: :meth:`Listing.add_page` takes a parsed page and
+decides which names the directory shows.  The rules, each tested in
+``tests/test_dirlist.py``:
+
+1. A common prefix ``dir/`` is a directory named ``dir``; an object is a
+   regular file named by the rest of its key.
+2. **The directory wins**: when both an object ``a`` and a prefix ``a/``
+   exist, only the directory ``a`` is shown.  In key order ``a`` comes
+   before ``a/`` with keys such as ``a-b`` in between, possibly pages
+   apart, so a file is *held back* until a later key proves no ``a/`` can
+   follow (every later key sorts after ``a/``) or the listing ends.
+3. The directory's own marker object (key ``dir/`` in the listing of
+   ``dir/``) is the directory itself, not an entry.
+4. Names that are not valid POSIX file names (empty, from ``//``; ``.``
+   or ``..``; containing NUL; longer than 255 bytes) are left out, with
+   one log line per key.
+5. Unordered listings (S3 directory buckets) cannot use rule 2's
+   streaming argument: their entries are held until the listing is
+   complete, then sorted by name.
+
+Entries only ever get appended, so an index into ``entries`` is a stable
+readdir offset for as long as a handle keeps this listing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import trio
+
+from .s3.model import ListPage, ObjectMeta
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 255
+_logged_invalid: set[str] = set()
+
+
+def invalid_reason(name: str) -> str | None:
+    """Why ``name`` cannot be a file name, or None if it can."""
+    if name == "":
+        return "empty path component"
+    if name in (".", ".."):
+        return f"'{name}' component"
+    if "\0" in name:
+        return "contains NUL"
+    if "/" in name:
+        return "contains '/'"
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+        return f"longer than {NAME_MAX} bytes"
+    return None
+
+
+def _skip(key: str, reason: str) -> None:
+    if key not in _logged_invalid:
+        if len(_logged_invalid) < 100_000:
+            _logged_invalid.add(key)
+        log.warning("leaving out key %r: %s", key, reason)
+
+
+@dataclasses.dataclass(slots=True)
+class DirEntry:
+    name: str
+    is_dir: bool
+    meta: ObjectMeta | None  # None for directories
+
+
+class Listing:
+    """Entries of one directory (prefix ``dir_key``), as they arrive."""
+
+    __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
+                 "expires", "failed", "lock", "_pending", "pages")
+
+    def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
+        self.dir_key = dir_key
+        self.ordered = ordered
+        self.entries: list[DirEntry] = []
+        self.index: dict[str, DirEntry] = {}
+        self.complete = False
+        self.token: str | None = None
+        self.expires = expires
+        self.failed = False
+        self.pages = 0
+        self.lock = trio.Lock()  # one page fetch at a time, shared by all readers
+        self._pending: list[tuple[str, DirEntry]] = []  # (key, file) held back
+
+    def _emit(self, entry: DirEntry) -> None:
+        self.entries.append(entry)
+        self.index[entry.name] = entry
+
+    def _flush_before(self, key: str) -> None:
+        """Emit held files that no prefix at or after ``key`` can shadow."""
+        pending = self._pending
+        i = 0
+        while i < len(pending) and pending[i][0] + "/" < key:
+            self._emit(pending[i][1])
+            i += 1
+        if i:
+            del pending[:i]
+
+    def add_page(self, page: ListPage) -> list[DirEntry]:
+        """Merge one page; return the entries it made visible (for the cache)."""
+        start = len(self.entries)
+        base = len(self.dir_key)
+        items: list[tuple[str, bool, ObjectMeta | None]] = [
+            (m.key, False, m) for m in page.objects] + [(p, True, None) for p in page.prefixes]
+        items.sort(key=lambda t: t[0])
+        for key, is_dir, meta in items:
+            if not key.startswith(self.dir_key):
+                _skip(key, f"outside the listed prefix {self.dir_key!r}")
+                continue
+            if is_dir:
+                name = key[base:-1] if key.endswith("/") else key[base:]
+                if (reason := invalid_reason(name)) is not None:
+                    _skip(key, reason)
+                    continue
+                if self.ordered:
+                    # Rule 2: a held file of the same name loses to the directory.
+                    self._pending = [(k, e) for k, e in self._pending if e.name != name]
+                    self._flush_before(key)
+                if name in self.index:
+                    if not self.index[name].is_dir:
+                        log.debug("prefix %r shadows an object already listed", key)
+                    continue
+                self._pend_or_emit(key, DirEntry(name, True, None), hold=False)
+            else:
+                name = key[base:]
+                if name == "":
+                    continue  # rule 3: this directory's own marker
+                if (reason := invalid_reason(name)) is not None:
+                    _skip(key, reason)
+                    continue
+                if self.ordered:
+                    self._flush_before(key)
+                self._pend_or_emit(key, DirEntry(name, False, meta), hold=True)
+        self.pages += 1
+        self.token = page.next_token if page.truncated else None
+        if not page.truncated or not page.next_token:
+            self._finish()
+        return self.entries[start:]
+
+    def _pend_or_emit(self, key: str, entry: DirEntry, *, hold: bool) -> None:
+        if hold or not self.ordered:
+            self._pending.append((key, entry))
+        else:
+            self._emit(entry)
+
+    def _finish(self) -> None:
+        pending = self._pending
+        self._pending = []
+        if not self.ordered:
+            dirs = {e.name for _, e in pending if e.is_dir}
+            keep = sorted((e for _, e in pending if e.is_dir or e.name not in dirs),
+                          key=lambda e: (e.name, not e.is_dir))
+            for e in keep:
+                if e.name not in self.index:
+                    self._emit(e)
+        else:
+            for _, e in pending:
+                self._emit(e)
+        self.complete = True

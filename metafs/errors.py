@@ -1,0 +1,105 @@
+"""The exceptions metafs raises below the FUSE boundary, and their errno.
+
+Everything the S3 layer or the metadata layer can fail with is a subclass
+of :class:`MetafsError`.  ``fuse_ops`` turns them into ``FUSEError`` through
+:func:`to_errno`, the one table of this module, so the choice of errno is
+made in exactly one place::
+
+    MetafsError                       errno   notes
+     +-- ConfigError                  EINVAL  bad command line / options (exit 2)
+     +-- CredentialsError             EACCES  no credentials, unknown profile
+     +-- S3Error                      EIO     any other error answer
+     |    +-- NotFoundError           ENOENT  404 on an object (not a bucket)
+     |    +-- NoSuchBucketError       EIO     404 on the bucket
+     |    +-- AccessDeniedError       EACCES  403 AccessDenied
+     |    +-- BadCredentialsError     EACCES  403 InvalidAccessKeyId / SignatureDoesNotMatch
+     |    +-- WrongRegionError        EIO     301/400 naming another region
+     |    +-- ChangedError            ESTALE  412: the object changed while open
+     |    +-- ServerError             EIO     5xx / 429 after all retries
+     +-- TransportError               EIO     unreachable, reset, timed out (after retries)
+     +-- MalformedResponseError       EIO     a reply we cannot parse
+
+Messages are one line, name the cause and never contain credentials
+(only the access key id may appear, as servers' own messages do).
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class MetafsError(Exception):
+    """Base of every error metafs raises on purpose."""
+
+    errno: int = errno.EIO
+
+
+class ConfigError(MetafsError):
+    errno = errno.EINVAL
+
+
+class CredentialsError(MetafsError):
+    errno = errno.EACCES
+
+
+class S3Error(MetafsError):
+    """An error answer from the server: status, S3 error code, message."""
+
+    def __init__(self, status: int, code: str = "", message: str = "", *, what: str = "") -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.what = what
+        detail = f"{code}: {message}" if code and message else (code or message or "")
+        super().__init__(
+            f"{what + ': ' if what else ''}HTTP {status}{' ' + detail if detail else ''}".strip()
+        )
+
+
+class NotFoundError(S3Error):
+    errno = errno.ENOENT
+
+
+class NoSuchBucketError(S3Error):
+    pass
+
+
+class AccessDeniedError(S3Error):
+    errno = errno.EACCES
+
+
+class BadCredentialsError(S3Error):
+    errno = errno.EACCES
+
+
+class WrongRegionError(S3Error):
+    def __init__(self, status: int, region: str, **kw: str) -> None:
+        self.region = region
+        super().__init__(status, "WrongRegion", f"the bucket is in {region}", **kw)
+
+
+class ChangedError(S3Error):
+    errno = errno.ESTALE
+
+
+class ServerError(S3Error):
+    pass
+
+
+class TransportError(MetafsError):
+    """The request never got an answer (connect error, reset, timeout)."""
+
+
+class MalformedResponseError(MetafsError):
+    """The server answered something we cannot parse."""
+
+
+def to_errno(exc: BaseException) -> int:
+    """The errno a FUSE handler reports for ``exc``.
+
+    Our own errors carry their errno; anything else is a bug, reported as
+    EIO (and logged with a traceback by the caller).
+    """
+    if isinstance(exc, MetafsError):
+        return exc.errno
+    return errno.EIO

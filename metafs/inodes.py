@@ -1,0 +1,110 @@
+"""Inode numbers and kernel lookup counts.  Pure and synchronous.
+
+Rules (pyfuse3's lookup-count contract, mountpoint-s3's InodeMap):
+
+* An inode number is allocated the first time a (parent, name, kind) is
+  handed to the kernel and is never reused (they start at 2; 1 is the
+  root), so ``generation`` can stay 0.  Inode numbers are not stable
+  across mounts.
+* If a name changes kind (object <-> prefix), it gets a *new* inode: the
+  kernel treats an inode whose file type changes as corrupt.
+* ``remember`` counts one kernel lookup: each successful ``lookup`` reply
+  and each ``readdir_reply`` that returned True.  ``forget`` subtracts;
+  at zero the node is dropped, and its (parent, name) slot is freed only
+  if it still points at this inode.  The root is never dropped.
+* Callers do any I/O first, then call these methods with no ``await`` in
+  between: in trio that is what makes check-and-increment atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+log = logging.getLogger(__name__)
+
+ROOT_INODE = 1
+
+
+class Node:
+    """One inode: a directory (key ends with '/', or is the root prefix) or a file."""
+
+    __slots__ = ("ino", "parent", "name", "key", "is_dir", "nlookup")
+
+    def __init__(self, ino: int, parent: int, name: str, key: str, is_dir: bool) -> None:
+        self.ino = ino
+        self.parent = parent
+        self.name = name
+        self.key = key
+        self.is_dir = is_dir
+        self.nlookup = 0
+
+    def __repr__(self) -> str:
+        return f"Node({self.ino}, {self.key!r}, {'dir' if self.is_dir else 'file'}, n={self.nlookup})"
+
+
+class InodeTable:
+    def __init__(self, root_key: str = "") -> None:
+        self.nodes: dict[int, Node] = {}
+        self.children: dict[tuple[int, str], int] = {}
+        self._next = ROOT_INODE + 1
+        root = Node(ROOT_INODE, ROOT_INODE, "", root_key, True)
+        root.nlookup = 1  # pinned: the kernel never forgets the root
+        self.nodes[ROOT_INODE] = root
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def get(self, ino: int) -> Node | None:
+        return self.nodes.get(ino)
+
+    def child(self, parent: int, name: str) -> Node | None:
+        ino = self.children.get((parent, name))
+        return self.nodes.get(ino) if ino is not None else None
+
+    def ensure(self, parent: Node, name: str, is_dir: bool) -> Node:
+        """The node for ``name`` in ``parent`` with this kind, allocating if needed.
+
+        Does not count a lookup: call :meth:`remember` once the kernel has
+        actually been told (and :meth:`discard_if_unused` if it was not).
+        """
+        slot = (parent.ino, name)
+        ino = self.children.get(slot)
+        if ino is not None:
+            node = self.nodes[ino]
+            if node.is_dir == is_dir:
+                return node
+            # Kind changed: the old inode lives on until forgotten, detached.
+        key = parent.key + name + ("/" if is_dir else "")
+        node = Node(self._next, parent.ino, name, key, is_dir)
+        self._next += 1
+        self.nodes[node.ino] = node
+        self.children[slot] = node.ino
+        return node
+
+    def remember(self, node: Node) -> None:
+        node.nlookup += 1
+
+    def discard_if_unused(self, node: Node) -> None:
+        """Drop a node allocated for a reply the kernel did not take."""
+        if node.nlookup == 0 and node.ino != ROOT_INODE:
+            self._drop(node)
+
+    def forget(self, items: Iterable[tuple[int, int]]) -> None:
+        """Apply the kernel's FORGET batch.  Never raises."""
+        for ino, n in items:
+            node = self.nodes.get(ino)
+            if node is None:
+                log.debug("forget of unknown inode %d", ino)
+                continue
+            if ino == ROOT_INODE:
+                continue
+            node.nlookup = max(0, node.nlookup - n)
+            if node.nlookup == 0:
+                self._drop(node)
+
+    def _drop(self, node: Node) -> None:
+        del self.nodes[node.ino]
+        slot = (node.parent, node.name)
+        if self.children.get(slot) == node.ino:
+            del self.children[slot]

@@ -1,0 +1,297 @@
+"""The metadata layer: answers "what is this name?" with as few requests as possible.
+
+It sits between the FUSE handlers (which know inodes) and the S3 client
+(which knows requests), and owns the policy:
+
+* **Listings first.**  A directory listed less than a TTL ago answers
+  every lookup in it, positive or negative, with no request.
+* **Probe once.**  A name no listing has shown costs one HEAD and one
+  ``LIST prefix=name/ max-keys=1``, sent concurrently; the directory wins
+  when both exist.  Revalidating a name already known as a file costs one
+  conditional HEAD; one known as a directory, one LIST.
+* **Revalidate, don't refetch.**  After the TTL, HEAD carries
+  ``If-None-Match: <etag>``; 304 extends the entry, 200 replaces it, 404
+  removes it.
+* **Single flight.**  Concurrent requests for one key share one HEAD.
+* **Stale if error.**  When revalidation fails (server down, timeout)
+  and an expired entry exists, it is served for ``stale_grace`` seconds
+  more, with a warning, instead of failing.  Without one: the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Awaitable, Callable, Hashable, TypeVar
+
+import trio
+
+from . import errors
+from .cache import Cached, MetaCache
+from .dirlist import DirEntry, Listing
+from .s3.client import S3Client
+from .s3.model import ObjectMeta
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_UNAVAILABLE = (errors.TransportError, errors.ServerError, errors.MalformedResponseError)
+
+
+class SingleFlight:
+    """Concurrent callers with one key share one call's outcome.
+
+    A caller whose leader was cancelled (its FUSE request went away) does
+    not inherit the cancellation: it runs the call itself.
+    """
+
+    def __init__(self) -> None:
+        self._flights: dict[Hashable, "_Flight"] = {}
+
+    def busy(self, key: Hashable) -> bool:
+        return key in self._flights
+
+    async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
+        while True:
+            flight = self._flights.get(key)
+            if flight is None:
+                break
+            await flight.done.wait()
+            if flight.outcome == "ok":
+                return flight.value  # type: ignore[return-value]
+            if flight.outcome == "error":
+                assert flight.error is not None
+                raise flight.error
+        flight = _Flight()
+        self._flights[key] = flight
+        try:
+            flight.value = await fn()
+            flight.outcome = "ok"
+            return flight.value
+        except Exception as e:
+            flight.error, flight.outcome = e, "error"
+            raise
+        finally:
+            del self._flights[key]
+            flight.done.set()
+
+
+class _Flight:
+    __slots__ = ("done", "outcome", "value", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.outcome = "cancelled"
+        self.value: object = None
+        self.error: Exception | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Found:
+    """A positive answer: a file (with metadata) or a directory, trusted until ``expires``."""
+
+    is_dir: bool
+    meta: ObjectMeta | None
+    expires: float
+
+
+@dataclasses.dataclass(slots=True)
+class Missing:
+    """A negative answer, trusted until ``expires``."""
+
+    expires: float
+
+
+class Metadata:
+    """Object and directory metadata for one bucket (see the module docstring)."""
+
+    def __init__(self, client: S3Client, cache: MetaCache, *, stale_grace: float = 1.0,
+                 ordered_listings: bool = True) -> None:
+        self.client = client
+        self.cache = cache
+        self.stale_grace = stale_grace
+        self.ordered_listings = ordered_listings
+        self._flights = SingleFlight()
+
+    # -- lookups -----------------------------------------------------------
+    async def lookup(self, dir_key: str, name: str) -> Found | Missing:
+        """What ``name`` is in the directory ``dir_key`` (a prefix, '' for the root)."""
+        c = self.cache
+        key = dir_key + name
+        listing = c.get_listing(dir_key)
+        if listing is not None and listing.complete and c.is_fresh(listing.expires):
+            entry = listing.index.get(name)
+            if entry is None:
+                return Missing(listing.expires)
+            if entry.is_dir:
+                return Found(True, None, listing.expires)
+            cached = c.get_object(key)
+            if cached is not None and c.is_fresh(cached.expires):
+                return Found(False, cached.meta, cached.expires)
+            return Found(False, entry.meta, listing.expires)
+        if (exp := c.prefix_expiry(key + "/")) is not None:
+            return Found(True, None, exp)
+        cached = c.get_object(key)
+        if cached is not None and c.is_fresh(cached.expires):
+            return Found(False, cached.meta, cached.expires)
+        if (exp := c.negative_expiry(key)) is not None:
+            return Missing(exp)
+        return await self._flights.run(("name", key), lambda: self._probe(key))
+
+    async def _probe(self, key: str) -> Found | Missing:
+        c = self.cache
+        stale = c.get_object(key)
+        known_dir = (key + "/") in c.prefixes
+        try:
+            if stale is not None and not known_dir:
+                return await self._revalidate_file(key, stale)
+            if known_dir and stale is None:
+                if await self._prefix_exists(key):
+                    return Found(True, None, c.put_prefix(key + "/"))
+                c.drop_prefix(key + "/")
+                return await self._probe_head(key)
+            return await self._probe_both(key)
+        except _UNAVAILABLE as e:
+            if stale is not None or known_dir:
+                self._warn_stale(key, e)
+                return Found(known_dir, None if known_dir else stale.meta,  # type: ignore[union-attr]
+                             c.now() + self.stale_grace)
+            raise
+
+    async def _probe_both(self, key: str) -> Found | Missing:
+        """HEAD key and LIST key/ at once; the directory wins."""
+        results: dict[str, object] = {}
+
+        async def run(name: str, fn: Callable[[], Awaitable[object]]) -> None:
+            try:
+                results[name] = await fn()
+            except errors.MetafsError as e:
+                results[name] = e
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run, "head", lambda: self.client.head_object(key))
+            n.start_soon(run, "list", lambda: self._prefix_exists(key))
+        is_dir, head = results["list"], results["head"]
+        if isinstance(is_dir, Exception):
+            raise is_dir
+        if is_dir:
+            if not isinstance(head, Exception) and head.status == "ok":  # type: ignore[attr-defined]
+                c_meta = head.meta  # type: ignore[attr-defined]
+                self.cache.put_object(c_meta)
+                log.info("key %r is both an object and a prefix: showing the directory", key)
+            return Found(True, None, self.cache.put_prefix(key + "/"))
+        if isinstance(head, errors.MetafsError):
+            raise head
+        return self._apply_head(key, head, None)  # type: ignore[arg-type]
+
+    async def _probe_head(self, key: str) -> Found | Missing:
+        return self._apply_head(key, await self.client.head_object(key), None)
+
+    async def _prefix_exists(self, key: str) -> bool:
+        page = await self.client.list_page(key + "/", delimiter=None, max_keys=1)
+        return bool(page.objects or page.prefixes)
+
+    async def _revalidate_file(self, key: str, stale: Cached) -> Found | Missing:
+        res = await self.client.head_object(key, stale.meta.etag)
+        return self._apply_head(key, res, stale)
+
+    def _apply_head(self, key: str, res, stale: Cached | None) -> Found | Missing:  # noqa: ANN001
+        c = self.cache
+        if res.status == "ok":
+            entry = c.put_object(res.meta)
+            return Found(False, entry.meta, entry.expires)
+        if res.status == "not_modified" and stale is not None:
+            c.touch_object(key)
+            return Found(False, stale.meta, stale.expires)
+        if res.status == "not_modified":  # 304 with nothing to extend: cannot happen
+            raise errors.MalformedResponseError(f"304 for {key!r} without If-None-Match")
+        return Missing(c.put_negative(key))
+
+    # -- per-file metadata -------------------------------------------------------
+    async def file(self, key: str, *, full: bool = False) -> Cached:
+        """Fresh metadata of the file ``key``; with ``full``, HEAD-level (headers).
+
+        Raises NotFoundError if the object is gone (and remembers that).
+        """
+        c = self.cache
+        while True:
+            cached = c.get_object(key)
+            if cached is not None and c.is_fresh(cached.expires) and (
+                    not full or cached.meta.headers is not None):
+                return cached
+            if not self._flights.busy(("obj", key)):
+                break
+            await self._flights.run(("obj", key), _noop)  # wait for it, then look again
+        return await self._flights.run(("obj", key), lambda: self._fetch(key, full))
+
+    async def _fetch(self, key: str, full: bool) -> Cached:
+        c = self.cache
+        stale = c.get_object(key)
+        # A listing-level entry has no headers: a 304 would leave us without them.
+        etag = stale.meta.etag if stale is not None and (not full or stale.meta.headers) else None
+        try:
+            res = await self.client.head_object(key, etag)
+        except _UNAVAILABLE as e:
+            if stale is not None and (not full or stale.meta.headers is not None):
+                self._warn_stale(key, e)
+                return Cached(stale.meta, c.now() + self.stale_grace)
+            raise
+        if res.status == "ok":
+            return c.put_object(res.meta)
+        if res.status == "not_modified" and stale is not None:
+            c.touch_object(key)
+            return stale
+        c.put_negative(key)
+        raise errors.NotFoundError(404, "NoSuchKey", "the object is gone", what=f"HEAD {key}")
+
+    def _warn_stale(self, key: str, e: Exception) -> None:
+        log.warning("serving cached metadata of %r: revalidation failed (%s)", key, e)
+
+    # -- listings ------------------------------------------------------------------
+    def listing(self, dir_key: str) -> Listing:
+        """The listing readdir should serve: fresh, in progress, or a new one."""
+        c = self.cache
+        lst = c.get_listing(dir_key)
+        if lst is not None and not lst.failed and (not lst.complete or c.is_fresh(lst.expires)):
+            return lst
+        lst = Listing(dir_key, c.now() + c.ttl, ordered=self.ordered_listings)
+        c.put_listing(lst)
+        return lst
+
+    async def fill(self, lst: Listing, upto: int) -> None:
+        """Fetch pages until ``lst`` has an entry at index ``upto`` or is complete."""
+        while len(lst.entries) <= upto and not lst.complete:
+            async with lst.lock:
+                if len(lst.entries) > upto or lst.complete:
+                    return
+                try:
+                    page = await self.client.list_page(lst.dir_key, token=lst.token)
+                except errors.MetafsError:
+                    lst.failed = True
+                    raise
+                if lst.pages == 0:
+                    # Trust runs from the first request, not from when it finished.
+                    lst.expires = min(lst.expires, self.cache.now() + self.cache.ttl)
+                self._absorb(lst, lst.add_page(page))
+
+    def _absorb(self, lst: Listing, entries: list[DirEntry]) -> None:
+        c = self.cache
+        for e in entries:
+            if e.is_dir:
+                c.put_prefix(lst.dir_key + e.name + "/")
+            else:
+                assert e.meta is not None
+                c.put_object(e.meta)
+        c.resize_listing(lst)
+
+    def entry_meta(self, lst: Listing, e: DirEntry) -> tuple[ObjectMeta, float]:
+        """The freshest metadata for a listed file, and until when to trust it."""
+        assert e.meta is not None
+        cached = self.cache.get_object(e.meta.key)
+        if cached is not None and self.cache.is_fresh(cached.expires):
+            return cached.meta, cached.expires
+        return e.meta, lst.expires
+
+
+async def _noop() -> None:
+    return None

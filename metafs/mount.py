@@ -1,0 +1,115 @@
+"""Mount lifecycle: check the bucket, mount, serve, unmount.  Nothing else.
+
+Order matters (S3QL's mount.py, pyfuse3's examples and their bugs):
+
+1. The signal receiver opens *before* ``pyfuse3.init``: a SIGTERM in the
+   gap would take its default action and leave a dead mount behind.
+2. HEAD Bucket runs before anything is mounted, so a wrong bucket, bad
+   credentials or an unreachable endpoint end the command with a message
+   and an empty mountpoint.
+3. One ``httpx.AsyncClient`` lives inside the trio loop, so its pool
+   closes before the loop ends.
+4. ``pyfuse3.close(unmount=True)`` runs in ``finally``: after a signal,
+   an external ``fusermount3 -u``, or a crash, the mountpoint is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Callable
+
+import httpx
+import pyfuse3
+import trio
+
+from . import sdnotify
+from .attrs import Ownership
+from .cache import MetaCache
+from .config import Config
+from .credentials import CredentialSource
+from .fuse_ops import Operations
+from .meta import Metadata
+from .s3.client import S3Client
+from .xattrs import bucket_xattrs
+
+log = logging.getLogger(__name__)
+
+
+def fuse_options(cfg: Config) -> set[str]:
+    opts = set(pyfuse3.default_options)  # default_permissions
+    opts |= {"ro", "noatime", f"fsname={cfg.source}", "subtype=metafs"}
+    if cfg.allow_other:
+        opts.add("allow_other")
+    return opts
+
+
+async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource
+                  ) -> tuple[S3Client, dict[str, str]]:
+    """Build the client and check the bucket (HEAD Bucket); raise on failure."""
+    region = cfg.region or creds.profile_region() or "us-east-1"
+    client = S3Client(
+        http,
+        bucket=cfg.bucket,
+        region=region,
+        endpoint_url=cfg.endpoint_url,
+        force_path_style=cfg.force_path_style,
+        credentials=creds,
+        attempts=cfg.retries + 1,
+        attempt_timeout=cfg.request_timeout,
+    )
+    headers = await client.head_bucket()
+    discovered = headers.get("x-amz-bucket-region")
+    if discovered and discovered != client.region:
+        if cfg.region is None:
+            client.signer.region = discovered  # discovery, not a mistake: no warning
+            if client.endpoint.aws_default:
+                client.switch_region(discovered)
+        else:
+            client.switch_region(discovered)
+    if cfg.prefix:
+        page = await client.list_page(cfg.prefix, delimiter=None, max_keys=1)
+        if not (page.objects or page.prefixes):
+            log.warning("prefix %r of bucket %s is empty or does not exist", cfg.prefix, cfg.bucket)
+    return client, headers
+
+
+async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
+    """Mount ``cfg`` and serve until a signal or an unmount."""
+    creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        limits = httpx.Limits(max_connections=cfg.max_connections,
+                              max_keepalive_connections=cfg.max_connections)
+        timeout = httpx.Timeout(cfg.request_timeout)
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as http:
+            await trio.to_thread.run_sync(creds.resolve)
+            client, bucket_headers = await prepare(cfg, http, creds)
+            cache = MetaCache(cfg.metadata_ttl, cfg.negative_ttl, cfg.cache_entries)
+            meta = Metadata(client, cache)
+            own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
+            extra = {"s3.bucket": cfg.bucket, "s3.region": client.region,
+                     "s3.endpoint": f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"}
+            ops = Operations(meta, client, own, root_key=cfg.prefix,
+                             root_xattrs=bucket_xattrs(bucket_headers, extra))
+            pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_terminate_on_signal, signals)
+                    log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
+                    sdnotify.notify("READY=1")
+                    if on_ready is not None:
+                        on_ready()
+                    await pyfuse3.main(max_tasks=cfg.max_connections)
+                    nursery.cancel_scope.cancel()
+            finally:
+                sdnotify.notify("STOPPING=1")
+                pyfuse3.close(unmount=True)
+                log.info("unmounted %s", cfg.mountpoint)
+
+
+async def _terminate_on_signal(signals: trio.abc.AsyncIterator[int]) -> None:  # type: ignore[name-defined]
+    async for signum in signals:
+        log.info("received %s: unmounting", signal.Signals(signum).name)
+        pyfuse3.terminate()
+        return

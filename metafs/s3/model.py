@@ -1,0 +1,178 @@
+"""What the S3 layer hands up: object metadata and listing pages.
+
+Pure parsing, no I/O.  The two sources of object metadata, a listing
+entry and a HEAD response, produce the same :class:`ObjectMeta`, with
+``mtime`` truncated to whole seconds in both, so ``stat`` never flips
+between values depending on which request filled the cache.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import email.utils
+import xml.etree.ElementTree as ET
+from typing import Sequence
+from urllib.parse import unquote, unquote_plus
+
+from ..errors import MalformedResponseError
+
+# Headers that describe the transport, not the object: never exposed.
+_HOP_HEADERS = frozenset({
+    "connection", "keep-alive", "transfer-encoding", "date", "server",
+    "accept-ranges", "access-control-allow-origin", "vary", "content-security-policy",
+})
+
+
+@dataclasses.dataclass(slots=True)
+class ObjectMeta:
+    """Metadata of one object.
+
+    ``headers`` is ``None`` for an entry known only from a listing; a HEAD
+    fills it with the response headers (lowercase names, in order), which
+    is where user and system metadata live.  ``etag`` is kept exactly as
+    the server sent it (quotes, case) because revalidation sends it back.
+    """
+
+    key: str
+    size: int
+    mtime: int  # seconds since the epoch
+    etag: str | None
+    storage_class: str | None = None
+    headers: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class ListPage:
+    """One page of a delimiter listing, keys decoded."""
+
+    objects: list[ObjectMeta]
+    prefixes: list[str]
+    truncated: bool
+    next_token: str | None  # continuation-token (V2) or marker (V1)
+
+
+def parse_http_date(value: str | None) -> int:
+    """Seconds since the epoch of an RFC 7231 date; 0 if absent or invalid."""
+    if not value:
+        return 0
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(dt.timestamp())
+
+
+def parse_iso8601(value: str) -> int:
+    """Seconds since the epoch of a listing's ``2020-12-10T03:37:30.000Z``.
+
+    Fractions are dropped (truncated, as HEAD's ``Last-Modified`` is).
+    """
+    v = value.strip()
+    try:
+        date, _, clock = v.partition("T")
+        y, mo, d = (int(x) for x in date.split("-"))
+        clock = clock.rstrip("Z")
+        offset = 0
+        for sign in ("+", "-"):
+            if sign in clock:
+                clock, _, off = clock.partition(sign)
+                hh, _, mm = off.partition(":")
+                offset = (int(hh) * 3600 + int(mm or 0) * 60) * (1 if sign == "+" else -1)
+        hms = clock.split(".")[0].split(":")
+        h, mi, s = int(hms[0]), int(hms[1]), int(hms[2])
+    except (ValueError, IndexError) as e:
+        raise MalformedResponseError(f"bad timestamp in listing: {value!r}") from e
+    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
+
+
+def meta_from_head(key: str, headers: Sequence[tuple[str, str]]) -> ObjectMeta:
+    """Build metadata from HEAD Object response headers (lowercase names)."""
+    kept = tuple((k, v) for k, v in headers if k not in _HOP_HEADERS)
+    h = dict(kept)
+    try:
+        size = int(h.get("content-length", "0"))
+    except ValueError as e:
+        raise MalformedResponseError(f"bad Content-Length for {key!r}") from e
+    storage = None
+    for name in ("x-amz-storage-class", "x-cos-storage-class", "x-oss-storage-class", "x-obs-storage-class"):
+        if name in h:
+            storage = h[name]
+            break
+    return ObjectMeta(key, size, parse_http_date(h.get("last-modified")), h.get("etag"), storage, kept)
+
+
+def _ns(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def parse_list(body: bytes) -> ListPage:
+    """Parse a ListObjectsV2 (or V1 / ListBucketResult-shaped) response.
+
+    Keys are URL-decoded only when the response says ``EncodingType=url``:
+    a server that ignored ``encoding-type`` sent them raw, and decoding a
+    raw ``%`` would corrupt the key.  S3 encodes a space as ``+`` (hence
+    ``unquote_plus``, as botocore does); a literal ``+`` arrives as ``%2B``.
+    """
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as e:
+        raise MalformedResponseError(f"listing is not valid XML: {e}") from e
+    if _ns(root.tag) != "ListBucketResult":
+        raise MalformedResponseError(f"unexpected listing root element <{_ns(root.tag)}>")
+    fields: dict[str, str] = {}
+    raw_objects: list[dict[str, str]] = []
+    raw_prefixes: list[str] = []
+    for child in root:
+        tag = _ns(child.tag)
+        if tag == "Contents":
+            raw_objects.append({_ns(c.tag): (c.text or "") for c in child})
+        elif tag == "CommonPrefixes":
+            for c in child:
+                if _ns(c.tag) == "Prefix":
+                    raw_prefixes.append(c.text or "")
+        else:
+            fields[tag] = child.text or ""
+    encoded = fields.get("EncodingType", "").lower() == "url"
+    # COS documents %20 for space and decodes with plain unquote; S3 and
+    # MinIO may use '+'.  unquote_plus is right for both, since a literal
+    # '+' in a key is always sent as %2B when encoding is on.
+    dec = unquote_plus if encoded else (lambda s: s)
+    objects = []
+    for o in raw_objects:
+        if "Key" not in o:
+            raise MalformedResponseError("listing entry without <Key>")
+        try:
+            size = int(o.get("Size", "0"))
+        except ValueError as e:
+            raise MalformedResponseError(f"bad <Size> in listing: {o.get('Size')!r}") from e
+        mtime = parse_iso8601(o["LastModified"]) if o.get("LastModified") else 0
+        objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None,
+                                  o.get("StorageClass") or None))
+    truncated = fields.get("IsTruncated", "false").lower() == "true"
+    token = fields.get("NextContinuationToken") or None
+    if token is None and truncated:
+        # V1 listings: NextMarker if given, else the last key (as the spec says).
+        marker = fields.get("NextMarker")
+        if marker:
+            token = dec(marker)
+        elif objects or raw_prefixes:
+            token = max([o.key for o in objects] + [dec(p) for p in raw_prefixes])
+    return ListPage(objects, [dec(p) for p in raw_prefixes], truncated, token)
+
+
+def parse_error(body: bytes) -> tuple[str, str, str | None]:
+    """(Code, Message, Region) of an S3 error body; empty strings if none."""
+    if not body:
+        return "", "", None
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "", "", None
+    vals = {_ns(c.tag): (c.text or "") for c in root}
+    return vals.get("Code", ""), vals.get("Message", ""), vals.get("Region") or None
+
+
+def percent_decode(value: str) -> str:
+    """Decode %XX escapes (values OBS stores as the client sent them)."""
+    return unquote(value) if "%" in value else value

@@ -1,0 +1,111 @@
+"""Extended-attribute names and values.  Pure.
+
+Naming (see SEMANTICS.md, "Extended attributes"):
+
+* ``user.<key>``: the object's user metadata, from ``x-amz-meta-<key>``
+  (and ``x-cos-meta-``, ``x-oss-meta-``, ``x-obs-meta-``), value decoded
+  from RFC 2047 encoded-words to UTF-8.
+* ``s3.<name>``: system metadata, in a namespace of its own so it cannot
+  collide with any user key.  Standard headers keep their name
+  (``s3.etag``, ``s3.content-type``, ``s3.last-modified``...); vendor
+  headers lose their vendor prefix, so one name means one thing across
+  providers (``x-amz-storage-class`` and ``x-oss-storage-class`` are both
+  ``s3.storage-class``).  ``s3.etag`` is shown without its quotes.
+* ``security.*``, ``system.*`` and ``trusted.*`` are answered locally
+  with ENOTSUP and no request: ``ls -l`` probes ``security.selinux`` and
+  ``system.posix_acl_*`` on every entry, and GNU ls remembers ENOTSUP per
+  device and stops asking (ENODATA would cost two round trips per entry).
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.header
+from typing import Iterable, Mapping
+
+META_PREFIXES = ("x-amz-meta-", "x-cos-meta-", "x-oss-meta-", "x-obs-meta-")
+VENDOR_PREFIXES = ("x-amz-", "x-cos-", "x-oss-", "x-obs-")
+SYSTEM_NS = "s3."
+USER_NS = "user."
+FOREIGN_NAMESPACES = (b"security.", b"system.", b"trusted.")
+
+# Standard HTTP headers that are object metadata.
+_STANDARD = frozenset({
+    "etag", "content-type", "content-encoding", "content-language", "content-disposition",
+    "cache-control", "expires", "last-modified", "content-md5",
+})
+# Vendor headers that describe the request, not the object (after the prefix).
+_NOT_METADATA = frozenset({
+    "request-id", "id-2", "trace-id", "requestid", "content-sha256", "sdk-checksum-algorithm",
+    "server-time", "ec", "err", "api", "date", "security-token", "s3session-token",
+})
+# Different vendor spellings of one thing get one name.
+_RENAMES = {"checksum-crc64ecma": "hash-crc64ecma"}
+
+
+def decode_rfc2047(value: str) -> str:
+    """Decode ``=?charset?B|Q?...?=`` words (as S3 returns non-ASCII values)."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError, UnicodeDecodeError, email.errors.HeaderParseError):
+        return value
+
+
+def is_foreign(name: bytes) -> bool:
+    """Names answered locally with ENOTSUP (see the module docstring)."""
+    return name.startswith(FOREIGN_NAMESPACES)
+
+
+def system_name(header: str) -> str | None:
+    """The ``s3.*`` name of a response header, or None if it is not metadata."""
+    if header in _STANDARD:
+        return SYSTEM_NS + header
+    for p in VENDOR_PREFIXES:
+        if header.startswith(p):
+            rest = header[len(p):]
+            if rest in _NOT_METADATA:
+                return None
+            return SYSTEM_NS + _RENAMES.get(rest, rest)
+    return None
+
+
+def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: bool = False
+                  ) -> dict[bytes, bytes]:
+    """All xattrs of an object from its HEAD response headers (lowercase names).
+
+    Repeated headers are joined with ``,`` as HTTP allows.
+    """
+    out: dict[bytes, bytes] = {}
+    for h, v in headers:
+        name: str | None = None
+        for p in META_PREFIXES:
+            if h.startswith(p):
+                value = v
+                if percent_decode_values and "%" in value:
+                    from urllib.parse import unquote
+                    value = unquote(value)
+                name, v = USER_NS + h[len(p):], decode_rfc2047(value)
+                break
+        else:
+            if h.startswith("x-") or h in _STANDARD:
+                name = system_name(h)
+                if name == "s3.etag":
+                    v = v.strip('"')
+        if name is None:
+            continue
+        bname = name.encode("utf-8")
+        bval = v.encode("utf-8", "surrogateescape")
+        out[bname] = out[bname] + b"," + bval if bname in out else bval
+    return out
+
+
+def bucket_xattrs(headers: Mapping[str, str], extra: Mapping[str, str]) -> dict[bytes, bytes]:
+    """Xattrs of the mount root: the HEAD Bucket answer plus what we know."""
+    out = {k.encode(): v.encode("utf-8") for k, v in extra.items()}
+    for h, v in headers.items():
+        name = system_name(h)
+        if name is not None and h not in _STANDARD:
+            out[name.encode()] = v.encode("utf-8", "surrogateescape")
+    return out
