@@ -193,7 +193,8 @@ class Operations(pyfuse3.Operations):
 
         ``start_id`` 0 (re)starts: the handle takes the directory's current
         listing (fresh from cache, shared while in progress, or new).
-        ``next_id`` of entry *i* is *i + 1*, so repeated or rewound offsets
+        ``.`` and ``..`` come first; ``next_id`` of listing entry *i* is
+        *i + 3*, so repeated or rewound offsets
         re-serve the same entries, each counted again.  Each entry whose
         ``readdir_reply`` returned True counts one lookup.
 
@@ -211,7 +212,16 @@ class Operations(pyfuse3.Operations):
         lst = h.listing
         parent = h.node
         cache = self.meta.cache
-        i = start_id
+        # Positions 0 and 1 are '.' and '..' (not counted as lookups, as
+        # libfuse documents); position p >= 2 is entries[p - 2].
+        pos = start_id
+        while pos < 2:
+            node = parent if pos == 0 else self.inodes.get(parent.parent) or parent
+            attrs = dir_attrs(node.ino, self.own, cache.ttl)
+            if not pyfuse3.readdir_reply(token, b"." * (pos + 1), attrs, pos + 1):
+                return
+            pos += 1
+        i = pos - 2
         replied = 0
         while True:
             if i >= len(lst.entries):
@@ -227,7 +237,7 @@ class Operations(pyfuse3.Operations):
             else:
                 meta, expires = self.meta.entry_meta(lst, e)
                 attrs = file_attrs(node.ino, meta, self.own, cache.remaining(expires))
-            if not pyfuse3.readdir_reply(token, e.name.encode("utf-8"), attrs, i + 1):
+            if not pyfuse3.readdir_reply(token, e.name.encode("utf-8"), attrs, i + 3):
                 self.inodes.discard_if_unused(node)
                 return
             self.inodes.remember(node)

@@ -24,7 +24,6 @@ after it.  Output: a table on stdout, OUT/results.json, OUT/benchmark.png
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import datetime
 import json
@@ -37,19 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"  # before moto/botocore are imported
 
-import httpx  # noqa: E402
-from botocore.auth import S3SigV4Auth  # noqa: E402
-from botocore.awsrequest import AWSRequest  # noqa: E402
-from botocore.credentials import Credentials  # noqa: E402
-
+import bench_bare  # noqa: E402  (scripts/bench_bare.py)
 from tests.s3server import CountingS3Server  # noqa: E402
 
 BUCKET = "bench"             # 2,000-key directory, 200 files with metadata, nested tree
@@ -60,7 +54,6 @@ SECRET_KEY = "metafs-benchmark-secret-key"  # moto does not check signatures
 MOTO_ACCOUNT = "123456789012"  # moto's default account
 
 MOUNT_TIMEOUT = 30.0    # seconds until a mount must be live
-BARE_CONCURRENCY = 8    # parallel HEADs for the "bare" baseline
 REFERENCES = ("bare", "tmpfs")
 
 # ---------------------------------------------------------------- dataset
@@ -417,73 +410,22 @@ def run_tool(ctx: Context, tool: str, delay: float, workloads: list[Workload]) -
         record(ctx, delay, RSS_ROW, tool, status="ok", rss_kb=max(rss.values()), samples=rss)
 
 
-# "bare": the requests themselves, signed with SigV4 like any S3 client would
-S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
-
-
-def s3_request(http: httpx.Client, method: str, url: str, params: dict | None = None) -> httpx.Response:
-    if params:
-        url += "?" + urlencode(sorted(params.items()), quote_via=quote)
-    req = AWSRequest(method=method, url=url)
-    S3SigV4Auth(CREDENTIALS, "s3", REGION).add_auth(req)
-    return http.request(method, url, headers=dict(req.headers.items()))
-
-
-def bare_list(http: httpx.Client, url: str, bucket: str, prefix: str, delimiter: str | None) -> int:
-    """ListObjectsV2 page by page (pages are sequential by nature); returns entries seen."""
-    entries, token = 0, None
-    while True:
-        params = {"list-type": "2", "prefix": prefix}
-        if delimiter:
-            params["delimiter"] = delimiter
-        if token:
-            params["continuation-token"] = token
-        r = s3_request(http, "GET", f"{url}/{bucket}", params)
-        r.raise_for_status()
-        root = ET.fromstring(r.content)
-        entries += len(root.findall(S3_NS + "Contents")) + len(root.findall(S3_NS + "CommonPrefixes"))
-        token = root.findtext(S3_NS + "NextContinuationToken")
-        if not token:
-            return entries
-
-
-def bare_heads(http: httpx.Client, url: str, bucket: str, keys: list[str]) -> int:
-    """HeadObject for every key, BARE_CONCURRENCY at a time; returns how many answered 200."""
-    def head(key: str) -> int:
-        return s3_request(http, "HEAD", f"{url}/{bucket}/{quote(key)}").status_code
-
-    with concurrent.futures.ThreadPoolExecutor(BARE_CONCURRENCY) as pool:
-        return sum(status == 200 for status in pool.map(head, keys))
-
-
+# "bare": the workload's S3 requests sent directly (scripts/bench_bare.py, own process)
 def run_bare(ctx: Context, delay: float, workloads: list[Workload]) -> None:
-    with httpx.Client(timeout=60) as http:
-        for w in workloads:
-            if not w.bare:
-                continue
-            kind, bucket, *rest = w.bare
-            ctx.server.reset()
-            t0 = time.perf_counter()
-            try:
-                if kind == "list":
-                    n = bare_list(http, ctx.url, bucket, *rest)
-                else:
-                    n = bare_heads(http, ctx.url, bucket, *rest)
-            except (httpx.HTTPError, ET.ParseError) as e:
-                record(ctx, delay, w.name, "bare", status="error", error=repr(e))
-                continue
-            record(ctx, delay, w.name, "bare", status="ok", seconds=time.perf_counter() - t0,
-                   requests=ctx.server.counts(), out_lines=n,
-                   requests_sent=describe_bare(w.bare))
-
-
-def describe_bare(bare: tuple) -> str:
-    kind, bucket, *rest = bare
-    if kind == "list":
-        prefix, delimiter = rest
-        return f"ListObjectsV2 {bucket} prefix={prefix}" + (f" delimiter={delimiter}" if delimiter else "")
-    return f"HeadObject x{len(rest[0])} in {bucket} ({BARE_CONCURRENCY} in parallel)"
+    for w in workloads:
+        if not w.bare:
+            continue
+        ctx.server.reset()
+        p = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_bare.py")),
+                            ctx.url, json.dumps(w.bare)],
+                           env=child_env(), capture_output=True, text=True, timeout=ctx.timeout + 60)
+        if p.returncode != 0:
+            record(ctx, delay, w.name, "bare", status="error", error=p.stderr.strip()[-300:])
+            continue
+        answer = json.loads(p.stdout)
+        record(ctx, delay, w.name, "bare", status="ok", seconds=answer["seconds"],
+               requests=ctx.server.counts(), out_lines=answer["entries"],
+               requests_sent=bench_bare.describe(list(w.bare)))
 
 
 # ----------------------------------------------------------------- output
@@ -522,7 +464,8 @@ def note(r: dict) -> str:
     if r["status"] in ("error", "skipped"):
         return r.get("error", "")[:150]
     if r["tool"] == "bare":
-        return f"{r['out_lines']} entries/200s; {r['requests_sent']}"
+        unit = "entries listed" if r["requests"].get("LIST") else "x 200 OK"
+        return f"{r['out_lines']} {unit}; {r['requests_sent']}"
     if r["workload"] == MOUNT_ROW:
         return "median of " + ", ".join(fmt_seconds(s) for s in r["samples"])
     if r["workload"] == RSS_ROW:
@@ -602,6 +545,8 @@ def chart(records: list[dict], delays: list[float], tools: list[str], workloads:
                 if r["status"] == "timeout":
                     ax.text(x, h * 1.1, f">{timeout:.0f}s", ha="center", va="bottom", fontsize=6, rotation=90)
         ax.legend(fontsize=8, ncol=len(series), loc="upper left")
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top * 8)  # room for the legend above the tallest bar
         ax.set_yscale("log")
         ax.set_ylabel("wall time (s, log)")
         ax.set_title(f"metafs vs s3fs vs rclone mount, moto S3 with {delay:g} ms per request")
@@ -674,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in workloads:
             results["workloads"][w.name] = {"label": w.label, "cmd": w.cmd, "bucket": w.bucket,
                                             "fresh_mount": w.fresh,
-                                            "bare": describe_bare(w.bare) if w.bare else None}
+                                            "bare": bench_bare.describe(list(w.bare)) if w.bare else None}
         print(f"S3 server {server.url}; objects {results['dataset']}; setup {results['setup_s']} s")
         for tool in tools:
             argv_, env = FUSE_TOOLS[tool](server.url, BUCKET, "MOUNTPOINT", ctx)

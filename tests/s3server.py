@@ -61,6 +61,8 @@ class Record:
     query: dict[str, str]
     headers: dict[str, str]  # lowercase names, only those tests look at
     status: int = 0
+    started: float = 0.0  # time.monotonic() when the request arrived
+    finished: float = 0.0  # ... and when its answer began
 
 
 _KEPT_HEADERS = ("if-none-match", "if-match", "authorization", "host", "x-amz-security-token")
@@ -182,7 +184,8 @@ class CountingS3Server:
             if (k := "HTTP_" + h.upper().replace("-", "_")) in environ
         }
         decoded = unquote(path) if "%" in path else path
-        rec = Record(classify(method, decoded, query, headers), method, decoded, query, headers)
+        rec = Record(classify(method, decoded, query, headers), method, decoded, query, headers,
+                     started=time.monotonic())
         if not path.startswith("/moto-api"):
             with self._lock:
                 self.records.append(rec)
@@ -193,13 +196,13 @@ class CountingS3Server:
         if self.fault == "500" and rec.kind != "WRITE":
             body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
                     b"<Message>We encountered an internal error. Please try again.</Message></Error>")
-            rec.status = 500
+            rec.status, rec.finished = 500, time.monotonic()
             start_response("500 Internal Server Error",
                            [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
             return [] if method == "HEAD" else [body]
 
         def recording_start_response(status: str, hdrs: list, exc_info: Any = None) -> Any:
-            rec.status = int(status.split(" ", 1)[0])
+            rec.status, rec.finished = int(status.split(" ", 1)[0]), time.monotonic()
             return start_response(status, hdrs, exc_info) if exc_info else start_response(status, hdrs)
 
         return self._app(environ, recording_start_response)

@@ -294,8 +294,18 @@ def _describe_transport(e: httpx.HTTPError, ep: Endpoint) -> str:
 
 
 def _root_cause(e: BaseException) -> str:
-    while e.__cause__ is not None or e.__context__ is not None:
-        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    """The innermost OS-level reason, e.g. 'Connection refused'."""
+    seen = 0
+    while seen < 10:
+        seen += 1
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+        if isinstance(e, BaseExceptionGroup) and e.exceptions:
+            e = e.exceptions[0]
+        elif e.__cause__ is not None or e.__context__ is not None:
+            e = e.__cause__ or e.__context__  # type: ignore[assignment]
+        else:
+            break
     return str(e) or type(e).__name__
 
 

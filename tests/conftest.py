@@ -1,0 +1,176 @@
+"""Fixtures: one moto S3 server for the session, buckets, and real mounts.
+
+Real mounts go through the kernel: ``/dev/fuse`` and root (or a setuid
+``fusermount3``) are required, and their absence *fails* the mount tests
+instead of skipping them, so CI can never pass without exercising them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.s3server import CountingS3Server
+
+ACCESS_KEY = "AKIAMETAFSTEST000001"
+SECRET_KEY = "metafs/test+secret-KEY-do-not-log"
+ACCOUNT = "123456789012"
+REPO = Path(__file__).resolve().parent.parent
+FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/nonexistent",
+               AWS_SHARED_CREDENTIALS_FILE="/nonexistent", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def s3server() -> Iterator[CountingS3Server]:
+    srv = CountingS3Server().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def s3(s3server: CountingS3Server) -> Iterator[CountingS3Server]:
+    """The server, with counts reset and no fault or delay."""
+    s3server.set_fault(None)
+    s3server.delay = 0.0
+    s3server.reset()
+    yield s3server
+    s3server.set_fault(None)
+    s3server.delay = 0.0
+    s3server.enable_auth(False)
+
+
+@pytest.fixture(scope="session")
+def boto(s3server: CountingS3Server):  # noqa: ANN201
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3server.url, region_name="us-east-1",
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+
+
+_bucket_ids = itertools.count()
+
+
+@pytest.fixture
+def bucket(boto, request) -> str:  # noqa: ANN001
+    """A fresh, empty bucket named after the test."""
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t{next(_bucket_ids)}-{stem}"
+    boto.create_bucket(Bucket=name)
+    return name
+
+
+def put_many(bucket: str, keys: list[str], body: bytes = b"x") -> None:
+    """Create many objects fast, straight in moto's backend (same process)."""
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[ACCOUNT]["aws"]
+    for k in keys:
+        backend.put_object(bucket, k, body)
+
+
+class Mount:
+    """A metafs process serving ``path``; ``run`` executes shell commands on it."""
+
+    def __init__(self, path: Path, proc: subprocess.Popen, log: Path) -> None:
+        self.path = path
+        self.proc = proc
+        self.log = log
+
+    def run(self, cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        r = subprocess.run(cmd, shell=True, cwd=self.path, capture_output=True, text=True,
+                           timeout=timeout, env=dict(os.environ, LC_ALL="C.UTF-8"))
+        if check and r.returncode != 0:
+            raise AssertionError(f"{cmd!r} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def unmount(self) -> int:
+        """fusermount3 -u, then the process must exit 0 and the path be free."""
+        r = subprocess.run([FUSERMOUNT, "-u", str(self.path)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        rc = self.proc.wait(15)
+        assert not os.path.ismount(self.path)
+        return rc
+
+
+def wait_for_mount(path: Path, proc: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.ismount(path):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"metafs exited with {proc.returncode} before mounting")
+        time.sleep(0.02)
+    raise AssertionError("mount did not appear in time")
+
+
+def _require_fuse() -> None:
+    # Fail, do not skip: the real-mount tests are the point of the suite.
+    assert os.path.exists("/dev/fuse"), "/dev/fuse is missing: real-mount tests cannot run"
+    assert shutil.which("fusermount3") or shutil.which("fusermount"), "fusermount3 is not installed"
+
+
+@pytest.fixture
+def mount(s3: CountingS3Server, tmp_path: Path):  # noqa: ANN201
+    """Factory: ``mount(bucket, *options)`` -> a live :class:`Mount`.
+
+    Teardown unmounts, requires exit status 0, and fails the test if the
+    log holds a traceback or a secret.
+    """
+    _require_fuse()
+    mounts: list[Mount] = []
+
+    def _mount(source: str, *options: str, endpoint: str | None = None,
+               env: dict[str, str] | None = None) -> Mount:
+        path = tmp_path / f"mnt{len(mounts)}"
+        path.mkdir()
+        log = tmp_path / f"metafs{len(mounts)}.log"
+        cmd = [sys.executable, "-m", "metafs", "--foreground", "--endpoint-url", endpoint or s3.url,
+               *options, source, str(path)]
+        with open(log, "wb") as logf:
+            proc = subprocess.Popen(cmd, env=env or base_env(), stdout=logf, stderr=subprocess.STDOUT,
+                                    cwd=REPO)
+        m = Mount(path, proc, log)
+        mounts.append(m)
+        wait_for_mount(path, proc)
+        s3.reset()  # the counts a test sees start after HEAD Bucket
+        return m
+
+    yield _mount
+    for m in mounts:
+        if os.path.ismount(m.path):
+            subprocess.run([FUSERMOUNT, "-u", str(m.path)], capture_output=True)
+            try:
+                rc = m.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                subprocess.run([FUSERMOUNT, "-uz", str(m.path)], capture_output=True)
+                m.proc.send_signal(signal.SIGKILL)
+                m.proc.wait(5)
+                raise AssertionError("metafs did not exit after unmount")
+            assert rc == 0, f"metafs exited {rc}: {m.log_text()}"
+        elif m.proc.poll() is None:
+            m.proc.kill()
+            m.proc.wait(5)
+        text = m.log_text()
+        assert "Traceback" not in text, text
+        assert SECRET_KEY not in text
