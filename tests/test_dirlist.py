@@ -1,0 +1,254 @@
+"""metafs.dirlist: the rules 1-5 of the module docstring, page by page."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+
+from metafs.dirlist import NAME_MAX, DirEntry, Listing, invalid_reason
+from metafs.s3.model import ListPage, ObjectMeta
+
+_uniq = itertools.count()
+
+
+def obj(key: str, size: int = 1, etag: str | None = '"e"') -> ObjectMeta:
+    return ObjectMeta(key, size, 1_600_000_000, etag)
+
+
+def page(keys: list[str] = (), prefixes: list[str] = (), token: str | None = None) -> ListPage:
+    """A page; truncated exactly when a token is given."""
+    return ListPage([obj(k) for k in keys], list(prefixes), token is not None, token)
+
+
+def names(entries: list[DirEntry]) -> list[tuple[str, bool]]:
+    return [(e.name, e.is_dir) for e in entries]
+
+
+# -- rule 1: file vs prefix ------------------------------------------------------------
+
+def test_objects_are_files_and_prefixes_are_directories():
+    lst = Listing("", expires=100.0)
+    out = lst.add_page(page(["a.txt", "b"], ["d/", "e/"]))
+    assert names(out) == [("a.txt", False), ("b", False), ("d", True), ("e", True)]
+    assert lst.complete and lst.token is None
+    assert lst.index["a.txt"].meta is not None and lst.index["a.txt"].meta.key == "a.txt"
+    assert lst.index["d"].meta is None
+    assert lst.entries == out
+
+
+def test_names_are_relative_to_the_listed_prefix():
+    lst = Listing("dir/sub/", expires=0.0)
+    out = lst.add_page(page(["dir/sub/f1", "dir/sub/f2"], ["dir/sub/x/"]))
+    assert names(out) == [("f1", False), ("f2", False), ("x", True)]
+    assert lst.index["f1"].meta.key == "dir/sub/f1"
+
+
+def test_keys_outside_the_prefix_are_left_out():
+    lst = Listing("dir/", expires=0.0)
+    out = lst.add_page(page(["dir/a", "other/b"], ["elsewhere/"]))
+    assert names(out) == [("a", False)]
+
+
+# -- rule 2: the directory wins ------------------------------------------------------
+
+def test_directory_wins_over_same_named_file_in_one_page():
+    lst = Listing("", expires=0.0)
+    out = lst.add_page(page(["a", "b"], ["a/"]))
+    assert names(out) == [("a", True), ("b", False)]
+    assert lst.index["a"].is_dir and lst.index["a"].meta is None
+
+
+def test_keys_between_a_and_a_slash_sort_as_the_docstring_says():
+    # The premise of rule 2: these keys sort between "a" and "a/".
+    for k in ("a!", "a-b", "a.txt", "a b", "a+"):
+        assert "a" < k < "a/"
+
+
+def test_directory_wins_when_file_ends_one_page_and_prefix_starts_a_later_one():
+    lst = Listing("", expires=0.0)
+    p1 = lst.add_page(page(["0", "a"], token="t1"))
+    # "0" is provably safe (everything later sorts after "0/"); "a" is held.
+    assert names(p1) == [("0", False)]
+    assert "a" not in lst.index
+    assert not lst.complete and lst.token == "t1"
+    p2 = lst.add_page(page(["a!", "a-b", "a.txt"], token="t2"))
+    # Each of these might still be shadowed by "a/" (or by its own prefix).
+    assert p2 == []
+    assert lst.token == "t2"
+    p3 = lst.add_page(page(["b"], ["a/"]))
+    assert names(p3) == [("a!", False), ("a-b", False), ("a.txt", False), ("a", True),
+                         ("b", False)]
+    assert lst.complete and lst.token is None
+    assert lst.index["a"].is_dir
+    assert [e.name for e in lst.entries].count("a") == 1
+
+
+def test_held_file_is_released_by_a_key_after_its_would_be_prefix():
+    lst = Listing("", expires=0.0)
+    assert names(lst.add_page(page(["a"], token="t"))) == []
+    # "a0" sorts after "a/" ('0' > '/'): no "a/" can follow any more.
+    out = lst.add_page(page(["a0"], token="t2"))
+    assert names(out) == [("a", False)]
+    assert not lst.index["a"].is_dir
+
+
+def test_held_file_is_released_when_the_listing_ends():
+    lst = Listing("", expires=0.0)
+    assert lst.add_page(page(["x", "y"], token="t")) == [lst.index["x"]]
+    out = lst.add_page(page([]))
+    assert names(out) == [("y", False)]
+    assert lst.complete
+
+
+def test_prefix_not_shadowing_held_file_is_shown_and_file_stays_held():
+    lst = Listing("", expires=0.0)
+    out = lst.add_page(page(["a"], ["a-b/"], token="t"))
+    # The directory a-b is certain; the file a could still lose to "a/".
+    assert names(out) == [("a-b", True)]
+    out = lst.add_page(page([], ["a/"]))
+    assert names(out) == [("a", True)]
+    assert names(lst.entries) == [("a-b", True), ("a", True)]
+
+
+def test_file_wins_when_no_prefix_follows():
+    lst = Listing("", expires=0.0)
+    lst.add_page(page(["a"], token="t"))
+    lst.add_page(page(["a-b", "a.txt"], token="t2"))
+    out = lst.add_page(page(["c"]))
+    assert names(out) == [("a", False), ("a-b", False), ("a.txt", False), ("c", False)]
+
+
+def test_entries_only_get_appended():
+    lst = Listing("", expires=0.0)
+    seen: list[DirEntry] = []
+    for p in (page(["a", "b"], token="1"), page(["b0", "c"], ["b/"], token="2"), page(["d"])):
+        before = list(lst.entries)
+        out = lst.add_page(p)
+        assert lst.entries[:len(before)] == before
+        assert lst.entries[len(before):] == out
+        seen += out
+    assert lst.entries == seen
+    assert names(seen) == [("a", False), ("b", True), ("b0", False), ("c", False), ("d", False)]
+    assert lst.pages == 3
+
+
+# -- rule 3: the directory's own marker ----------------------------------------------
+
+def test_marker_object_of_the_listed_directory_is_skipped():
+    lst = Listing("dir/", expires=0.0)
+    out = lst.add_page(page(["dir/", "dir/f"]))
+    assert names(out) == [("f", False)]
+    assert "" not in lst.index
+
+
+def test_marker_of_root_listing_is_not_an_issue_for_subdirs():
+    lst = Listing("", expires=0.0)
+    # At the root, "d/" as an object would be rolled into a prefix by the server;
+    # a prefix is a directory whatever the markers.
+    out = lst.add_page(page(["f"], ["d/"]))
+    assert names(out) == [("d", True), ("f", False)]
+
+
+# -- rule 4: invalid names ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a\0b", "x" * 256, "日" * 100, "a/b"])
+def test_invalid_reason_rejects(name):
+    assert invalid_reason(name) is not None
+
+
+@pytest.mark.parametrize("name", ["a", "...", ".hidden", "x" * NAME_MAX, "日" * 85, "a b", "%"])
+def test_invalid_reason_accepts(name):
+    assert invalid_reason(name) is None
+
+
+def test_invalid_names_are_left_out_of_listings():
+    lst = Listing("d/", expires=0.0)
+    long_ok = "x" * 255
+    out = lst.add_page(page(
+        ["d/ok", "d/.", "d/..", "d/nul\0x", "d/" + "日" * 100, "d/" + long_ok],
+        ["d//", "d/./", "d/../", "d/" + "y" * 256 + "/", "d/sub/"]))
+    assert sorted(names(out)) == sorted([("ok", False), (long_ok, False), ("sub", True)])
+    for bad in ("", ".", "..", "nul\0x", "日" * 100, "y" * 256):
+        assert bad not in lst.index
+
+
+def test_invalid_key_is_logged_once(caplog):
+    n = next(_uniq)
+    bad = f"d{n}/" + "日" * 100
+    lst = Listing(f"d{n}/", expires=0.0)
+    with caplog.at_level(logging.WARNING, logger="metafs.dirlist"):
+        lst.add_page(page([bad], token="t"))
+        lst.add_page(page([bad]))
+        lst2 = Listing(f"d{n}/", expires=0.0)
+        lst2.add_page(page([bad]))
+    assert sum(bad in r.getMessage() or repr(bad) in r.getMessage() for r in caplog.records) == 1
+
+
+# -- rule 5: unordered listings ---------------------------------------------------------
+
+def test_unordered_listing_held_until_complete_then_sorted():
+    lst = Listing("", expires=0.0, ordered=False)
+    assert lst.add_page(page(["z", "a", "m"], ["q/"], token="t1")) == []
+    assert lst.entries == [] and not lst.complete and lst.token == "t1"
+    assert lst.add_page(page(["b"], ["m/", "a/"], token="t2")) == []
+    out = lst.add_page(page(["c", "q"]))
+    assert names(out) == [("a", True), ("b", False), ("c", False), ("m", True), ("q", True),
+                          ("z", False)]
+    assert lst.entries == out
+    assert lst.complete and lst.token is None
+    assert lst.index["a"].is_dir and lst.index["q"].is_dir and lst.index["m"].is_dir
+
+
+def test_unordered_listing_directory_seen_before_file_still_wins():
+    lst = Listing("", expires=0.0, ordered=False)
+    lst.add_page(page([], ["x/"], token="t"))
+    out = lst.add_page(page(["x"]))
+    assert names(out) == [("x", True)]
+
+
+def test_unordered_listing_applies_rules_3_and_4():
+    lst = Listing("d/", expires=0.0, ordered=False)
+    out = lst.add_page(page(["d/", "d/..", "d/f", "d/" + "日" * 100], ["d//"]))
+    assert names(out) == [("f", False)]
+
+
+def test_unordered_listing_duplicates_shown_once():
+    lst = Listing("", expires=0.0, ordered=False)
+    lst.add_page(page(["f"], ["d/"], token="t"))
+    out = lst.add_page(page(["f"], ["d/"]))
+    assert names(out) == [("d", True), ("f", False)]
+
+
+# -- complete and token -------------------------------------------------------------------
+
+def test_truncated_page_without_token_completes():
+    lst = Listing("", expires=0.0)
+    out = lst.add_page(ListPage([obj("a")], [], True, None))
+    assert lst.complete and lst.token is None
+    assert names(out) == [("a", False)]
+
+
+def test_token_is_ignored_on_a_final_page():
+    lst = Listing("", expires=0.0)
+    lst.add_page(ListPage([obj("a")], [], False, "stale-token"))
+    assert lst.complete and lst.token is None
+
+
+def test_token_follows_pages_and_counts():
+    lst = Listing("", expires=0.0)
+    assert lst.pages == 0 and not lst.complete and lst.token is None
+    lst.add_page(page(["a"], token="T1"))
+    assert (lst.pages, lst.token, lst.complete) == (1, "T1", False)
+    lst.add_page(page(["b"], token="T2"))
+    assert (lst.pages, lst.token, lst.complete) == (2, "T2", False)
+    lst.add_page(page(["c"]))
+    assert (lst.pages, lst.token, lst.complete) == (3, None, True)
+    assert names(lst.entries) == [("a", False), ("b", False), ("c", False)]
+
+
+def test_empty_listing_completes_with_no_entries():
+    lst = Listing("nothing/", expires=0.0)
+    assert lst.add_page(page()) == []
+    assert lst.complete and lst.entries == [] and lst.index == {}

@@ -1,0 +1,193 @@
+"""Bad input and bad servers, on real mounts: clear errors, nothing lost.
+
+* start-up failures end the command with one line and a non-zero exit,
+  before anything is mounted;
+* a failing or hanging server gives EIO within the timeout, after retries;
+* cached entries keep being served during an outage, and the mount
+  recovers when the server does;
+* SIGTERM unmounts and exits 0; the detached mode returns once live.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ACCESS_KEY, REPO, SECRET_KEY, base_env, put_many, wait_for_mount
+
+pytestmark = pytest.mark.mount
+
+
+def run_metafs(*args: str, env: dict[str, str] | None = None, timeout: float = 60
+               ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "metafs", *args], env=env or base_env(),
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def assert_one_line_failure(r: subprocess.CompletedProcess, *needles: str) -> str:
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    assert SECRET_KEY not in r.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("foreground", [True, False])
+def test_wrong_bucket(s3, tmp_path, foreground):  # noqa: ANN001
+    args = ["--foreground"] if foreground else []
+    r = run_metafs(*args, "--endpoint-url", s3.url, "no-such-bucket", str(tmp_path))
+    assert_one_line_failure(r, "bucket 'no-such-bucket' does not exist")
+    assert not os.path.ismount(tmp_path)
+
+
+def test_bad_credentials(s3, boto, bucket, tmp_path):  # noqa: ANN001
+    # moto checks real SigV4 signatures once auth is on: create an IAM user
+    # with a key, then present that key with the wrong secret.
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=s3.url, region_name="us-east-1",
+                       aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    iam.create_user(UserName="metafs-bad-creds")
+    key = iam.create_access_key(UserName="metafs-bad-creds")["AccessKey"]
+    s3.enable_auth(True)
+    wrong = "not-the-" + key["SecretAccessKey"]
+    env = base_env(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=wrong)
+    r = run_metafs("--endpoint-url", s3.url, bucket, str(tmp_path), env=env)
+    line = assert_one_line_failure(r, "credentials were rejected", "SignatureDoesNotMatch")
+    assert wrong not in line
+    env = base_env(AWS_ACCESS_KEY_ID="AKIAUNKNOWNUNKNOWN00", AWS_SECRET_ACCESS_KEY="x")
+    r = run_metafs("--endpoint-url", s3.url, bucket, str(tmp_path), env=env)
+    assert_one_line_failure(r, "credentials were rejected", "InvalidAccessKeyId")
+    assert not os.path.ismount(tmp_path)
+
+
+def test_no_credentials_at_all(s3, bucket, tmp_path):  # noqa: ANN001
+    env = {k: v for k, v in base_env().items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    r = run_metafs("--endpoint-url", s3.url, bucket, str(tmp_path), env=env)
+    assert_one_line_failure(r, "no AWS credentials found")
+
+
+def test_unreachable_endpoint(tmp_path):  # noqa: ANN001
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.monotonic()
+    r = run_metafs("--endpoint-url", f"http://127.0.0.1:{port}", "--request-timeout", "2",
+                   "bkt", str(tmp_path))
+    assert_one_line_failure(r, "cannot reach the endpoint", f"127.0.0.1:{port}", "refused")
+    assert time.monotonic() - t0 < 15
+
+
+def test_hanging_endpoint_at_start(s3, bucket, tmp_path):  # noqa: ANN001
+    s3.set_fault("hang", hang_seconds=30)
+    t0 = time.monotonic()
+    r = run_metafs("--endpoint-url", s3.url, "--request-timeout", "0.5", "--retries", "1",
+                   bucket, str(tmp_path))
+    assert_one_line_failure(r, "cannot reach the endpoint", "within 0.5 s")
+    assert time.monotonic() - t0 < 10
+    assert len(s3.log("HEAD_BUCKET")) == 2  # one attempt + one retry
+
+
+def test_server_errors_give_eio_after_retries_then_recover(mount, bucket, s3):  # noqa: ANN001
+    put_many(bucket, ["cached.txt", "later.txt"])
+    m = mount(bucket, "--metadata-ttl", "1", "--retries", "2", "--request-timeout", "2")
+    m.run("getfattr -d cached.txt")
+    s3.set_fault("500")
+    s3.reset()
+    t0 = time.monotonic()
+    r = m.run("getfattr -d later.txt", check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr
+    assert time.monotonic() - t0 < 10
+    heads = s3.log("HEAD")
+    assert len(heads) == 3 and all(h.status == 500 for h in heads)  # 1 + 2 retries
+    # The cached file is still served, even after its TTL (stale if error).
+    time.sleep(1.1)
+    assert "user." not in m.run("getfattr -d cached.txt").stderr
+    assert m.run("stat -c %s cached.txt").stdout.strip() == "1"
+    s3.set_fault(None)
+    assert m.run("stat -c %s later.txt").stdout.strip() == "1"
+    assert "serving cached metadata" in m.log_text()
+
+
+def test_hanging_server_gives_eio_within_timeout(mount, bucket, s3):  # noqa: ANN001
+    put_many(bucket, ["f"])
+    m = mount(bucket, "--request-timeout", "0.5", "--retries", "1")
+    s3.set_fault("hang", hang_seconds=20)
+    t0 = time.monotonic()
+    r = m.run("stat f", check=False)
+    elapsed = time.monotonic() - t0
+    s3.set_fault(None)
+    assert r.returncode != 0 and "Input/output error" in r.stderr
+    assert elapsed < 5, elapsed
+    assert m.run("stat -c %s f").stdout.strip() == "1"  # recovered
+
+
+def test_malformed_listing_gives_eio_not_a_crash(mount, bucket, s3, monkeypatch):  # noqa: ANN001
+    put_many(bucket, ["d/a", "d/b"])
+    m = mount(bucket)
+    original = s3._app
+
+    def broken(environ, start_response):  # noqa: ANN001, ANN202
+        if environ.get("QUERY_STRING", "").find("delimiter") >= 0:
+            body = b"<ListBucketResult><Contents><Key>unterminated"
+            start_response("200 OK", [("Content-Type", "application/xml"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        return original(environ, start_response)
+
+    monkeypatch.setattr(s3, "_app", broken)
+    r = m.run("ls d", check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr
+    monkeypatch.setattr(s3, "_app", original)
+    assert sorted(m.run("ls d").stdout.split()) == ["a", "b"]
+    assert "not valid XML" in m.log_text()
+
+
+def test_sigterm_unmounts_and_exits_zero(s3, bucket, tmp_path):  # noqa: ANN001
+    put_many(bucket, ["x"])
+    proc = subprocess.Popen([sys.executable, "-m", "metafs", "--foreground", "--endpoint-url", s3.url,
+                             bucket, str(tmp_path)], env=base_env(), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_for_mount(tmp_path, proc)
+    assert os.listdir(tmp_path) == ["x"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert not os.path.ismount(tmp_path)
+    assert b"Traceback" not in proc.stdout.read()
+
+
+def test_detached_mount_is_live_when_command_returns(s3, bucket, tmp_path):  # noqa: ANN001
+    put_many(bucket, ["y"])
+    t0 = time.monotonic()
+    r = run_metafs("--endpoint-url", s3.url, bucket, str(tmp_path))
+    try:
+        assert r.returncode == 0, r.stderr
+        assert os.path.ismount(tmp_path)  # no waiting: live on return
+        assert os.listdir(tmp_path) == ["y"]
+        assert time.monotonic() - t0 < 5
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert SECRET_KEY not in ps
+    finally:
+        subprocess.run(["fusermount3", "-u", str(tmp_path)], capture_output=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and str(tmp_path) in subprocess.run(
+            ["ps", "-eo", "args"], capture_output=True, text=True).stdout:
+        time.sleep(0.05)
+    assert str(tmp_path) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def test_bad_command_lines(tmp_path):  # noqa: ANN001
+    r = run_metafs("bkt", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "is not a directory" in r.stderr
+    r = run_metafs("-o", "bogus=1", "bkt", str(tmp_path))
+    assert r.returncode == 2 and "unknown mount option 'bogus'" in r.stderr
+    r = run_metafs("--metadata-ttl", "-3", "bkt", str(tmp_path))
+    assert r.returncode == 2
