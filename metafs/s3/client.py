@@ -238,7 +238,10 @@ class S3Client:
 
     async def head_object(self, key: str, etag: str | None = None) -> HeadResult:
         """HEAD Object, conditional on ``etag`` (If-None-Match) when given."""
-        headers = {"if-none-match": etag} if etag else {}
+        # S3 returns x-amz-checksum-* only when asked; others ignore the header.
+        headers = {"x-amz-checksum-mode": "ENABLED"}
+        if etag:
+            headers["if-none-match"] = etag
         r = await self._send("HEAD", key, [], headers, what=f"HEAD {key}")
         if r.status_code == 200:
             return HeadResult("ok", meta_from_head(key, r.headers.multi_items()))

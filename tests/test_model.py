@@ -1,0 +1,220 @@
+"""metafs.s3.model: listing and HEAD parsing into ObjectMeta / ListPage."""
+
+from __future__ import annotations
+
+import calendar
+
+import pytest
+
+from metafs.errors import MalformedResponseError
+from metafs.s3.model import (
+    ObjectMeta,
+    meta_from_head,
+    parse_error,
+    parse_http_date,
+    parse_iso8601,
+    parse_list,
+    percent_decode,
+)
+
+NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+T0 = calendar.timegm((2020, 12, 10, 3, 37, 30, 0, 0, 0))
+
+
+def listing(contents: str = "", *, encoded: bool = True, extra: str = "", prefixes=(),
+            ns: str = NS) -> bytes:
+    cps = "".join(f"<CommonPrefixes><Prefix>{p}</Prefix></CommonPrefixes>" for p in prefixes)
+    enc = "<EncodingType>url</EncodingType>" if encoded else ""
+    return (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult {ns}><Name>b</Name>'
+            f"<Prefix></Prefix>{enc}{extra}{contents}{cps}</ListBucketResult>").encode()
+
+
+def item(key: str, size: int = 3, lm: str = "2020-12-10T03:37:30.000Z", etag: str = "&quot;e&quot;",
+         sc: str = "STANDARD") -> str:
+    return (f"<Contents><Key>{key}</Key><LastModified>{lm}</LastModified><ETag>{etag}</ETag>"
+            f"<Size>{size}</Size><StorageClass>{sc}</StorageClass></Contents>")
+
+
+# -- parse_list -------------------------------------------------------------------------
+
+def test_parse_list_objects_and_fields():
+    page = parse_list(listing(item("a.txt", 42) + item("b", 0, sc="GLACIER"),
+                              extra="<IsTruncated>false</IsTruncated><KeyCount>2</KeyCount>"))
+    assert page.objects == [
+        ObjectMeta("a.txt", 42, T0, '"e"', "STANDARD", None),
+        ObjectMeta("b", 0, T0, '"e"', "GLACIER", None),
+    ]
+    assert page.prefixes == [] and page.truncated is False and page.next_token is None
+
+
+def test_parse_list_without_namespace():
+    page = parse_list(listing(item("k"), ns=""))
+    assert [o.key for o in page.objects] == ["k"]
+
+
+def test_parse_list_url_encoded_keys():
+    page = parse_list(listing(item("a+b") + item("a%2Bb") + item("%E6%97%A5%20x") + item("100%25"),
+                              prefixes=["dir+one/", "p%2Bq/"]))
+    assert [o.key for o in page.objects] == ["a b", "a+b", "日 x", "100%"]
+    assert page.prefixes == ["dir one/", "p+q/"]
+
+
+def test_parse_list_raw_keys_when_not_encoded():
+    page = parse_list(listing(item("a+b") + item("100%") + item("x%2By") + item("日 x"),
+                              encoded=False, prefixes=["d+e/", "50%/"]))
+    assert [o.key for o in page.objects] == ["a+b", "100%", "x%2By", "日 x"]
+    assert page.prefixes == ["d+e/", "50%/"]
+
+
+def test_parse_list_common_prefixes_only():
+    page = parse_list(listing(prefixes=["a/", "b/"]))
+    assert page.objects == [] and page.prefixes == ["a/", "b/"]
+
+
+def test_parse_list_next_continuation_token():
+    page = parse_list(listing(item("a"), extra="<IsTruncated>true</IsTruncated>"
+                              "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
+                              "</NextContinuationToken>"))
+    assert page.truncated is True
+    assert page.next_token == "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
+
+
+def test_parse_list_v1_next_marker_decoded():
+    page = parse_list(listing(item("a"), extra="<IsTruncated>true</IsTruncated>"
+                              "<NextMarker>z%2Bz+y</NextMarker>"))
+    assert page.next_token == "z+z y"
+
+
+def test_parse_list_v1_last_key_marker_fallback():
+    page = parse_list(listing(item("a") + item("c+d"), extra="<IsTruncated>true</IsTruncated>",
+                              prefixes=["b/"]))
+    assert page.next_token == "c d"
+    page = parse_list(listing(item("a"), extra="<IsTruncated>true</IsTruncated>",
+                              prefixes=["b/"]))
+    assert page.next_token == "b/"
+
+
+def test_parse_list_not_truncated_has_no_token():
+    page = parse_list(listing(item("a"), extra="<IsTruncated>false</IsTruncated>"
+                              "<NextMarker>zzz</NextMarker>"))
+    assert page.truncated is False and page.next_token is None
+
+
+def test_parse_list_empty_etag_and_storage_class_are_none():
+    page = parse_list(listing("<Contents><Key>k</Key><Size>1</Size></Contents>"))
+    assert page.objects == [ObjectMeta("k", 1, 0, None, None, None)]
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"not xml", b"<ListBucketResult><Contents>", b"\xff\xfe<x/>",
+])
+def test_parse_list_malformed_xml(body):
+    with pytest.raises(MalformedResponseError):
+        parse_list(body)
+
+
+def test_parse_list_wrong_root():
+    with pytest.raises(MalformedResponseError, match="Error"):
+        parse_list(b"<Error><Code>AccessDenied</Code></Error>")
+    with pytest.raises(MalformedResponseError):
+        parse_list(b"<ListAllMyBucketsResult/>")
+
+
+@pytest.mark.parametrize("contents", [
+    "<Contents><Size>1</Size></Contents>",                       # no key
+    "<Contents><Key>k</Key><Size>big</Size></Contents>",          # bad size
+    "<Contents><Key>k</Key><LastModified>yesterday</LastModified></Contents>",
+])
+def test_parse_list_malformed_entries(contents):
+    with pytest.raises(MalformedResponseError):
+        parse_list(listing(contents))
+
+
+# -- timestamps ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    "2020-12-10T03:37:30.000Z",
+    "2020-12-10T03:37:30Z",
+    "2020-12-10T03:37:30.999Z",
+    "2020-12-10T03:37:30.123456Z",
+    "2020-12-10T05:37:30.500+02:00",
+    "2020-12-09T22:37:30-05:00",
+    "2020-12-10T03:37:30+00:00",
+    " 2020-12-10T03:37:30.000Z ",
+])
+def test_parse_iso8601_truncates_to_seconds_and_applies_offsets(value):
+    assert parse_iso8601(value) == T0
+
+
+@pytest.mark.parametrize("value", ["", "2020-12-10", "garbage", "2020-12-10T03:37Z"])
+def test_parse_iso8601_malformed(value):
+    with pytest.raises(MalformedResponseError):
+        parse_iso8601(value)
+
+
+def test_parse_http_date():
+    assert parse_http_date("Thu, 10 Dec 2020 03:37:30 GMT") == T0
+    assert parse_http_date(None) == 0
+    assert parse_http_date("") == 0
+    assert parse_http_date("not a date") == 0
+
+
+def test_head_and_listing_give_same_mtime():
+    head = meta_from_head("k", [("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"),
+                                ("content-length", "3"), ("etag", '"e"')])
+    page = parse_list(listing(item("k", lm="2020-12-10T03:37:30.789Z")))
+    assert head.mtime == page.objects[0].mtime == T0
+    assert (head.size, head.etag) == (page.objects[0].size, page.objects[0].etag)
+
+
+# -- meta_from_head ---------------------------------------------------------------------
+
+def test_meta_from_head_fields_and_hop_headers_dropped():
+    headers = [
+        ("content-length", "1234"), ("etag", '"AbC"'), ("content-type", "text/plain"),
+        ("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"), ("connection", "keep-alive"),
+        ("keep-alive", "timeout=5"), ("transfer-encoding", "chunked"), ("date", "x"),
+        ("server", "AmazonS3"), ("accept-ranges", "bytes"), ("vary", "Origin"),
+        ("access-control-allow-origin", "*"), ("content-security-policy", "block-all"),
+        ("x-amz-meta-a", "1"), ("x-amz-meta-a", "2"),
+    ]
+    m = meta_from_head("dir/k", headers)
+    assert (m.key, m.size, m.mtime, m.etag, m.storage_class) == ("dir/k", 1234, T0, '"AbC"', None)
+    assert m.headers == (
+        ("content-length", "1234"), ("etag", '"AbC"'), ("content-type", "text/plain"),
+        ("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"),
+        ("x-amz-meta-a", "1"), ("x-amz-meta-a", "2"),
+    )
+
+
+@pytest.mark.parametrize("header", ["x-amz-storage-class", "x-cos-storage-class",
+                                    "x-oss-storage-class", "x-obs-storage-class"])
+def test_meta_from_head_storage_class_per_vendor(header):
+    m = meta_from_head("k", [("content-length", "1"), (header, "COLD")])
+    assert m.storage_class == "COLD"
+
+
+def test_meta_from_head_defaults_and_bad_length():
+    m = meta_from_head("k", [])
+    assert (m.size, m.mtime, m.etag, m.storage_class, m.headers) == (0, 0, None, None, ())
+    with pytest.raises(MalformedResponseError):
+        meta_from_head("k", [("content-length", "lots")])
+
+
+# -- parse_error ----------------------------------------------------------------------
+
+def test_parse_error():
+    body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed'
+            b"</Code><Message>the region is wrong</Message><Region>eu-west-1</Region>"
+            b"<RequestId>R</RequestId></Error>")
+    assert parse_error(body) == ("AuthorizationHeaderMalformed", "the region is wrong", "eu-west-1")
+    assert parse_error(b"<Error><Code>NoSuchKey</Code></Error>") == ("NoSuchKey", "", None)
+    assert parse_error(b"") == ("", "", None)
+    assert parse_error(b"<html>oops") == ("", "", None)
+    assert parse_error(b"<Error><Code>X</Code><Region></Region></Error>") == ("X", "", None)
+
+
+def test_percent_decode():
+    assert percent_decode("caf%C3%A9") == "café"
+    assert percent_decode("a+b") == "a+b"
+    assert percent_decode("plain") == "plain"
