@@ -66,6 +66,7 @@ class DirEntry:
     name: str
     is_dir: bool
     meta: ObjectMeta | None  # None for directories
+    pos: int = -1  # index in Listing.entries, set when emitted
 
 
 class Listing:
@@ -88,6 +89,7 @@ class Listing:
         self._pending: list[tuple[str, DirEntry]] = []  # (key, file) held back
 
     def _emit(self, entry: DirEntry) -> None:
+        entry.pos = len(self.entries)
         self.entries.append(entry)
         self.index[entry.name] = entry
 

@@ -254,7 +254,22 @@ class Operations(pyfuse3.Operations):
         table = {b"s3.prefix": node.key.encode("utf-8")}
         if node.ino == pyfuse3.ROOT_INODE:
             table.update(self.root_xattrs)
+            table.update(self._stats())
         return table
+
+    def _stats(self) -> dict[bytes, bytes]:
+        """``metafs.*`` on the root: live sizes of the tables, for operators and tests."""
+        c = self.meta.cache
+        figures = {
+            "inodes": len(self.inodes),
+            "cache.objects": len(c.objects),
+            "cache.negatives": len(c.negatives),
+            "cache.prefixes": len(c.prefixes),
+            "cache.listings": len(c.listings),
+            "cache.listed-entries": int(c.listings.currsize),
+            "open-dirs": len(self._dirs),
+        }
+        return {f"metafs.{k}".encode(): str(v).encode() for k, v in figures.items()}
 
     @_boundary
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:

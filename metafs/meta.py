@@ -16,6 +16,12 @@ It sits between the FUSE handlers (which know inodes) and the S3 client
 * **Stale if error.**  When revalidation fails (server down, timeout)
   and an expired entry exists, it is served for ``stale_grace`` seconds
   more, with a warning, instead of failing.  Without one: the error.
+* **Read ahead what a scan will ask for.**  When a process reads the
+  xattrs of consecutive files of one directory (in listing order, as
+  ``for f in dir/*; do getfattr -d "$f"; done`` does), the HEADs of the
+  next entries are sent ahead, in the background, with bounded
+  concurrency; the window doubles with each consecutive access up to
+  ``readahead_max``.  A lone access sends exactly its own HEAD.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 from typing import Awaitable, Callable, Hashable, TypeVar
 
 import trio
+from cachetools import LRUCache
 
 from . import errors
 from .cache import Cached, MetaCache
@@ -102,16 +109,51 @@ class Missing:
     expires: float
 
 
+class Readahead:
+    """Detects sequential scans of a directory's files.  Pure and synchronous.
+
+    :meth:`access` is told each HEAD-level access as (listing, position) and
+    returns the positions to fetch ahead: none for a first or random
+    access, then a window that doubles (2, 4, 8…) while accesses stay
+    consecutive.  Positions already scheduled are never returned twice.
+    """
+
+    def __init__(self, max_window: int = 32, max_dirs: int = 256) -> None:
+        self.max_window = max_window
+        self._state: LRUCache[str, list[int]] = LRUCache(max_dirs)  # dir -> [last, window, ahead]
+
+    def access(self, lst: Listing, pos: int) -> range:
+        st = self._state.get(lst.dir_key)
+        if st is None or not (st[0] < pos <= st[0] + 2):
+            if st is None or pos != st[0]:
+                self._state[lst.dir_key] = [pos, 0, pos + 1]
+            return range(0)
+        last, window, ahead = st
+        window = min(self.max_window, max(2, window * 2))
+        start = max(pos + 1, ahead)
+        end = min(pos + 1 + window, len(lst.entries))
+        self._state[lst.dir_key] = [pos, window, max(ahead, end)]
+        return range(start, end)
+
+
 class Metadata:
     """Object and directory metadata for one bucket (see the module docstring)."""
 
     def __init__(self, client: S3Client, cache: MetaCache, *, stale_grace: float = 1.0,
-                 ordered_listings: bool = True) -> None:
+                 ordered_listings: bool = True, readahead_max: int = 32,
+                 readahead_concurrency: int = 16) -> None:
         self.client = client
         self.cache = cache
         self.stale_grace = stale_grace
         self.ordered_listings = ordered_listings
         self._flights = SingleFlight()
+        self._readahead = Readahead(readahead_max) if readahead_max > 0 else None
+        self._limiter = trio.CapacityLimiter(max(1, readahead_concurrency))
+        self._nursery: trio.Nursery | None = None
+
+    def start_background(self, nursery: trio.Nursery) -> None:
+        """Where readahead tasks run (the mount's nursery); none: no readahead."""
+        self._nursery = nursery
 
     # -- lookups -----------------------------------------------------------
     async def lookup(self, dir_key: str, name: str) -> Found | Missing:
@@ -208,12 +250,14 @@ class Metadata:
         return Missing(c.put_negative(key))
 
     # -- per-file metadata -------------------------------------------------------
-    async def file(self, key: str, *, full: bool = False) -> Cached:
+    async def file(self, key: str, *, full: bool = False, _ahead: bool = False) -> Cached:
         """Fresh metadata of the file ``key``; with ``full``, HEAD-level (headers).
 
         Raises NotFoundError if the object is gone (and remembers that).
         """
         c = self.cache
+        if full and not _ahead:
+            self._read_ahead(key)
         while True:
             cached = c.get_object(key)
             if cached is not None and c.is_fresh(cached.expires) and (
@@ -243,6 +287,34 @@ class Metadata:
             return stale
         c.put_negative(key)
         raise errors.NotFoundError(404, "NoSuchKey", "the object is gone", what=f"HEAD {key}")
+
+    def _read_ahead(self, key: str) -> None:
+        """Schedule HEADs of the entries a sequential scan will want next."""
+        if self._readahead is None or self._nursery is None:
+            return
+        dir_key, _, name = key.rpartition("/")
+        lst = self.cache.get_listing(dir_key + "/" if dir_key else "")
+        if lst is None:
+            return
+        entry = lst.index.get(name)
+        if entry is None or entry.is_dir:
+            return
+        c = self.cache
+        for pos in self._readahead.access(lst, entry.pos):
+            e = lst.entries[pos]
+            if e.is_dir or e.meta is None:
+                continue
+            cached = c.get_object(e.meta.key)
+            if cached is not None and c.is_fresh(cached.expires) and cached.meta.headers is not None:
+                continue
+            self._nursery.start_soon(self._prefetch, e.meta.key)
+
+    async def _prefetch(self, key: str) -> None:
+        async with self._limiter:
+            try:
+                await self.file(key, full=True, _ahead=True)
+            except Exception as e:  # a failed guess costs nothing but this line
+                log.debug("readahead of %r failed: %s", key, e)
 
     def _warn_stale(self, key: str, e: Exception) -> None:
         log.warning("serving cached metadata of %r: revalidation failed (%s)", key, e)

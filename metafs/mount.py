@@ -96,6 +96,7 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_terminate_on_signal, signals)
+                    meta.start_background(nursery)  # readahead tasks end with the mount
                     log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
                     sdnotify.notify("READY=1")
                     if on_ready is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import calendar
+import os
+import time
 
 import pytest
 
@@ -157,6 +159,33 @@ def test_parse_http_date():
     assert parse_http_date(None) == 0
     assert parse_http_date("") == 0
     assert parse_http_date("not a date") == 0
+
+
+@pytest.fixture
+def new_york_tz():
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_parse_http_date_ignores_local_timezone(new_york_tz):
+    assert parse_http_date("Thu, 10 Dec 2020 03:37:30 GMT") == T0
+    assert parse_http_date("Thursday, 10-Dec-20 03:37:30 GMT") == T0  # RFC 850 form
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="BUG: asctime dates (no zone) and '-0000' are parsed as local time")
+@pytest.mark.parametrize("value", ["Thu Dec 10 03:37:30 2020", "Thu, 10 Dec 2020 03:37:30 -0000"])
+def test_parse_http_date_zoneless_forms_are_gmt(new_york_tz, value):
+    assert parse_http_date(value) == T0
 
 
 def test_head_and_listing_give_same_mtime():

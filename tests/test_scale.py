@@ -1,0 +1,110 @@
+"""Behaviour that keeps metafs cheap at scale, on real mounts, by request counts.
+
+Times are the benchmark's business (scripts/bench.py); these tests pin the
+request counts and memory bookkeeping that the times rest on.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import put_many
+from tests.test_mount import xattr
+
+pytestmark = pytest.mark.mount
+
+
+def stat_int(m, name: str) -> int:  # noqa: ANN001
+    return int(xattr(m, ".", f"metafs.{name}"))
+
+
+def test_forget_releases_inodes(mount, bucket):  # noqa: ANN001
+    put_many(bucket, [f"many/{i:04d}" for i in range(2000)])
+    m = mount(bucket)
+    m.run("ls -l many >/dev/null")
+    assert stat_int(m, "inodes") >= 2001  # readdirplus handed every entry to the kernel
+    # Make the kernel evict its unused dentries and inodes: it sends FORGET.
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")
+    deadline = time.monotonic() + 10
+    while stat_int(m, "inodes") > 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stat_int(m, "inodes") <= 10
+    # Still correct after forgetting: names resolve again from the cached listing.
+    assert m.run("stat -c %s many/1999").stdout.strip() == "1"
+
+
+def test_sequential_getfattr_reads_ahead_with_bounded_overshoot(mount, bucket, s3):  # noqa: ANN001
+    put_many(bucket, [f"scan/f{i:03d}" for i in range(300)])
+    m = mount(bucket)
+    m.run("ls scan >/dev/null")
+    s3.reset()
+    m.run("getfattr -d scan/f150")  # a lone access: exactly its own HEAD
+    assert s3.counts()["HEAD"] == 1
+    s3.reset()
+    s3.delay = 0.02
+    m.run("for f in scan/f0* scan/f1[0-4]*; do getfattr -d \"$f\" >/dev/null; done")  # 150 files
+    s3.delay = 0.0
+    heads = s3.counts()["HEAD"]
+    assert 150 <= heads <= 150 * 1.5 - 1
+    # The scan ran ahead: HEADs were in flight together.
+    recs = sorted(s3.log("HEAD"), key=lambda r: r.started)
+    overlapping = sum(1 for a, b in zip(recs, recs[1:]) if b.started < a.finished)
+    assert overlapping > 50
+
+
+def test_relisted_unchanged_directory_keeps_head_metadata(mount, boto, bucket, s3):  # noqa: ANN001
+    for i in range(20):
+        boto.put_object(Bucket=bucket, Key=f"bulk/f{i:02d}", Body=b"x", Metadata={"n": str(i)})
+    m = mount(bucket, "--metadata-ttl", "1")
+    m.run("ls bulk >/dev/null; for f in bulk/*; do getfattr -d \"$f\" >/dev/null; done")
+    time.sleep(1.2)
+    boto.put_object(Bucket=bucket, Key="bulk/f07", Body=b"changed", Metadata={"n": "seven"})
+    s3.reset()
+    m.run("ls -l bulk >/dev/null")
+    # One page of bulk/, plus the revalidation of the name 'bulk' itself.
+    assert len([r for r in s3.log("LIST") if "delimiter" in r.query]) == 1
+    out = m.run("for f in bulk/*; do getfattr -n user.n --only-values \"$f\"; echo; done").stdout
+    assert out.split() == [str(i) if i != 7 else "seven" for i in range(20)]
+    c = s3.counts()
+    assert c["HEAD"] == 1 and c["HEAD_COND"] == 0  # only the changed one
+
+
+def test_first_entries_arrive_after_the_first_page(mount, bucket, s3):  # noqa: ANN001
+    put_many(bucket, [f"huge/entry-{i:06d}-padding" for i in range(3500)])
+    m = mount(bucket)
+    out = m.run("ls -f huge | head -3").stdout.split()
+    assert len(out) == 3
+    pages = [r for r in s3.log("LIST") if r.query.get("prefix") == "huge/" and "delimiter" in r.query]
+    assert len(pages) == 1  # ls stopped (SIGPIPE) before anyone asked for page 2
+    s3.reset()
+    assert int(m.run("ls -f huge | wc -l").stdout) == 3502
+    pages = [r for r in s3.log("LIST") if "delimiter" in r.query]
+    # The listing in progress is shared and continued: pages 2 to 4, each once.
+    assert len(pages) == 3 and all(p.query.get("continuation-token") for p in pages)
+
+
+def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):  # noqa: ANN001
+    """Lookups in *different* directories run together.
+
+    (Lookups within one directory are serialized by the kernel: pyfuse3
+    with Debian's libfuse 3.14 does not negotiate FUSE_PARALLEL_DIROPS, so
+    fuse_lookup() takes the directory's mutex. See SEMANTICS.md.)
+    """
+    import subprocess
+
+    put_many(bucket, [f"par{i}/f" for i in range(8)])
+    m = mount(bucket)
+    m.run("ls >/dev/null")  # the par* directories are known; their files are not
+    s3.reset()
+    s3.delay = 0.2
+    procs = [subprocess.Popen(["stat", f"par{i}/f"], cwd=m.path, stdout=subprocess.DEVNULL)
+             for i in range(8)]
+    assert all(p.wait(30) == 0 for p in procs)
+    s3.delay = 0.0
+    heads = s3.log("HEAD")
+    assert len(heads) == 8
+    first_done = min(r.finished for r in heads)
+    assert sum(1 for r in heads if r.started < first_done) >= 6  # in flight together
