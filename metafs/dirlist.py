@@ -73,7 +73,7 @@ class Listing:
     """Entries of one directory (prefix ``dir_key``), as they arrive."""
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
-                 "expires", "failed", "lock", "_pending", "pages")
+                 "expires", "failed", "lock", "_pending", "pages", "watermark")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -87,6 +87,7 @@ class Listing:
         self.pages = 0
         self.lock = trio.Lock()  # one page fetch at a time, shared by all readers
         self._pending: list[tuple[str, DirEntry]] = []  # (key, file) held back
+        self.watermark = ""  # the greatest key any page has shown so far
 
     def _emit(self, entry: DirEntry) -> None:
         entry.pos = len(self.entries)
@@ -139,10 +140,26 @@ class Listing:
                     self._flush_before(key)
                 self._pend_or_emit(key, DirEntry(name, False, meta), hold=True)
         self.pages += 1
+        if items and items[-1][0] > self.watermark:
+            self.watermark = items[-1][0]
         self.token = page.next_token if page.truncated else None
         if not page.truncated or not page.next_token:
             self._finish()
         return self.entries[start:]
+
+    def covers(self, name: str) -> bool:
+        """Whether the pages so far settle what ``name`` is (entry or absent).
+
+        True once the listing is complete; before that, for names whose
+        prefix key ``dir/name/`` sorts before the watermark (no later page
+        can mention them) and that are not held back (rule 2).  Unordered
+        listings settle nothing until complete.
+        """
+        if self.complete:
+            return True
+        if not self.ordered or not self.dir_key + name + "/" < self.watermark:
+            return False
+        return all(e.name != name for _, e in self._pending)
 
     def _pend_or_emit(self, key: str, entry: DirEntry, *, hold: bool) -> None:
         if hold or not self.ordered:

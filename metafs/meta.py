@@ -150,6 +150,7 @@ class Metadata:
         self._readahead = Readahead(readahead_max) if readahead_max > 0 else None
         self._limiter = trio.CapacityLimiter(max(1, readahead_concurrency))
         self._nursery: trio.Nursery | None = None
+        self._misses: LRUCache[str, float] = LRUCache(1024)  # dir -> time of a first probe
 
     def start_background(self, nursery: trio.Nursery) -> None:
         """Where readahead tasks run (the mount's nursery); none: no readahead."""
@@ -161,7 +162,15 @@ class Metadata:
         c = self.cache
         key = dir_key + name
         listing = c.get_listing(dir_key)
-        if listing is not None and listing.complete and c.is_fresh(listing.expires):
+        if listing is not None and not listing.failed and c.is_fresh(listing.expires):
+            if listing.pages == 0 and listing.lock.locked():
+                # Its first page is on the way: waiting costs less than a probe.
+                try:
+                    await self.fill(listing, 0)
+                except errors.MetafsError:
+                    pass  # the listing failed; answer by probing instead
+        if (listing is not None and not listing.failed and c.is_fresh(listing.expires)
+                and listing.covers(name)):
             entry = listing.index.get(name)
             if entry is None:
                 return Missing(listing.expires)
@@ -178,7 +187,39 @@ class Metadata:
             return Found(False, cached.meta, cached.expires)
         if (exp := c.negative_expiry(key)) is not None:
             return Missing(exp)
+        self._list_on_misses(dir_key)
         return await self._flights.run(("name", key), lambda: self._probe(key))
+
+    def _list_on_misses(self, dir_key: str) -> None:
+        """After repeated probes in one directory, list it once instead.
+
+        The kernel serializes lookups within a directory (see SEMANTICS.md),
+        so a burst of lookups of unlisted names — a script stat-ing many
+        files, a storm of negative lookups — would cost one HEAD + LIST
+        round trip each, one after the other.  From the second probe in a
+        directory without a listing, its first LIST page is fetched in the
+        background; the lookups that follow are answered from it whenever
+        it covers their name.  Two probes count as a burst when they are
+        less than a TTL apart.
+        """
+        if self._nursery is None:
+            return
+        lst = self.cache.get_listing(dir_key)
+        if lst is not None and not lst.failed and self.cache.is_fresh(lst.expires):
+            return  # already listed or being listed
+        now = self.cache.now()
+        first = self._misses.get(dir_key)
+        if first is None or now - first > self.cache.ttl:
+            self._misses[dir_key] = now  # the first miss of a burst
+            return
+        self._misses.pop(dir_key, None)
+        self._nursery.start_soon(self._list_ahead, self.listing(dir_key))
+
+    async def _list_ahead(self, lst: Listing) -> None:
+        try:
+            await self.fill(lst, 0)
+        except Exception as e:  # a failed guess costs nothing but this line
+            log.debug("listing %r ahead of lookups failed: %s", lst.dir_key, e)
 
     async def _probe(self, key: str) -> Found | Missing:
         c = self.cache
@@ -324,7 +365,9 @@ class Metadata:
         """The listing readdir should serve: fresh, in progress, or a new one."""
         c = self.cache
         lst = c.get_listing(dir_key)
-        if lst is not None and not lst.failed and (not lst.complete or c.is_fresh(lst.expires)):
+        # An incomplete listing is shared only while fresh: one abandoned
+        # half-way must not serve pages fetched long after its TTL.
+        if lst is not None and not lst.failed and c.is_fresh(lst.expires):
             return lst
         lst = Listing(dir_key, c.now() + c.ttl, ordered=self.ordered_listings)
         c.put_listing(lst)

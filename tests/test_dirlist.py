@@ -136,11 +136,14 @@ def test_entries_only_get_appended():
 
 # -- rule 3: the directory's own marker ----------------------------------------------
 
-def test_marker_object_of_the_listed_directory_is_skipped():
-    lst = Listing("dir/", expires=0.0)
-    out = lst.add_page(page(["dir/", "dir/f"]))
+def test_marker_object_of_the_listed_directory_is_skipped(caplog):
+    n = next(_uniq)
+    lst = Listing(f"m{n}/", expires=0.0)
+    with caplog.at_level(logging.DEBUG, logger="metafs.dirlist"):
+        out = lst.add_page(page([f"m{n}/", f"m{n}/f"]))
     assert names(out) == [("f", False)]
     assert "" not in lst.index
+    assert caplog.records == []  # the directory itself, not an invalid name
 
 
 def test_marker_of_root_listing_is_not_an_issue_for_subdirs():
