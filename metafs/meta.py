@@ -237,8 +237,13 @@ class Metadata:
         except _UNAVAILABLE as e:
             if stale is not None or known_dir:
                 self._warn_stale(key, e)
-                return Found(known_dir, None if known_dir else stale.meta,  # type: ignore[union-attr]
-                             c.now() + self.stale_grace)
+                grace = c.now() + self.stale_grace
+                if known_dir:
+                    c.prefixes[key + "/"] = grace
+                    return Found(True, None, grace)
+                assert stale is not None
+                stale.expires = grace  # kept, so calls within the grace send nothing
+                return Found(False, stale.meta, grace)
             raise
 
     async def _probe_both(self, key: str) -> Found | Missing:
@@ -276,6 +281,10 @@ class Metadata:
 
     async def _revalidate_file(self, key: str, stale: Cached) -> Found | Missing:
         res = await self.client.head_object(key, stale.meta.etag)
+        if res.status == "absent" and await self._prefix_exists(key):
+            # The object went away but the name lives on as a directory.
+            self.cache.drop_object(key)
+            return Found(True, None, self.cache.put_prefix(key + "/"))
         return self._apply_head(key, res, stale)
 
     def _apply_head(self, key: str, res, stale: Cached | None) -> Found | Missing:  # noqa: ANN001
@@ -319,14 +328,17 @@ class Metadata:
         except _UNAVAILABLE as e:
             if stale is not None and (not full or stale.meta.headers is not None):
                 self._warn_stale(key, e)
-                return Cached(stale.meta, c.now() + self.stale_grace)
+                stale.expires = c.now() + self.stale_grace  # calls within the grace send nothing
+                return stale
             raise
         if res.status == "ok":
             return c.put_object(res.meta)
         if res.status == "not_modified" and stale is not None:
             c.touch_object(key)
             return stale
-        c.put_negative(key)
+        # Gone as an object; not remembered as missing, because the name may
+        # now be a directory: the kernel's next lookup probes both.
+        c.drop_object(key)
         raise errors.NotFoundError(404, "NoSuchKey", "the object is gone", what=f"HEAD {key}")
 
     def _read_ahead(self, key: str) -> None:
