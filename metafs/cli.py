@@ -26,7 +26,7 @@ log = logging.getLogger("metafs")
 
 def explain(exc: BaseException, cfg: Config) -> str:
     """The one-line reason a mount failed, naming the cause."""
-    where = cfg.endpoint_url or "AWS S3"
+    where = cfg.endpoint_url or _provider_title(cfg)
     if isinstance(exc, errors.NoSuchBucketError):
         return f"bucket {cfg.bucket!r} does not exist at {where}"
     if isinstance(exc, errors.BadCredentialsError):
@@ -41,6 +41,16 @@ def explain(exc: BaseException, cfg: Config) -> str:
     if isinstance(exc, errors.MetafsError):
         return str(exc)
     return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _provider_title(cfg: Config) -> str:
+    """The service a mount without --endpoint-url talks to, for messages."""
+    from .s3 import dialects
+
+    try:
+        return dialects.dialect_for(cfg.provider, cfg.bucket).title
+    except Exception:  # naming the service must never hide the real error
+        return cfg.provider
 
 
 def setup_logging(cfg: Config, detached: bool) -> None:

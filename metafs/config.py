@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
+from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import ConfigError
+from .s3 import dialects
+from .s3.client import is_ip_or_localhost
 
 # Mount options meant for mount(8), fstab or systemd, not for us.
 _GENERIC_MOUNT_OPTIONS = frozenset({
@@ -31,6 +35,9 @@ class Config:
     bucket: str
     prefix: str  # '' or ending with '/'
     mountpoint: str
+    provider: str = "s3"  # s3, cos, oss, obs (given, from the source URL, or inferred)
+    oss_signature: str = "v4"
+    credentials_file: str | None = None
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
@@ -53,21 +60,83 @@ class Config:
 
     @property
     def source(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+        return f"{self.provider}://{self.bucket}/{self.prefix}"
 
 
-def parse_source(source: str) -> tuple[str, str]:
-    """``[s3://]BUCKET[/PREFIX]`` -> (bucket, prefix ending in '/' or '')."""
+def split_source(source: str) -> tuple[str | None, str, str]:
+    """``[SCHEME://]BUCKET[/PREFIX]`` -> (scheme or None, bucket, prefix ending in '/' or '').
+
+    The scheme names the provider: ``s3``, ``cos``, ``oss`` or ``obs``.
+    """
     s = source
+    scheme = None
     if "://" in s:
         scheme, _, s = s.partition("://")
-        if scheme != "s3":
-            raise ConfigError(f"unsupported source scheme {scheme!r}:// (expected s3://)")
+        if scheme not in dialects.PROVIDERS:
+            raise ConfigError(f"unsupported source scheme {scheme!r}:// "
+                              f"(expected one of {', '.join(p + '://' for p in dialects.PROVIDERS)})")
     bucket, _, prefix = s.partition("/")
     if not bucket:
         raise ConfigError(f"no bucket name in {source!r}")
     prefix = prefix.strip("/")
-    return bucket, (prefix + "/" if prefix else "")
+    return scheme, bucket, (prefix + "/" if prefix else "")
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    """``[SCHEME://]BUCKET[/PREFIX]`` -> (bucket, prefix ending in '/' or '')."""
+    _, bucket, prefix = split_source(source)
+    return bucket, prefix
+
+
+def _endpoint_host(endpoint_url: str | None) -> str | None:
+    if not endpoint_url:
+        return None
+    return urlsplit(endpoint_url if "://" in endpoint_url else "https://" + endpoint_url).hostname
+
+
+def resolve_provider(explicit: str | None, scheme: str | None, endpoint_url: str | None) -> str:
+    """``--provider``, else the source URL's scheme, else the endpoint's host, else s3.
+
+    The two explicit forms must agree; either beats the endpoint's host
+    (``s3://`` with a COS endpoint means COS's S3-compatible API).
+    """
+    if explicit and scheme and explicit != scheme:
+        raise ConfigError(f"--provider {explicit} contradicts the source URL {scheme}://")
+    if explicit or scheme:
+        return explicit or scheme  # type: ignore[return-value]
+    return dialects.infer_provider(_endpoint_host(endpoint_url))
+
+
+def _check_provider_options(cfg_provider: str, bucket: str, args: argparse.Namespace) -> None:
+    """Options that make no sense together, as one clear line each."""
+    dialect = dialects.dialect_for(cfg_provider, bucket)
+    title = dialect.title
+    if cfg_provider != "s3" and args.profile:
+        raise ConfigError(f"--profile is an AWS setting: {title} takes credentials from its "
+                          "environment variables or --credentials-file")
+    if args.oss_signature and cfg_provider != "oss":
+        raise ConfigError(f"--oss-signature applies to OSS only, not to {title}")
+    if args.credentials_file and args.no_sign_request:
+        raise ConfigError("--credentials-file and --no-sign-request contradict each other")
+    host = _endpoint_host(args.endpoint_url)
+    if not dialect.path_style_allowed and (args.force_path_style or
+                                           (host and is_ip_or_localhost(host))):
+        why = "--force-path-style" if args.force_path_style else f"endpoint {host} (path style)"
+        raise ConfigError(f"{title}: buckets are addressed virtual-hosted only, so {why} "
+                          "cannot be used")
+    if cfg_provider == "cos" and not re.search(r"-\d+$", bucket):
+        raise ConfigError(f"COS bucket names end with the APPID, e.g. {bucket}-1250000000 "
+                          "(see the COS console)")
+    if cfg_provider != "s3" and not args.endpoint_url and not args.region:
+        example = {"cos": "ap-guangzhou", "oss": "cn-hangzhou", "obs": "cn-north-4"}[cfg_provider]
+        raise ConfigError(f"{title} needs --region (e.g. --region {example}) or --endpoint-url")
+    if dialect.name == "s3express" and not args.endpoint_url and not args.region:
+        raise ConfigError(f"directory bucket {bucket!r} needs --region (its zonal endpoint "
+                          "names the region)")
+    if (cfg_provider == "oss" and dialect.signing_region_needed(args.oss_signature or "v4")
+            and not args.region and not dialects.region_from_host(dialect, host)):
+        raise ConfigError(f"OSS V4 signatures name the region, and endpoint {host} does not: "
+                          "add --region (e.g. cn-hangzhou), or --oss-signature v1")
 
 
 def _mode(text: str) -> int:
@@ -93,15 +162,26 @@ def _seconds(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="metafs",
-        description="Mount an S3 bucket read-only; object metadata as stat fields and xattrs.",
+        description="Mount an object-storage bucket (S3, COS, OSS, OBS) read-only; object metadata "
+        "as stat fields and xattrs.",
         epilog="Every long option is also accepted as a mount option: -o metadata-ttl=30,allow_other",
     )
-    p.add_argument("source", metavar="BUCKET[/PREFIX]")
+    p.add_argument("source", metavar="[SCHEME://]BUCKET[/PREFIX]",
+                   help="SCHEME is s3, cos, oss or obs (the provider)")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("--provider", choices=list(dialects.PROVIDERS), default=None,
+                   help="s3 (AWS and S3-compatible), cos (Tencent), oss (Alibaba), obs (Huawei); "
+                   "default: from the source URL's scheme, else the endpoint's host, else s3")
     p.add_argument("--endpoint-url", metavar="URL",
-                   help="S3-compatible endpoint (default: AWS for the region)")
-    p.add_argument("--region", help="default: discovered from HEAD Bucket, else the profile's, else us-east-1")
-    p.add_argument("--profile", metavar="NAME", help="AWS shared-config profile")
+                   help="endpoint (default: the provider's endpoint for the region)")
+    p.add_argument("--region", help="S3: default discovered from HEAD Bucket, else the profile's, "
+                   "else us-east-1; COS/OSS/OBS: needed without --endpoint-url")
+    p.add_argument("--profile", metavar="NAME", help="AWS shared-config profile (S3 only)")
+    p.add_argument("--credentials-file", metavar="PATH",
+                   help="KEY=VALUE file with access_key_id, secret_access_key, session_token "
+                   "(mode 0600); instead of the environment")
+    p.add_argument("--oss-signature", choices=["v4", "v1"], default=None,
+                   help="OSS signature version (default v4; v1 is being retired by Alibaba)")
     p.add_argument("--no-sign-request", action="store_true", help="anonymous access (public buckets)")
     p.add_argument("--force-path-style", action="store_true",
                    help="path-style addressing (automatic for IP and localhost endpoints)")
@@ -156,7 +236,9 @@ def expand_mount_options(argv: list[str], parser: argparse.ArgumentParser) -> li
 def parse_args(argv: list[str]) -> Config:
     parser = build_parser()
     args = parser.parse_args(expand_mount_options(argv, parser))
-    bucket, prefix = parse_source(args.source)
+    scheme, bucket, prefix = split_source(args.source)
+    provider = resolve_provider(args.provider, scheme, args.endpoint_url)
+    _check_provider_options(provider, bucket, args)
     mnt = os.path.abspath(args.mountpoint)
     if not os.path.isdir(mnt):
         raise ConfigError(f"mountpoint {args.mountpoint!r} is not a directory")
@@ -166,6 +248,10 @@ def parse_args(argv: list[str]) -> Config:
         bucket=bucket,
         prefix=prefix,
         mountpoint=mnt,
+        provider=provider,
+        oss_signature=args.oss_signature or "v4",
+        credentials_file=(os.path.abspath(args.credentials_file)
+                          if args.credentials_file else None),
         endpoint_url=args.endpoint_url,
         region=args.region,
         profile=args.profile,

@@ -1,15 +1,30 @@
-"""Where credentials come from: botocore's provider chain, or nobody.
+"""Where credentials come from: a file, the provider's variables, botocore, or nobody.
 
-botocore already implements the whole AWS chain (environment, shared
-credentials and config files, profiles with role assumption, SSO, web
-identity, ECS and instance metadata) and the refresh of temporary
-credentials; metafs only adapts it to trio and to our
-:class:`~metafs.signing.Credentials`.
+In order, the first that applies:
+
+1. ``--no-sign-request``: nobody; requests go unsigned.
+2. ``--credentials-file PATH``: ``KEY=VALUE`` lines (see :func:`parse_credentials_file`),
+   re-read when the file changes, so a sidecar can rotate temporary keys.
+3. S3 (``--provider s3``): botocore's whole AWS chain (environment,
+   shared files, ``--profile`` with role assumption, SSO, web identity,
+   container and instance metadata) and its refresh of temporary
+   credentials; metafs only adapts it to trio.
+4. COS, OSS, OBS: the vendor's own environment variables (:data:`VENDOR_ENV`).
+   There is deliberately **no fallback to the AWS chain** for them: AWS
+   keys sent to another vendor can only be rejected, and they would
+   reveal an AWS key id (or an instance-metadata lookup) to a third party.
+
+Secrets never reach a log line or an exception message: only variable
+names and file paths do.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -19,17 +34,114 @@ from .signing import Credentials
 
 log = logging.getLogger(__name__)
 
+# provider -> (key-id/secret pairs in order of preference, token variable, what to call them)
+VENDOR_ENV: dict[str, tuple[tuple[tuple[str, str], ...], str, str]] = {
+    "cos": ((("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"),
+             ("COS_SECRET_ID", "COS_SECRET_KEY")), "TENCENTCLOUD_SESSION_TOKEN", "Tencent COS"),
+    "oss": ((("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET"),), "OSS_SESSION_TOKEN", "Alibaba Cloud OSS"),
+    "obs": ((("OBS_ACCESS_KEY_ID", "OBS_SECRET_ACCESS_KEY"),), "OBS_SECURITY_TOKEN", "Huawei Cloud OBS"),
+}
+AWS_ENV = (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),)
+# Names a credentials file may use for any provider.
+FILE_KEYS = ("access_key_id", "secret_access_key", "session_token")
+
+
+def static_from_env(provider: str, environ: Mapping[str, str]) -> Credentials | None:
+    """A vendor's key pair (and token) from its variables; None if none is set.
+
+    A pair set by half is an error that names the missing variable: it is
+    a typo, and guessing would send the wrong key.
+    """
+    pairs, token_var, _ = VENDOR_ENV[provider]
+    for id_var, secret_var in pairs:
+        key_id, secret = environ.get(id_var, ""), environ.get(secret_var, "")
+        if key_id and secret:
+            return Credentials(key_id, secret, environ.get(token_var) or None)
+        if key_id or secret:
+            present, absent = (id_var, secret_var) if key_id else (secret_var, id_var)
+            raise CredentialsError(f"{present} is set but {absent} is not")
+    return None
+
+
+def parse_credentials_file(text: str, provider: str, path: str) -> Credentials:
+    """Credentials from ``KEY=VALUE`` lines.
+
+    Keys: ``access_key_id``, ``secret_access_key``, ``session_token``, or
+    the provider's environment variable names (so an environment file
+    written for systemd works as is).  ``#`` comments, blank lines, an
+    ``export`` prefix and quotes around values are allowed; other keys are
+    ignored.
+    """
+    pairs = VENDOR_ENV[provider][0] if provider in VENDOR_ENV else AWS_ENV
+    token_var = VENDOR_ENV[provider][1] if provider in VENDOR_ENV else "AWS_SESSION_TOKEN"
+    values: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        name, eq, value = line.partition("=")
+        if not eq:
+            raise CredentialsError(f"{path}, line {n}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    aliases = {"access_key_id": [p[0] for p in pairs], "secret_access_key": [p[1] for p in pairs],
+               "session_token": [token_var]}
+    found = {}
+    for generic, names in aliases.items():
+        found[generic] = values.get(generic) or next((values[v] for v in names if values.get(v)), "")
+    if not found["access_key_id"] or not found["secret_access_key"]:
+        raise CredentialsError(f"{path} does not set access_key_id and secret_access_key")
+    return Credentials(found["access_key_id"], found["secret_access_key"],
+                       found["session_token"] or None)
+
+
+def read_credentials_file(path: str, provider: str) -> tuple[Credentials, float]:
+    """Read and check ``path``; the credentials and the file's mtime.
+
+    Like ssh with its keys, refuse a file others can read or that someone
+    else owns: a secret there is already compromised, or can be replaced.
+    """
+    try:
+        st = os.stat(path)
+        if st.st_uid not in (os.geteuid(), 0):
+            raise CredentialsError(f"credentials file {path} is owned by uid {st.st_uid}, "
+                                   "not by you or root")
+        if st.st_mode & 0o077:
+            raise CredentialsError(f"credentials file {path} is accessible by group or others "
+                                   f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise CredentialsError(f"cannot read credentials file {path}: {e.strerror}") from None
+    return parse_credentials_file(text, provider, path), st.st_mtime
+
 
 class CredentialSource:
     """Resolves credentials once at start, refreshes them when they expire.
 
-    ``anonymous`` (``--no-sign-request``) sends unsigned requests.
+    ``anonymous`` (``--no-sign-request``) sends unsigned requests;
+    ``provider`` chooses where keys come from when no ``credentials_file``
+    is given (see the module docstring).
     """
 
-    def __init__(self, profile: str | None = None, anonymous: bool = False) -> None:
+    FILE_RECHECK = 1.0  # seconds between checks of the file's mtime
+
+    def __init__(self, profile: str | None = None, anonymous: bool = False, *,
+                 provider: str = "s3", credentials_file: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.profile = profile
         self.anonymous = anonymous
+        self.provider = provider
+        self.credentials_file = credentials_file
+        self.environ = os.environ if environ is None else environ
         self._creds: Any = None  # botocore Credentials or RefreshableCredentials
+        self._static: Credentials | None = None  # file or vendor variables
+        self._file_mtime = 0.0
+        self._file_checked = 0.0
+        self._file_warned = False
         self._session: Any = None
 
     def session(self) -> Any:
@@ -47,7 +159,8 @@ class CredentialSource:
         return self._session
 
     def profile_region(self) -> str | None:
-        if self.anonymous and self.profile is None:
+        """The AWS profile's region (S3 only: vendors have no shared config)."""
+        if self.provider != "s3" or (self.anonymous and self.profile is None):
             return None
         try:
             return self.session().get_config_variable("region")
@@ -59,6 +172,21 @@ class CredentialSource:
     def resolve(self) -> None:
         """Find credentials (blocking; call before the trio loop serves FUSE)."""
         if self.anonymous:
+            return
+        if self.credentials_file:
+            self._static, self._file_mtime = read_credentials_file(self.credentials_file,
+                                                                   self.provider)
+            self._file_checked = time.monotonic()
+            return
+        if self.provider in VENDOR_ENV:
+            self._static = static_from_env(self.provider, self.environ)
+            if self._static is None:
+                pairs, token_var, title = VENDOR_ENV[self.provider]
+                names = " or ".join(f"{a}/{b}" for a, b in pairs)
+                raise CredentialsError(
+                    f"no {title} credentials found: set {names} (plus {token_var} for "
+                    "temporary keys), use --credentials-file, or --no-sign-request for a "
+                    "public bucket")
             return
         import botocore.exceptions
 
@@ -73,12 +201,41 @@ class CredentialSource:
             )
         self._creds = creds
 
+    def _recheck_file(self) -> None:
+        """Re-read the credentials file if it changed (at most once a second).
+
+        A file that has become unreadable or invalid keeps the keys we
+        have, with a warning: the next check may find it fixed.
+        """
+        now = time.monotonic()
+        if now - self._file_checked < self.FILE_RECHECK:
+            return
+        self._file_checked = now
+        try:
+            mtime = os.stat(self.credentials_file).st_mtime  # type: ignore[arg-type]
+            if mtime != self._file_mtime:
+                self._static, self._file_mtime = read_credentials_file(
+                    self.credentials_file, self.provider)  # type: ignore[arg-type]
+                log.info("credentials file %s re-read", self.credentials_file)
+            self._file_warned = False
+        except (OSError, CredentialsError) as e:
+            if not self._file_warned:  # once per breakage, not once a second
+                log.warning("keeping the current credentials: %s", e)
+                self._file_warned = True
+
     async def get(self) -> Credentials | None:
         """Current credentials, refreshed off the trio thread when due."""
         if self.anonymous:
             return None
+        if self.credentials_file and self._static is not None:
+            self._recheck_file()
+            return self._static
+        if self._static is not None:
+            return self._static
         if self._creds is None:
             await trio.to_thread.run_sync(self.resolve)
+            if self._static is not None:
+                return self._static
         c = self._creds
         refresh_needed = getattr(c, "refresh_needed", None)
         if refresh_needed is not None and refresh_needed():

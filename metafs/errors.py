@@ -13,7 +13,7 @@ made in exactly one place::
      |    +-- NoSuchBucketError       EIO     404 on the bucket
      |    +-- AccessDeniedError       EACCES  403 AccessDenied
      |    +-- BadCredentialsError     EACCES  403 InvalidAccessKeyId / SignatureDoesNotMatch
-     |    +-- WrongRegionError        EIO     301/400 naming another region
+     |    +-- WrongRegionError        EIO     301/400 naming another region (OSS: 403 naming an endpoint)
      |    +-- ChangedError            ESTALE  412: the object changed while open
      |    +-- ServerError             EIO     5xx / 429 after all retries
      +-- TransportError               EIO     unreachable, reset, timed out (after retries)
@@ -73,9 +73,15 @@ class BadCredentialsError(S3Error):
 
 
 class WrongRegionError(S3Error):
-    def __init__(self, status: int, region: str, **kw: str) -> None:
+    """The bucket is elsewhere: another region, or (OSS) another endpoint."""
+
+    def __init__(self, status: int, region: str, *, endpoint: str | None = None,
+                 **kw: str) -> None:
         self.region = region
-        super().__init__(status, "WrongRegion", f"the bucket is in {region}", **kw)
+        self.endpoint = endpoint
+        where = (f"must be addressed at {endpoint}" + (f" (--region {region})" if region else "")
+                 if endpoint else f"is in {region}")
+        super().__init__(status, "WrongRegion", f"the bucket {where}", **kw)
 
 
 class ChangedError(S3Error):

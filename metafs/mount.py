@@ -4,7 +4,8 @@ Order matters (S3QL's mount.py, pyfuse3's examples and their bugs):
 
 1. The signal receiver opens *before* ``pyfuse3.init``: a SIGTERM in the
    gap would take its default action and leave a dead mount behind.
-2. HEAD Bucket runs before anything is mounted, so a wrong bucket, bad
+2. The bucket check (HEAD Bucket; OSS: ``GET /?location``) runs before
+   anything is mounted, so a wrong bucket, bad
    credentials or an unreachable endpoint end the command with a message
    and an empty mountpoint.
 3. One ``httpx.AsyncClient`` lives inside the trio loop, so its pool
@@ -31,7 +32,8 @@ from .config import Config
 from .credentials import CredentialSource
 from .fuse_ops import Operations
 from .meta import Metadata
-from .s3.client import S3Client
+from .s3 import dialects
+from .s3.client import BucketInfo, S3Client
 from .xattrs import bucket_xattrs
 
 log = logging.getLogger(__name__)
@@ -45,53 +47,84 @@ def fuse_options(cfg: Config) -> set[str]:
     return opts
 
 
+def starting_region(cfg: Config, dialect: dialects.Dialect, creds: CredentialSource) -> str:
+    """The region to sign and address for before the bucket has said anything.
+
+    ``--region``, else the one the endpoint's host names, else (S3) the
+    profile's, else us-east-1; COS and OBS sign no region, so for them it
+    may stay unknown ('').
+    """
+    host = None
+    if cfg.endpoint_url:
+        host = httpx.URL(cfg.endpoint_url if "://" in cfg.endpoint_url
+                         else "https://" + cfg.endpoint_url).host
+    region = cfg.region or dialects.region_from_host(dialect, host)
+    if region:
+        # OSS's own spelling (oss-cn-hangzhou) names the same region as its general id.
+        return region.removeprefix("oss-") if dialect.name == "oss" else region
+    if dialect.provider == "s3":
+        return creds.profile_region() or "us-east-1"
+    return ""
+
+
 async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource
-                  ) -> tuple[S3Client, dict[str, str]]:
-    """Build the client and check the bucket (HEAD Bucket); raise on failure."""
-    region = cfg.region or creds.profile_region() or "us-east-1"
+                  ) -> tuple[S3Client, BucketInfo]:
+    """Build the client and check the bucket (HEAD Bucket or the dialect's way); raise on failure."""
+    dialect = dialects.dialect_for(cfg.provider, cfg.bucket)
     client = S3Client(
         http,
         bucket=cfg.bucket,
-        region=region,
+        region=starting_region(cfg, dialect, creds),
         endpoint_url=cfg.endpoint_url,
         force_path_style=cfg.force_path_style,
         credentials=creds,
         attempts=cfg.retries + 1,
         attempt_timeout=cfg.request_timeout,
+        dialect=dialect,
+        oss_signature=cfg.oss_signature,
+        explicit_region=cfg.region is not None,
     )
-    headers = await client.head_bucket()
-    discovered = headers.get("x-amz-bucket-region")
-    if discovered and discovered != client.region:
-        if cfg.region is None:
-            client.signer.region = discovered  # discovery, not a mistake: no warning
-            if client.endpoint.aws_default:
-                client.switch_region(discovered)
-        else:
-            client.switch_region(discovered)
+    info = await client.check_bucket()
+    # A bucket elsewhere than --region still mounts: one log line (a
+    # warning if --region named another), then every request goes there.
+    client.adopt_bucket_region(info.region)
     if cfg.prefix:
         page = await client.list_page(cfg.prefix, delimiter=None, max_keys=1)
         if not (page.objects or page.prefixes):
             log.warning("prefix %r of bucket %s is empty or does not exist", cfg.prefix, cfg.bucket)
-    return client, headers
+    return client, info
+
+
+def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, bytes]:
+    """The mount root's xattrs: the bucket check's answer plus what metafs knows."""
+    extra = {"s3.bucket": cfg.bucket, "s3.provider": client.dialect.provider,
+             "s3.endpoint": f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"}
+    if client.region:
+        extra["s3.region"] = client.region
+    if client.dialect.region_header is None and info.region:
+        extra["s3.bucket-region"] = info.region  # OSS: from GET /?location, not a header
+    return bucket_xattrs(info.headers, extra)
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``cfg`` and serve until a signal or an unmount."""
-    creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request)
+    creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request, provider=cfg.provider,
+                             credentials_file=cfg.credentials_file)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         limits = httpx.Limits(max_connections=cfg.max_connections,
                               max_keepalive_connections=cfg.max_connections)
         timeout = httpx.Timeout(cfg.request_timeout)
         async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as http:
             await trio.to_thread.run_sync(creds.resolve)
-            client, bucket_headers = await prepare(cfg, http, creds)
+            client, info = await prepare(cfg, http, creds)
             cache = MetaCache(cfg.metadata_ttl, cfg.negative_ttl, cfg.cache_entries)
-            meta = Metadata(client, cache)
+            # Directory buckets list in no particular order: dirlist holds
+            # their pages and sorts once the listing is complete.
+            meta = Metadata(client, cache, ordered_listings=client.dialect.ordered_listings)
             own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
-            extra = {"s3.bucket": cfg.bucket, "s3.region": client.region,
-                     "s3.endpoint": f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"}
             ops = Operations(meta, client, own, root_key=cfg.prefix,
-                             root_xattrs=bucket_xattrs(bucket_headers, extra))
+                             root_xattrs=root_xattrs(cfg, client, info),
+                             percent_decode_values=client.dialect.percent_decode_values)
             pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
             try:
                 async with trio.open_nursery() as nursery:

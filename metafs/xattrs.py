@@ -19,8 +19,11 @@ Naming (see SEMANTICS.md, "Extended attributes"):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.errors
 import email.header
+import re
 from typing import Iterable, Mapping
 
 META_PREFIXES = ("x-amz-meta-", "x-cos-meta-", "x-oss-meta-", "x-obs-meta-")
@@ -39,14 +42,41 @@ _NOT_METADATA = frozenset({
     "request-id", "id-2", "trace-id", "requestid", "content-sha256", "sdk-checksum-algorithm",
     "server-time", "ec", "err", "api", "date", "security-token", "s3session-token",
 })
-# Different vendor spellings of one thing get one name.
-_RENAMES = {"checksum-crc64ecma": "hash-crc64ecma"}
+# Different vendor spellings of one thing get one name (keys and values
+# are after the vendor prefix; the value is the name every provider shows).
+_RENAMES = {
+    # CRC-64/XZ as a decimal string: COS and OSS say hash-, OBS checksum-.
+    "checksum-crc64ecma": "hash-crc64ecma",
+    # The KMS key of SSE-KMS: AWS says aws-kms-, COS cos-kms-, OSS nothing.
+    "server-side-encryption-aws-kms-key-id": "server-side-encryption-kms-key-id",
+    "server-side-encryption-cos-kms-key-id": "server-side-encryption-kms-key-id",
+    "server-side-encryption-key-id": "server-side-encryption-kms-key-id",
+    # OSS calls object lock WORM.
+    "object-worm-mode": "object-lock-mode",
+    "object-worm-retain-until-date": "object-lock-retain-until-date",
+    "object-worm-legal-hold": "object-lock-legal-hold",
+    # The bucket's region on HEAD Bucket: OBS says location.
+    "bucket-location": "bucket-region",
+}
+
+
+_B_WORD = re.compile(r"=\?[^?]+\?[Bb]\?([^?]*)\?=")
 
 
 def decode_rfc2047(value: str) -> str:
-    """Decode ``=?charset?B|Q?...?=`` words (as S3 returns non-ASCII values)."""
+    """Decode ``=?charset?B|Q?...?=`` words (as S3 returns non-ASCII values).
+
+    A value that does not decode cleanly is returned as sent: better the
+    raw encoded-word than a silently emptied value (Python's base64 is
+    lenient and would drop invalid characters).
+    """
     if "=?" not in value:
         return value
+    for m in _B_WORD.finditer(value):
+        try:
+            base64.b64decode(m.group(1), validate=True)
+        except (ValueError, binascii.Error):
+            return value
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
     except (ValueError, LookupError, UnicodeDecodeError, email.errors.HeaderParseError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import datetime
 import email.utils
 import xml.etree.ElementTree as ET
 from typing import Sequence
@@ -60,6 +61,8 @@ def parse_http_date(value: str | None) -> int:
         dt = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return 0
+    if dt.tzinfo is None:  # asctime and '-0000' forms: HTTP dates are always GMT
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
     return int(dt.timestamp())
 
 
@@ -106,13 +109,16 @@ def _ns(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def parse_list(body: bytes) -> ListPage:
+def parse_list(body: bytes, *, plus_is_space: bool = True) -> ListPage:
     """Parse a ListObjectsV2 (or V1 / ListBucketResult-shaped) response.
 
     Keys are URL-decoded only when the response says ``EncodingType=url``:
     a server that ignored ``encoding-type`` sent them raw, and decoding a
     raw ``%`` would corrupt the key.  S3 encodes a space as ``+`` (hence
-    ``unquote_plus``, as botocore does); a literal ``+`` arrives as ``%2B``.
+    ``unquote_plus``, as botocore and the OBS SDK do); a literal ``+``
+    arrives as ``%2B``.  COS and OSS document ``%20`` and their SDKs decode
+    with plain ``unquote``, so for them (``plus_is_space=False``) a ``+``
+    is a ``+``, whether or not the server escaped it.
     """
     try:
         root = ET.fromstring(body)
@@ -134,10 +140,7 @@ def parse_list(body: bytes) -> ListPage:
         else:
             fields[tag] = child.text or ""
     encoded = fields.get("EncodingType", "").lower() == "url"
-    # COS documents %20 for space and decodes with plain unquote; S3 and
-    # MinIO may use '+'.  unquote_plus is right for both, since a literal
-    # '+' in a key is always sent as %2B when encoding is on.
-    dec = unquote_plus if encoded else (lambda s: s)
+    dec = (unquote_plus if plus_is_space else unquote) if encoded else (lambda s: s)
     objects = []
     for o in raw_objects:
         if "Key" not in o:
@@ -161,16 +164,69 @@ def parse_list(body: bytes) -> ListPage:
     return ListPage(objects, [dec(p) for p in raw_prefixes], truncated, token)
 
 
-def parse_error(body: bytes) -> tuple[str, str, str | None]:
-    """(Code, Message, Region) of an S3 error body; empty strings if none."""
-    if not body:
-        return "", "", None
+def error_fields(body: bytes) -> dict[str, str]:
+    """The child elements of an ``<Error>`` document; ``{}`` if it is none.
+
+    All four providers use this shape (``Code``, ``Message``, ``RequestId``
+    plus their own: S3's ``Region``, OSS's ``Endpoint`` and ``EC``...).
+    """
+    if not body or not body.lstrip().startswith(b"<"):
+        return {}
     try:
         root = ET.fromstring(body)
     except ET.ParseError:
-        return "", "", None
-    vals = {_ns(c.tag): (c.text or "") for c in root}
+        return {}
+    if _ns(root.tag) != "Error":
+        return {}
+    return {_ns(c.tag): (c.text or "") for c in root}
+
+
+def parse_error(body: bytes) -> tuple[str, str, str | None]:
+    """(Code, Message, Region) of an S3 error body; empty strings if none."""
+    vals = error_fields(body)
     return vals.get("Code", ""), vals.get("Message", ""), vals.get("Region") or None
+
+
+def _xml_root(body: bytes, what: str) -> ET.Element:
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError as e:
+        raise MalformedResponseError(f"{what} is not valid XML: {e}") from e
+
+
+def parse_location(body: bytes) -> str:
+    """The region of a GetBucketLocation answer (``<LocationConstraint>``, OBS ``<Location>``)."""
+    root = _xml_root(body, "bucket location")
+    if _ns(root.tag) not in ("LocationConstraint", "Location", "CreateBucketConfiguration"):
+        raise MalformedResponseError(f"unexpected location root element <{_ns(root.tag)}>")
+    if _ns(root.tag) == "CreateBucketConfiguration":
+        root = next((c for c in root if _ns(c.tag) in ("LocationConstraint", "Location")), root)
+    return (root.text or "").strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionKeys:
+    """CreateSession's answer (S3 directory buckets); never logged."""
+
+    access_key: str
+    secret_key: str = dataclasses.field(repr=False)
+    token: str = dataclasses.field(repr=False)
+    expiration: int  # seconds since the epoch, server clock
+
+
+def parse_create_session(body: bytes) -> SessionKeys:
+    """``<CreateSessionResult><Credentials>…`` -> :class:`SessionKeys`."""
+    root = _xml_root(body, "CreateSession answer")
+    creds = next((c for c in root.iter() if _ns(c.tag) == "Credentials"), None)
+    if _ns(root.tag) != "CreateSessionResult" or creds is None:
+        raise MalformedResponseError(f"unexpected CreateSession root element <{_ns(root.tag)}>")
+    vals = {_ns(c.tag): (c.text or "").strip() for c in creds}
+    missing = [n for n in ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+               if not vals.get(n)]
+    if missing:
+        raise MalformedResponseError(f"CreateSession answer without {', '.join(missing)}")
+    return SessionKeys(vals["AccessKeyId"], vals["SecretAccessKey"], vals["SessionToken"],
+                       parse_iso8601(vals["Expiration"]))
 
 
 def percent_decode(value: str) -> str:
