@@ -231,11 +231,17 @@ def mount(tool: str, bucket: str, mnt: str, ctx: "Context", log: Path) -> Mount:
     return m
 
 
-def unmount(m: Mount) -> None:
-    """fusermount3 -u, wait for the daemon; lazy unmount and kill as last resorts."""
+def unmount(m: Mount, force: bool = False) -> None:
+    """fusermount3 -u, wait for the daemon; lazy unmount and kill as last resorts.
+
+    force (after a workload timed out): stop the daemon first, which aborts its
+    FUSE connection and frees processes stuck in a request, then unmount lazily.
+    """
     if m.proc is None:
         return
     try:
+        if force:
+            stop(m.proc)
         if is_mounted(m.path):
             r = subprocess.run(["fusermount3", "-u", m.path], capture_output=True, timeout=30)
             if r.returncode != 0:
@@ -243,17 +249,23 @@ def unmount(m: Mount) -> None:
         try:
             m.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            m.proc.terminate()
-            try:
-                m.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                m.proc.kill()
-                m.proc.wait()
+            stop(m.proc)
         if is_mounted(m.path):  # daemon gone, kernel mount left behind
             subprocess.run(["fusermount3", "-uz", m.path], capture_output=True, timeout=30)
     finally:
         if m in ACTIVE:
             ACTIVE.remove(m)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def vmhwm_kb(pid: int) -> int | None:
@@ -322,18 +334,19 @@ def run_shell(ctx: Context, w: Workload, cwd: str) -> dict:
             status = "timeout"
         finally:
             seconds = time.perf_counter() - t0
+            requests = ctx.server.counts()  # at the deadline, before the kill
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                try:
-                    p.wait(timeout=30)
+                try:  # a process inside a FUSE request the daemon is still serving
+                    p.wait(timeout=5)  # stays until the daemon answers or dies (unmount)
                 except subprocess.TimeoutExpired:
                     pass
     out_lines, _ = count_lines(out)
     err_lines, err_first = count_lines(err)
-    rec = {"status": status, "seconds": seconds, "rc": p.returncode,
+    rec = {"status": status, "seconds": seconds, "requests": requests, "rc": p.returncode,
            "out_lines": out_lines, "err_lines": err_lines,
            "err_first": err_first.replace(cwd + "/", "").replace(cwd, "MNT")[:120]}
     problems = []
@@ -382,19 +395,19 @@ def run_tool(ctx: Context, tool: str, delay: float, workloads: list[Workload]) -
             for w in group:
                 record(ctx, delay, w.name, tool, status="error", error=str(e))
             continue
+        broken = None
         try:
             if m.proc is not None:
                 mount_times.append(m.seconds)
                 if mount_requests is None:
                     mount_requests = ctx.server.counts()
-            broken = None
             for w in group:
                 if broken:
                     record(ctx, delay, w.name, tool, status="skipped", error=broken)
                     continue
                 ctx.server.reset()
                 rec = run_shell(ctx, w, m.path)
-                record(ctx, delay, w.name, tool, requests=ctx.server.counts(), **rec)
+                record(ctx, delay, w.name, tool, **rec)
                 if rec["status"] == "timeout":
                     broken = f"{w.name} timed out on this mount"
         finally:
@@ -402,7 +415,7 @@ def run_tool(ctx: Context, tool: str, delay: float, workloads: list[Workload]) -
                 kb = vmhwm_kb(m.proc.pid)
                 if kb is not None:
                     rss[group[0].name] = kb
-            unmount(m)
+            unmount(m, force=bool(broken))
     if mount_times:
         record(ctx, delay, MOUNT_ROW, tool, status="ok", seconds=statistics.median(mount_times),
                samples=mount_times, requests=mount_requests)
@@ -544,13 +557,19 @@ def chart(records: list[dict], delays: list[float], tools: list[str], workloads:
                              figsize=(max(10.0, 1.25 * len(rows) + 2), 4.6 * len(delays)))
     for ax, delay in zip(axes[:, 0], delays):
         labelled: set[str] = set()
+        heights: list[float] = []
         for j, tool in enumerate(series):
             for i, (name, _) in enumerate(rows):
                 r = find(records, delay, name, tool)
-                if r is None or r["status"] not in ("ok", "timeout"):
-                    continue
                 x = i + (j - (len(series) - 1) / 2) * width
+                if r is None:
+                    continue
+                if r["status"] not in ("ok", "timeout"):  # error / skipped: a mark, no bar
+                    ax.text(x, 0.02, r["status"], transform=ax.get_xaxis_transform(),
+                            ha="center", va="bottom", fontsize=6, rotation=90, color="dimgray")
+                    continue
                 h = max(r["seconds"], 1e-4)
+                heights.append(h)
                 ax.bar(x, h, width, color=COLORS.get(tool, "#9467bd"),
                        hatch="//" if r["status"] == "timeout" else None, edgecolor="black",
                        linewidth=0.3, label=None if tool in labelled else tool)
@@ -558,9 +577,9 @@ def chart(records: list[dict], delays: list[float], tools: list[str], workloads:
                 if r["status"] == "timeout":
                     ax.text(x, h * 1.1, f">{timeout:.0f}s", ha="center", va="bottom", fontsize=6, rotation=90)
         ax.legend(fontsize=8, ncol=len(series), loc="upper left")
-        bottom, top = ax.get_ylim()
-        ax.set_ylim(bottom, top * 8)  # room for the legend above the tallest bar
         ax.set_yscale("log")
+        if heights:  # room for the legend above the tallest bar
+            ax.set_ylim(min(heights) / 2, max(heights) * 12)
         ax.set_ylabel("wall time (s, log)")
         ax.set_title(f"metafs vs s3fs vs rclone mount, moto S3 with {delay:g} ms per request")
         ax.set_xticks(range(len(rows)), [label for _, label in rows], rotation=25, ha="right", fontsize=8)
