@@ -54,7 +54,7 @@ class Config:
     request_timeout: float = 10.0
     retries: int = 2
     max_connections: int = 64
-    cache_entries: int = 100_000
+    cache_entries: int = 250_000
     log_level: str = "info"
     log_file: str | None = None
 
@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=2,
                    help="retries after a failed attempt, with backoff and jitter (default 2)")
     p.add_argument("--max-connections", type=int, default=64, help="HTTP connections (default 64)")
-    p.add_argument("--cache-entries", type=int, default=100_000,
-                   help="bound of each metadata table, in entries (default 100000)")
+    p.add_argument("--cache-entries", type=int, default=250_000,
+                   help="bound of each metadata table, in entries (default 250000)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground, "
                    "syslog when detached)")

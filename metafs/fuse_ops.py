@@ -231,7 +231,7 @@ class Operations(pyfuse3.Operations):
                 if i >= len(lst.entries):
                     return
             e = lst.entries[i]
-            node = self.inodes.ensure(parent, e.name, e.is_dir)
+            node = self.inodes.ensure(parent, e.name, e.is_dir, None if e.meta is None else e.meta.key)
             if e.is_dir:
                 attrs = dir_attrs(node.ino, self.own, cache.remaining(lst.expires))
             else:

@@ -62,7 +62,7 @@ class InodeTable:
         ino = self.children.get((parent, name))
         return self.nodes.get(ino) if ino is not None else None
 
-    def ensure(self, parent: Node, name: str, is_dir: bool) -> Node:
+    def ensure(self, parent: Node, name: str, is_dir: bool, key: str | None = None) -> Node:
         """The node for ``name`` in ``parent`` with this kind, allocating if needed.
 
         Does not count a lookup: call :meth:`remember` once the kernel has
@@ -75,7 +75,8 @@ class InodeTable:
             if node.is_dir == is_dir:
                 return node
             # Kind changed: the old inode lives on until forgotten, detached.
-        key = parent.key + name + ("/" if is_dir else "")
+        if key is None:  # callers that hold the key pass it: one string, not two
+            key = parent.key + name + ("/" if is_dir else "")
         node = Node(self._next, parent.ino, name, key, is_dir)
         self._next += 1
         self.nodes[node.ino] = node

@@ -169,11 +169,13 @@ class Metadata:
                     await self.fill(listing, 0)
                 except errors.MetafsError:
                     pass  # the listing failed; answer by probing instead
-        if (listing is not None and not listing.failed and c.is_fresh(listing.expires)
-                and listing.covers(name)):
-            entry = listing.index.get(name)
+        usable = listing is not None and not listing.failed and c.is_fresh(listing.expires)
+        # An emitted entry is final (rule 2 is settled before emitting); an
+        # absent name is settled only where the pages cover it.
+        if usable and (name in listing.index or listing.covers(name)):  # type: ignore[union-attr]
+            entry = listing.index.get(name)  # type: ignore[union-attr]
             if entry is None:
-                return Missing(listing.expires)
+                return Missing(listing.expires)  # type: ignore[union-attr]
             if entry.is_dir:
                 return Found(True, None, listing.expires)
             cached = c.get_object(key)
@@ -199,14 +201,18 @@ class Metadata:
         round trip each, one after the other.  From the second probe in a
         directory without a listing, its first LIST page is fetched in the
         background; the lookups that follow are answered from it whenever
-        it covers their name.  Two probes count as a burst when they are
-        less than a TTL apart.
+        it covers their name, and each later miss past what it covers pulls
+        one more page, so a storm converges on the complete listing.  Two
+        probes count as a burst when they are less than a TTL apart.
         """
         if self._nursery is None:
             return
         lst = self.cache.get_listing(dir_key)
         if lst is not None and not lst.failed and self.cache.is_fresh(lst.expires):
-            return  # already listed or being listed
+            # Listed in part: a miss past what it covers pulls one more page.
+            if not lst.complete and not lst.lock.locked():
+                self._nursery.start_soon(self._list_ahead, lst)
+            return
         now = self.cache.now()
         first = self._misses.get(dir_key)
         if first is None or now - first > self.cache.ttl:
@@ -217,13 +223,13 @@ class Metadata:
 
     async def _list_ahead(self, lst: Listing) -> None:
         try:
-            await self.fill(lst, 0)
+            await self.fill(lst, len(lst.entries))  # one more page
         except Exception as e:  # a failed guess costs nothing but this line
             log.debug("listing %r ahead of lookups failed: %s", lst.dir_key, e)
 
     async def _probe(self, key: str) -> Found | Missing:
         c = self.cache
-        stale = c.get_object(key)
+        stale = c.get_object(key) or self._listed(key, fresh=False)
         known_dir = (key + "/") in c.prefixes
         try:
             if stale is not None and not known_dir:
@@ -242,7 +248,8 @@ class Metadata:
                     c.prefixes[key + "/"] = grace
                     return Found(True, None, grace)
                 assert stale is not None
-                stale.expires = grace  # kept, so calls within the grace send nothing
+                c.objects[key] = stale  # kept, so calls within the grace send nothing
+                stale.expires = grace
                 return Found(False, stale.meta, grace)
             raise
 
@@ -293,8 +300,8 @@ class Metadata:
             entry = c.put_object(res.meta)
             return Found(False, entry.meta, entry.expires)
         if res.status == "not_modified" and stale is not None:
-            c.touch_object(key)
-            return Found(False, stale.meta, stale.expires)
+            entry = c.touch_object(key) or c.put_object(stale.meta)
+            return Found(False, entry.meta, entry.expires)
         if res.status == "not_modified":  # 304 with nothing to extend: cannot happen
             raise errors.MalformedResponseError(f"304 for {key!r} without If-None-Match")
         return Missing(c.put_negative(key))
@@ -313,14 +320,31 @@ class Metadata:
             if cached is not None and c.is_fresh(cached.expires) and (
                     not full or cached.meta.headers is not None):
                 return cached
+            if not full and (listed := self._listed(key)) is not None:
+                return listed
             if not self._flights.busy(("obj", key)):
                 break
             await self._flights.run(("obj", key), _noop)  # wait for it, then look again
         return await self._flights.run(("obj", key), lambda: self._fetch(key, full))
 
+    def _listed(self, key: str, *, fresh: bool = True) -> Cached | None:
+        """Listing-level metadata of ``key`` from its directory's listing.
+
+        With ``fresh=False`` an expired listing will do: its ETag is what
+        revalidation sends as If-None-Match.
+        """
+        dir_key, _, name = key.rpartition("/")
+        lst = self.cache.get_listing(dir_key + "/" if dir_key else "")
+        if lst is None or lst.failed or (fresh and not self.cache.is_fresh(lst.expires)):
+            return None
+        e = lst.index.get(name)
+        if e is None or e.is_dir or e.meta is None:
+            return None
+        return Cached(e.meta, lst.expires)
+
     async def _fetch(self, key: str, full: bool) -> Cached:
         c = self.cache
-        stale = c.get_object(key)
+        stale = c.get_object(key) or self._listed(key, fresh=False)
         # A listing-level entry has no headers: a 304 would leave us without them.
         etag = stale.meta.etag if stale is not None and (not full or stale.meta.headers) else None
         try:
@@ -328,14 +352,14 @@ class Metadata:
         except _UNAVAILABLE as e:
             if stale is not None and (not full or stale.meta.headers is not None):
                 self._warn_stale(key, e)
-                stale.expires = c.now() + self.stale_grace  # calls within the grace send nothing
+                c.objects[key] = stale  # kept, so calls within the grace send nothing
+                stale.expires = c.now() + self.stale_grace
                 return stale
             raise
         if res.status == "ok":
             return c.put_object(res.meta)
         if res.status == "not_modified" and stale is not None:
-            c.touch_object(key)
-            return stale
+            return c.touch_object(key) or c.put_object(stale.meta)
         # Gone as an object; not remembered as missing, because the name may
         # now be a directory: the kernel's next lookup probes both.
         c.drop_object(key)
@@ -402,13 +426,25 @@ class Metadata:
                 self._absorb(lst, lst.add_page(page))
 
     def _absorb(self, lst: Listing, entries: list[DirEntry]) -> None:
+        """Let a page refresh what the per-key tables hold.
+
+        Listed files live in the listing only (it answers lookups and stat
+        by itself): copying each into the object table too would double the
+        memory of a huge directory.  A file the table already holds is
+        refreshed from the page — the bulk revalidation of
+        :meth:`MetaCache.put_object` — and its negative entry cleared.
+        """
         c = self.cache
+        objects, negatives = c.objects, c.negatives
         for e in entries:
             if e.is_dir:
                 c.put_prefix(lst.dir_key + e.name + "/")
             else:
                 assert e.meta is not None
-                c.put_object(e.meta)
+                if e.meta.key in objects:
+                    c.put_object(e.meta)
+                elif e.meta.key in negatives:
+                    del negatives[e.meta.key]
         c.resize_listing(lst)
 
     def entry_meta(self, lst: Listing, e: DirEntry) -> tuple[ObjectMeta, float]:

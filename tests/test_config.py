@@ -41,7 +41,7 @@ def test_defaults(tmp_path):
     assert cfg.endpoint_url is None and cfg.region is None and cfg.profile is None
     assert not cfg.no_sign_request and not cfg.force_path_style and not cfg.allow_other
     assert not cfg.foreground
-    assert cfg.request_timeout == 10.0 and cfg.retries == 2 and cfg.cache_entries == 100_000
+    assert cfg.request_timeout == 10.0 and cfg.retries == 2 and cfg.cache_entries == 250_000
 
 
 def test_negative_ttl_defaults_to_metadata_ttl(tmp_path):

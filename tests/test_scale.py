@@ -108,3 +108,31 @@ def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):  # noqa:
     assert len(heads) == 8
     first_done = min(r.finished for r in heads)
     assert sum(1 for r in heads if r.started < first_done) >= 6  # in flight together
+
+
+def test_missing_name_storm_converges_on_one_listing(mount, bucket, s3):  # noqa: ANN001
+    put_many(bucket, [f"d/f{i:04d}" for i in range(1500)])  # two LIST pages
+    m = mount(bucket)
+    m.run("stat d >/dev/null")
+    s3.reset()
+    names = " ".join(f"d/zz-missing{i:03d}" for i in range(60))  # all sort after every f*
+    r = m.run(f"stat {names}", check=False)
+    assert r.stderr.count("No such file") == 60
+    pages = [x for x in s3.log("LIST") if "delimiter" in x.query]
+    assert len(pages) == 2  # the directory was listed once, page by page
+    assert s3.counts()["HEAD"] <= 4  # only the misses before the listing covered them
+    s3.reset()
+    assert m.run(f"stat {names}", check=False).stderr.count("No such file") == 60
+    assert sum(s3.counts().values()) == 0
+
+
+def test_cache_bound_holds_for_listings(mount, bucket, s3):  # noqa: ANN001
+    put_many(bucket, [f"big/f{i:04d}" for i in range(2000)])
+    m = mount(bucket, "--cache-entries", "500")
+    assert len(m.run("ls -f big").stdout.split()) == 2002
+    # A listing larger than the bound is served to its reader, not kept.
+    assert stat_int(m, "cache.listed-entries") <= 500
+    assert stat_int(m, "cache.objects") <= 500
+    s3.reset()
+    assert len(m.run("ls -f big").stdout.split()) == 2002
+    assert len([x for x in s3.log("LIST") if "delimiter" in x.query]) == 2
