@@ -28,46 +28,35 @@ class Ownership:
     dir_mtime: int  # seconds; directories have no mtime in S3: the mount time
 
 
-def file_attrs(ino: int, meta: ObjectMeta, own: Ownership, timeout: float) -> pyfuse3.EntryAttributes:
+def _entry(ino: int, mode: int, nlink: int, size: int, mtime: int, own: Ownership,
+           timeout: float) -> pyfuse3.EntryAttributes:
+    """Every field, set: the one place EntryAttributes are filled."""
     a = pyfuse3.EntryAttributes()
     a.st_ino = ino
     a.generation = 0
     a.entry_timeout = timeout
     a.attr_timeout = timeout
-    a.st_mode = stat.S_IFREG | own.file_mode
-    a.st_nlink = 1
+    a.st_mode = mode
+    a.st_nlink = nlink
     a.st_uid = own.uid
     a.st_gid = own.gid
     a.st_rdev = 0
-    a.st_size = meta.size
+    a.st_size = size
     a.st_blksize = BLKSIZE
-    a.st_blocks = (meta.size + 511) // 512  # 512-byte units, so du works
-    ns = meta.mtime * _NS
+    a.st_blocks = (size + 511) // 512  # 512-byte units, so du works
+    ns = mtime * _NS
     a.st_atime_ns = ns
     a.st_mtime_ns = ns
     a.st_ctime_ns = ns
     return a
+
+
+def file_attrs(ino: int, meta: ObjectMeta, own: Ownership, timeout: float) -> pyfuse3.EntryAttributes:
+    return _entry(ino, stat.S_IFREG | own.file_mode, 1, meta.size, meta.mtime, own, timeout)
 
 
 def dir_attrs(ino: int, own: Ownership, timeout: float) -> pyfuse3.EntryAttributes:
-    a = pyfuse3.EntryAttributes()
-    a.st_ino = ino
-    a.generation = 0
-    a.entry_timeout = timeout
-    a.attr_timeout = timeout
-    a.st_mode = stat.S_IFDIR | own.dir_mode
-    a.st_nlink = 2
-    a.st_uid = own.uid
-    a.st_gid = own.gid
-    a.st_rdev = 0
-    a.st_size = 0
-    a.st_blksize = BLKSIZE
-    a.st_blocks = 0
-    ns = own.dir_mtime * _NS
-    a.st_atime_ns = ns
-    a.st_mtime_ns = ns
-    a.st_ctime_ns = ns
-    return a
+    return _entry(ino, stat.S_IFDIR | own.dir_mode, 2, 0, own.dir_mtime, own, timeout)
 
 
 def negative_entry(timeout: float) -> pyfuse3.EntryAttributes:
