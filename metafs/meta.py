@@ -162,13 +162,15 @@ class Metadata:
         c = self.cache
         key = dir_key + name
         listing = c.get_listing(dir_key)
-        if listing is not None and not listing.failed and c.is_fresh(listing.expires):
-            if listing.pages == 0 and listing.lock.locked():
-                # Its first page is on the way: waiting costs less than a probe.
-                try:
-                    await self.fill(listing, 0)
-                except errors.MetafsError:
-                    pass  # the listing failed; answer by probing instead
+        if (listing is not None and not listing.failed and c.is_fresh(listing.expires)
+                and listing.lock.locked() and name not in listing.index
+                and not listing.covers(name)):
+            # A page is on the way: it was asked for before this lookup, so
+            # waiting for it is no slower than a probe, and may settle the name.
+            try:
+                await self.fill(listing, len(listing.entries))
+            except errors.MetafsError:
+                pass  # the listing failed; answer by probing instead
         usable = listing is not None and not listing.failed and c.is_fresh(listing.expires)
         # An emitted entry is final (rule 2 is settled before emitting); an
         # absent name is settled only where the pages cover it.
