@@ -26,6 +26,8 @@ import email.header
 import re
 from typing import Iterable, Mapping
 
+from .s3.model import percent_decode
+
 META_PREFIXES = ("x-amz-meta-", "x-cos-meta-", "x-oss-meta-", "x-obs-meta-")
 VENDOR_PREFIXES = ("x-amz-", "x-cos-", "x-oss-", "x-obs-")
 SYSTEM_NS = "s3."
@@ -112,10 +114,7 @@ def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: 
         name: str | None = None
         for p in META_PREFIXES:
             if h.startswith(p):
-                value = v
-                if percent_decode_values and "%" in value:
-                    from urllib.parse import unquote
-                    value = unquote(value)
+                value = percent_decode(v) if percent_decode_values else v
                 name, v = USER_NS + h[len(p):], decode_rfc2047(value)
                 break
         else:

@@ -7,7 +7,6 @@ import random
 
 import botocore.auth
 import botocore.credentials
-import pytest
 from botocore.awsrequest import AWSRequest
 
 from metafs.signing import EMPTY_SHA256, Credentials, SignableRequest, uri_encode

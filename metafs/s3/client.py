@@ -104,10 +104,6 @@ class Endpoint:
         return host if self.port in (None, default) else f"{host}:{self.port}"
 
 
-def aws_host(region: str) -> str:
-    return S3.default_host(region, "")
-
-
 @dataclasses.dataclass(slots=True)
 class HeadResult:
     """Outcome of a (conditional) HEAD Object."""
