@@ -12,18 +12,44 @@ Four tables, all keyed by S3 key:
 * ``negatives``: key -> expiry; the name is neither an object nor a prefix
 * ``prefixes``: ``dir/`` -> expiry; the prefix is known to exist
 * ``listings``: ``dir/`` -> :class:`~metafs.dirlist.Listing`, sized by entries
+
+When the bound pushes an entry out (least recently used first), the
+injected ``on_evict(table, key, value)`` hears of it: the FUSE layer uses
+that to tell the kernel to drop the names it no longer backs (see
+:meth:`metafs.fuse_ops.Operations.evicted`).  Explicit drops (an entry
+replaced or found stale) are not evictions and are not reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from cachetools import LRUCache
 
 from .dirlist import Listing
 from .s3.model import ObjectMeta
+
+
+EvictHook = Callable[[str, str, Any], None]
+
+
+class _Table(LRUCache):
+    """An LRU table that reports what its bound evicts (cachetools evicts via popitem)."""
+
+    def __init__(self, name: str, maxsize: int, owner: "MetaCache",
+                 getsizeof: Callable[[Any], int] | None = None) -> None:
+        super().__init__(maxsize, getsizeof=getsizeof)
+        self.name = name
+        self._owner = owner
+
+    def popitem(self) -> tuple[Any, Any]:
+        key, value = super().popitem()
+        hook = self._owner.on_evict
+        if hook is not None:
+            hook(self.name, key, value)
+        return key, value
 
 
 @dataclasses.dataclass(slots=True)
@@ -41,16 +67,18 @@ class MetaCache:
         negative_ttl: float,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        on_evict: EvictHook | None = None,
     ) -> None:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.clock = clock
-        self.objects: LRUCache[str, Cached] = LRUCache(max_entries)
-        self.negatives: LRUCache[str, float] = LRUCache(max_entries)
-        self.prefixes: LRUCache[str, float] = LRUCache(max_entries)
+        self.on_evict = on_evict
+        self.objects: LRUCache[str, Cached] = _Table("objects", max_entries, self)
+        self.negatives: LRUCache[str, float] = _Table("negatives", max_entries, self)
+        self.prefixes: LRUCache[str, float] = _Table("prefixes", max_entries, self)
         # A listing weighs its number of entries, so the bound is in entries.
-        self.listings: LRUCache[str, Listing] = LRUCache(
-            max_entries, getsizeof=lambda lst: 1 + len(lst.entries))
+        self.listings: LRUCache[str, Listing] = _Table(
+            "listings", max_entries, self, getsizeof=lambda lst: 1 + len(lst.entries))
         self.max_entries = max_entries
 
     # -- time ----------------------------------------------------------------
@@ -135,6 +163,10 @@ class MetaCache:
     def get_listing(self, dir_key: str) -> Listing | None:
         return self.listings.get(dir_key)
 
+    def holds_listing(self, listing: Listing) -> bool:
+        """Whether ``listing`` itself (not a newer one) is still kept."""
+        return self.listings.get(listing.dir_key) is listing
+
     def put_listing(self, listing: Listing) -> None:
         self.listings[listing.dir_key] = listing
 
@@ -146,4 +178,7 @@ class MetaCache:
                 # but do not keep it for lookups.
                 self.listings.pop(listing.dir_key, None)
             else:
+                # Out first, then back in: the bound then evicts *other*
+                # listings, never this one while it is being filled.
+                del self.listings[listing.dir_key]
                 self.listings[listing.dir_key] = listing

@@ -24,7 +24,7 @@ import pyfuse3
 from pyfuse3 import FUSEError
 
 from . import errors
-from .attrs import Ownership, dir_attrs, file_attrs, negative_entry
+from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .dirlist import Listing, invalid_reason
 from .inodes import InodeTable, Node
 from .meta import Found, Metadata
@@ -58,6 +58,13 @@ def _boundary(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _split_key(key: str) -> tuple[str, str]:
+    """``a/b/c`` or ``a/b/c/`` -> (``a/b/``, ``c``)."""
+    stem = key[:-1] if key.endswith("/") else key
+    i = stem.rfind("/")
+    return stem[:i + 1], stem[i + 1:]
+
+
 class _DirHandle:
     __slots__ = ("node", "listing")
 
@@ -86,17 +93,23 @@ class Operations(pyfuse3.Operations):
 
     def __init__(self, meta: Metadata, client: S3Client, own: Ownership, *,
                  root_key: str, root_xattrs: dict[bytes, bytes],
-                 percent_decode_values: bool = False) -> None:
+                 percent_decode_values: bool = False,
+                 invalidate: Callable[[int, bytes], None] | None = None) -> None:
         super().__init__()
         self.meta = meta
         self.client = client
         self.own = own
+        self._readdir_attrs = ReaddirAttrs(own)
         self.inodes = InodeTable(root_key)
         self.root_xattrs = root_xattrs
         self.percent_decode_values = percent_decode_values
         self._dirs: dict[int, _DirHandle] = {}
         self._files: dict[int, _FileHandle] = {}
         self._next_fh = 1
+        # Names to drop go to the kernel from another thread (notify.py):
+        # from a handler, the call could deadlock.
+        self._invalidate = invalidate
+        self.invalidations = 0
 
     # -- helpers ----------------------------------------------------------
     def _node(self, ino: int) -> Node:
@@ -223,31 +236,80 @@ class Operations(pyfuse3.Operations):
             pos += 1
         i = pos - 2
         replied = 0
+        # The hot loop of `ls -l`: no await between entries, so the clock is
+        # read once, one EntryAttributes per kind is refilled (ReaddirAttrs),
+        # and the object table (HEAD-level metadata that may be fresher than
+        # the listing) is consulted only if it holds anything at all.
+        reuse = self._readdir_attrs
+        ensure, entries = self.inodes.ensure, lst.entries
+        now = cache.now()
+        heads = len(cache.objects) > 0
         while True:
-            if i >= len(lst.entries):
+            if i >= len(entries):
                 if lst.complete or replied:
                     return
                 await self.meta.fill(lst, i)
-                if i >= len(lst.entries):
+                if i >= len(entries):
                     return
-            e = lst.entries[i]
-            node = self.inodes.ensure(parent, e.name, e.is_dir, None if e.meta is None else e.meta.key)
+                entries, now = lst.entries, cache.now()
+                heads = len(cache.objects) > 0
+            e = entries[i]
             if e.is_dir:
-                attrs = dir_attrs(node.ino, self.own, cache.remaining(lst.expires))
+                node = ensure(parent, e.name, True)
+                attrs = reuse.dir(node.ino, max(0.0, lst.expires - now))
             else:
-                meta, expires = self.meta.entry_meta(lst, e)
-                attrs = file_attrs(node.ino, meta, self.own, cache.remaining(expires))
+                meta = e.meta
+                node = ensure(parent, e.name, False, meta.key)
+                expires = lst.expires
+                if heads:
+                    meta, expires = self.meta.entry_meta(lst, e)
+                attrs = reuse.file(node.ino, meta, max(0.0, expires - now))
             if not pyfuse3.readdir_reply(token, e.name.encode("utf-8"), attrs, i + 3):
                 self.inodes.discard_if_unused(node)
                 return
-            self.inodes.remember(node)
+            node.nlookup += 1  # InodeTable.remember, inlined in this loop
             replied += 1
             i += 1
 
     @_boundary
     async def releasedir(self, fh: int) -> None:
-        """Free the handle and its reference to the listing."""
-        self._dirs.pop(fh, None)
+        """Free the handle and its reference to the listing.
+
+        If the cache keeps no listing of this directory (it was larger than
+        the bound, or evicted meanwhile), the names this handle gave the
+        kernel are backed by nothing: the kernel is told to drop them.
+        """
+        h = self._dirs.pop(fh, None)
+        if h is not None and h.listing is not None and h.listing.entries \
+                and self.meta.cache.get_listing(h.listing.dir_key) is None:
+            self.evicted("listings", h.listing.dir_key, h.listing)
+
+    # -- the cache bound ------------------------------------------------------------
+    def evicted(self, table: str, key: str, value: Any) -> None:
+        """The cache's bound dropped an entry: tell the kernel to drop its names too.
+
+        Called by :class:`~metafs.cache.MetaCache` (``on_evict``) and by
+        :meth:`releasedir`.  Without this the kernel would keep the names
+        (and metafs their inodes) until it forgot them on its own, so the
+        inode table would grow with everything ever listed.  The kernel's
+        entries are invalidated, never given shorter attributes: it re-asks
+        on next use, and FORGETs what it drops, which frees the inodes.
+        Must not raise (it runs inside cache operations).
+        """
+        try:
+            if table == "listings":
+                pairs = self.inodes.dentries_for(key, (e.name for e in value.entries))
+            else:
+                dir_key, name = _split_key(key)
+                # A negative entry has no node but the kernel may cache it.
+                pairs = self.inodes.dentries_for(dir_key, (name,),
+                                                 known_only=table != "negatives")
+            if self._invalidate is not None:
+                for parent_ino, name in pairs:
+                    self._invalidate(parent_ino, name.encode("utf-8"))
+            self.invalidations += len(pairs)
+        except Exception:
+            log.exception("invalidating evicted %s entry failed", table)
 
     # -- extended attributes ------------------------------------------------------------
     def _dir_xattrs(self, node: Node) -> dict[bytes, bytes]:
@@ -268,6 +330,7 @@ class Operations(pyfuse3.Operations):
             "cache.listings": len(c.listings),
             "cache.listed-entries": int(c.listings.currsize),
             "open-dirs": len(self._dirs),
+            "invalidations": self.invalidations,
         }
         return {f"metafs.{k}".encode(): str(v).encode() for k, v in figures.items()}
 

@@ -46,7 +46,9 @@ class Node:
 class InodeTable:
     def __init__(self, root_key: str = "") -> None:
         self.nodes: dict[int, Node] = {}
-        self.children: dict[tuple[int, str], int] = {}
+        # (parent inode, name) -> Node: the node itself, not its number, so
+        # readdir's per-entry ensure() is one dict probe.
+        self.children: dict[tuple[int, str], Node] = {}
         self._next = ROOT_INODE + 1
         root = Node(ROOT_INODE, ROOT_INODE, "", root_key, True)
         root.nlookup = 1  # pinned: the kernel never forgets the root
@@ -59,8 +61,7 @@ class InodeTable:
         return self.nodes.get(ino)
 
     def child(self, parent: int, name: str) -> Node | None:
-        ino = self.children.get((parent, name))
-        return self.nodes.get(ino) if ino is not None else None
+        return self.children.get((parent, name))
 
     def ensure(self, parent: Node, name: str, is_dir: bool, key: str | None = None) -> Node:
         """The node for ``name`` in ``parent`` with this kind, allocating if needed.
@@ -69,9 +70,8 @@ class InodeTable:
         actually been told (and :meth:`discard_if_unused` if it was not).
         """
         slot = (parent.ino, name)
-        ino = self.children.get(slot)
-        if ino is not None:
-            node = self.nodes[ino]
+        node = self.children.get(slot)
+        if node is not None:
             if node.is_dir == is_dir:
                 return node
             # Kind changed: the old inode lives on until forgotten, detached.
@@ -80,8 +80,35 @@ class InodeTable:
         node = Node(self._next, parent.ino, name, key, is_dir)
         self._next += 1
         self.nodes[node.ino] = node
-        self.children[slot] = node.ino
+        self.children[slot] = node
         return node
+
+    def find_dir(self, dir_key: str) -> Node | None:
+        """The directory node for ``dir_key`` (``a/b/``), if the kernel holds the whole path."""
+        root = self.nodes[ROOT_INODE]
+        if not dir_key.startswith(root.key):
+            return None
+        node: Node | None = root
+        for part in dir_key[len(root.key):].split("/")[:-1]:
+            node = self.children.get((node.ino, part))  # type: ignore[union-attr]
+            if node is None or not node.is_dir:
+                return None
+        return node
+
+    def dentries_for(self, dir_key: str, names: Iterable[str], *, known_only: bool = True
+                     ) -> list[tuple[int, str]]:
+        """(parent inode, name) of the kernel's entries for ``names`` in ``dir_key``.
+
+        With ``known_only``, only names that have a node (the kernel holds
+        them); without, every name (the kernel may also hold a *negative*
+        entry, which has no node).  Empty if the kernel does not hold the
+        directory itself.
+        """
+        parent = self.find_dir(dir_key)
+        if parent is None:
+            return []
+        ino, children = parent.ino, self.children
+        return [(ino, n) for n in names if not known_only or (ino, n) in children]
 
     def remember(self, node: Node) -> None:
         node.nlookup += 1
@@ -107,5 +134,5 @@ class InodeTable:
     def _drop(self, node: Node) -> None:
         del self.nodes[node.ino]
         slot = (node.parent, node.name)
-        if self.children.get(slot) == node.ino:
+        if self.children.get(slot) is node:
             del self.children[slot]

@@ -32,6 +32,7 @@ from .config import Config
 from .credentials import CredentialSource
 from .fuse_ops import Operations
 from .meta import Metadata
+from .notify import Invalidator
 from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
 from .xattrs import bucket_xattrs
@@ -118,13 +119,16 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             await trio.to_thread.run_sync(creds.resolve)
             client, info = await prepare(cfg, http, creds)
             cache = MetaCache(cfg.metadata_ttl, cfg.negative_ttl, cfg.cache_entries)
+            invalidator = Invalidator()
             # Directory buckets list in no particular order: dirlist holds
             # their pages and sorts once the listing is complete.
             meta = Metadata(client, cache, ordered_listings=client.dialect.ordered_listings)
             own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
             ops = Operations(meta, client, own, root_key=cfg.prefix,
                              root_xattrs=root_xattrs(cfg, client, info),
-                             percent_decode_values=client.dialect.percent_decode_values)
+                             percent_decode_values=client.dialect.percent_decode_values,
+                             invalidate=invalidator.invalidate)
+            cache.on_evict = ops.evicted  # the bound's evictions reach the kernel
             pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
             try:
                 async with trio.open_nursery() as nursery:
@@ -138,6 +142,7 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                     nursery.cancel_scope.cancel()
             finally:
                 sdnotify.notify("STOPPING=1")
+                invalidator.close()  # before the session goes: drop what is queued
                 pyfuse3.close(unmount=True)
                 log.info("unmounted %s", cfg.mountpoint)
 

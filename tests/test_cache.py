@@ -263,3 +263,41 @@ def test_resize_listing_ignores_a_listing_no_longer_cached():
     c2, _ = make(max_entries=10)
     c2.resize_listing(grown("x/", 1))
     assert c2.get_listing("x/") is None
+
+
+def _listing(dir_key: str, n: int) -> Listing:
+    lst = Listing(dir_key, 2000.0)
+    for i in range(n):
+        lst.entries.append(DirEntry(f"f{i}", False, listed(f"{dir_key}f{i}")))
+    return lst
+
+
+def test_bound_evictions_are_reported_explicit_drops_are_not() -> None:
+    c, _ = make(max_entries=2)
+    seen: list[tuple[str, str]] = []
+    c.on_evict = lambda table, key, value: seen.append((table, key))
+    c.put_object(listed("a"))
+    c.put_object(listed("b"))
+    c.drop_object("a")                        # explicit: not an eviction
+    c.put_object(listed("c"))
+    c.put_object(listed("d"))                 # bound of 2: 'b' is least recently used
+    assert seen == [("objects", "b")]
+    c.put_negative("x")
+    c.put_negative("y")
+    c.put_negative("z")
+    c.put_prefix("p/")
+    assert seen[1:] == [("negatives", "x")]
+
+
+def test_listing_evictions_are_reported_and_a_growing_listing_never_evicts_itself() -> None:
+    c, _ = make(max_entries=10)
+    seen: list[tuple[str, str, object]] = []
+    c.on_evict = lambda table, key, value: seen.append((table, key, value))
+    old = _listing("old/", 3)
+    c.put_listing(old)                        # weight 4
+    growing = _listing("new/", 1)
+    c.put_listing(growing)                    # weight 2: total 6
+    growing.entries.extend(_listing("new/", 6).entries[1:])
+    c.resize_listing(growing)                 # weight 7: 'old' (4) must go, not 'new'
+    assert seen == [("listings", "old/", old)]
+    assert c.holds_listing(growing) and not c.holds_listing(old)

@@ -160,3 +160,27 @@ def test_discard_if_unused():
     t.discard_if_unused(used)
     assert t.get(unused.ino) is None and t.child(1, "u") is None
     assert t.get(used.ino) is used and t.child(1, "v") is used
+
+
+def test_find_dir_walks_names_the_kernel_holds() -> None:
+    t = InodeTable("pre/")
+    root = t.get(1)
+    a = t.ensure(root, "a", True)
+    b = t.ensure(a, "b", True)
+    t.ensure(a, "f", False)
+    assert t.find_dir("pre/") is root
+    assert t.find_dir("pre/a/b/") is b
+    assert t.find_dir("pre/a/f/") is None      # a file is no directory
+    assert t.find_dir("pre/x/") is None        # never handed to the kernel
+    assert t.find_dir("other/a/") is None      # outside the mounted prefix
+
+
+def test_dentries_for_names_known_or_possibly_negative() -> None:
+    t = InodeTable()
+    root = t.get(1)
+    d = t.ensure(root, "d", True)
+    t.ensure(d, "x", False)
+    t.ensure(d, "y", True)
+    assert t.dentries_for("d/", ["x", "y", "z"]) == [(d.ino, "x"), (d.ino, "y")]
+    assert t.dentries_for("d/", ["z"], known_only=False) == [(d.ino, "z")]
+    assert t.dentries_for("nope/", ["x"], known_only=False) == []

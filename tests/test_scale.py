@@ -133,6 +133,34 @@ def test_cache_bound_holds_for_listings(mount, bucket, s3):  # noqa: ANN001
     # A listing larger than the bound is served to its reader, not kept.
     assert stat_int(m, "cache.listed-entries") <= 500
     assert stat_int(m, "cache.objects") <= 500
+    # The kernel was told to drop the names nothing backs: it FORGETs them.
+    assert wait_until(lambda: stat_int(m, "inodes") <= 500)
+    assert stat_int(m, "invalidations") == 2000
     s3.reset()
     assert len(m.run("ls -f big").stdout.split()) == 2002
     assert len([x for x in s3.log("LIST") if "delimiter" in x.query]) == 2
+
+
+def wait_until(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_evicted_listings_are_invalidated_in_the_kernel(mount, bucket, s3):  # noqa: ANN001
+    """The bound holds for inodes too: evicted names are invalidated, then forgotten."""
+    put_many(bucket, [f"d{d}/f{i:03d}" for d in range(3) for i in range(300)])
+    m = mount(bucket, "--cache-entries", "500")
+    for d in range(3):  # each listing weighs 301: listing d1 evicts d0, d2 evicts d1
+        assert len(m.run(f"ls -l d{d}").stdout.splitlines()) == 301
+    assert wait_until(lambda: stat_int(m, "inodes") <= 1 + 3 + 300)
+    assert stat_int(m, "invalidations") == 600
+    assert stat_int(m, "cache.listed-entries") == 301 + 4  # d2 and the root (d0, d1, d2)
+    # Nothing is lost: an invalidated name is asked for again, and answered.
+    s3.reset()
+    out = m.run("stat --format=%s d0/f007").stdout
+    assert out.strip() == "1"
+    assert s3.counts()["HEAD"] + s3.counts()["LIST"] >= 1  # the kernel did re-ask
