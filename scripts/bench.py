@@ -28,6 +28,7 @@ import dataclasses
 import datetime
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -328,12 +329,16 @@ def run_shell(ctx: Context, w: Workload, cwd: str) -> dict:
         p = subprocess.Popen(["bash", "-c", cmd], cwd=cwd, env=child_env(), stdin=subprocess.DEVNULL,
                              stdout=fo, stderr=fe, start_new_session=True)
         status = "ok"
+        # Wait on a pidfd, which becomes readable the moment the shell exits:
+        # Popen.wait(timeout=) polls with growing sleeps (0.5, 1, 2, 4, 8 ms...),
+        # which would round a 9 ms command up to 15.5 ms.
+        pidfd = os.pidfd_open(p.pid)
         try:
-            p.wait(timeout=ctx.timeout)
-        except subprocess.TimeoutExpired:
-            status = "timeout"
+            if not select.select([pidfd], [], [], ctx.timeout)[0]:
+                status = "timeout"
         finally:
             seconds = time.perf_counter() - t0
+            os.close(pidfd)
             requests = ctx.server.counts()  # at the deadline, before the kill
             if p.poll() is None:
                 try:

@@ -89,9 +89,10 @@ def test_first_entries_arrive_after_the_first_page(mount, bucket, s3):  # noqa: 
 def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):  # noqa: ANN001
     """Lookups in *different* directories run together.
 
-    (Lookups within one directory are serialized by the kernel: pyfuse3
-    with Debian's libfuse 3.14 does not negotiate FUSE_PARALLEL_DIROPS, so
-    fuse_lookup() takes the directory's mutex. See SEMANTICS.md.)
+    (Lookups within one directory are serialized by the kernel: Debian's
+    libfuse 3.14 never sends FUSE_PARALLEL_DIROPS in its INIT reply, a bug
+    fixed in libfuse 3.17.1, so fuse_lookup() takes the directory's mutex.
+    See SEMANTICS.md.)
     """
     import subprocess
 
@@ -164,3 +165,17 @@ def test_evicted_listings_are_invalidated_in_the_kernel(mount, bucket, s3):  # n
     out = m.run("stat --format=%s d0/f007").stdout
     assert out.strip() == "1"
     assert s3.counts()["HEAD"] + s3.counts()["LIST"] >= 1  # the kernel did re-ask
+
+
+def test_find_sends_one_list_per_directory_and_no_head(mount, bucket, s3):  # noqa: ANN001
+    keys = [f"t/a{a}/b{b}/f{f}" for a in range(3) for b in range(3) for f in range(4)]
+    put_many(bucket, keys)
+    m = mount(bucket)
+    found = m.run("find . -type f").stdout.split()
+    assert sorted(found) == sorted("./" + k for k in keys)
+    pages = [r for r in s3.log("LIST") if "delimiter" in r.query]
+    dirs = {"", "t/"} | {f"t/a{a}/" for a in range(3)} | {f"t/a{a}/b{b}/" for a in range(3)
+                                                       for b in range(3)}
+    assert sorted(r.query.get("prefix", "") for r in pages) == sorted(dirs)  # each once
+    assert s3.counts()["HEAD"] == 0
+    assert s3.counts()["LIST"] == len(dirs)  # no probe: every name came from a listing
