@@ -74,7 +74,7 @@ class ReaddirAttrs:
     __slots__ = ("_file", "_dir")
 
     def __init__(self, own: Ownership) -> None:
-        self._file = _entry(0, stat.S_IFREG | own.file_mode, 1, 0, 0, own, 0.0)
+        self._file = file_attrs(0, ObjectMeta("", 0, 0, None), own, 0.0)
         self._dir = dir_attrs(0, own, 0.0)
 
     def file(self, ino: int, meta: ObjectMeta, timeout: float) -> pyfuse3.EntryAttributes:

@@ -67,12 +67,11 @@ class MetaCache:
         negative_ttl: float,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
-        on_evict: EvictHook | None = None,
     ) -> None:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.clock = clock
-        self.on_evict = on_evict
+        self.on_evict: EvictHook | None = None  # set by the mount, once the FUSE layer exists
         self.objects: LRUCache[str, Cached] = _Table("objects", max_entries, self)
         self.negatives: LRUCache[str, float] = _Table("negatives", max_entries, self)
         self.prefixes: LRUCache[str, float] = _Table("prefixes", max_entries, self)
@@ -162,10 +161,6 @@ class MetaCache:
     # -- listings ----------------------------------------------------------------------
     def get_listing(self, dir_key: str) -> Listing | None:
         return self.listings.get(dir_key)
-
-    def holds_listing(self, listing: Listing) -> bool:
-        """Whether ``listing`` itself (not a newer one) is still kept."""
-        return self.listings.get(listing.dir_key) is listing
 
     def put_listing(self, listing: Listing) -> None:
         self.listings[listing.dir_key] = listing

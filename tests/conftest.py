@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -174,3 +174,13 @@ def mount(s3: CountingS3Server, tmp_path: Path):  # noqa: ANN201
         text = m.log_text()
         assert "Traceback" not in text, text
         assert SECRET_KEY not in text
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``cond`` until it holds (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

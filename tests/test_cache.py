@@ -300,4 +300,4 @@ def test_listing_evictions_are_reported_and_a_growing_listing_never_evicts_itsel
     growing.entries.extend(_listing("new/", 6).entries[1:])
     c.resize_listing(growing)                 # weight 7: 'old' (4) must go, not 'new'
     assert seen == [("listings", "old/", old)]
-    assert c.holds_listing(growing) and not c.holds_listing(old)
+    assert c.get_listing("new/") is growing and c.get_listing("old/") is None

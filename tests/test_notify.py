@@ -6,15 +6,7 @@ import threading
 import time
 
 from metafs.notify import Invalidator
-
-
-def wait_for(cond, timeout: float = 5.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+from tests.conftest import wait_until as wait_for
 
 
 def test_entries_are_submitted_in_order_from_another_thread() -> None:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import put_many
+from tests.conftest import put_many, wait_until
 from tests.test_mount import xattr
 
 pytestmark = pytest.mark.mount
@@ -140,15 +140,6 @@ def test_cache_bound_holds_for_listings(mount, bucket, s3):  # noqa: ANN001
     s3.reset()
     assert len(m.run("ls -f big").stdout.split()) == 2002
     assert len([x for x in s3.log("LIST") if "delimiter" in x.query]) == 2
-
-
-def wait_until(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_evicted_listings_are_invalidated_in_the_kernel(mount, bucket, s3):  # noqa: ANN001
