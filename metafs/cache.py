@@ -6,56 +6,64 @@ still holds the ETag that revalidation sends as ``If-None-Match`` (a 304
 then extends the entry without replacing it).  What bounds memory is the
 LRU size of each table (cachetools), not the TTL.
 
-Four tables, all keyed by S3 key:
+Four private tables, all keyed by S3 key, reached only through the
+intention-named methods below (``fresh_object``, ``serve_stale``…):
 
-* ``objects``: key -> :class:`Cached` (listing-level or HEAD-level metadata)
-* ``negatives``: key -> expiry; the name is neither an object nor a prefix
-* ``prefixes``: ``dir/`` -> expiry; the prefix is known to exist
-* ``listings``: ``dir/`` -> :class:`~metafs.dirlist.Listing`, sized by entries
+* objects: key -> :class:`Trusted` (listing-level or HEAD-level metadata)
+* negatives: key -> expiry; the name is neither an object nor a prefix
+* prefixes: ``dir/`` -> expiry; the prefix is known to exist
+* listings: ``dir/`` -> :class:`~metafs.dirlist.Listing`, weighed by entries
 
 When the bound pushes an entry out (least recently used first), the
-injected ``on_evict(table, key, value)`` hears of it: the FUSE layer uses
-that to tell the kernel to drop the names it no longer backs (see
-:meth:`metafs.fuse_ops.Operations.evicted`).  Explicit drops (an entry
-replaced or found stale) are not evictions and are not reported.
+``on_evict(table, key, value)`` given to the constructor hears of it: the
+mount wires that to :class:`metafs.invalidate.KernelInvalidation`, which
+tells the kernel to drop the names metafs no longer backs.  Explicit drops
+(an entry replaced or found stale) are not evictions and are not reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Literal
 
 from cachetools import LRUCache
 
 from .dirlist import Listing
 from .s3.model import ObjectMeta
 
+Table = Literal["objects", "negatives", "prefixes", "listings"]
+EvictHook = Callable[[Table, str, Any], None]
 
-EvictHook = Callable[[str, str, Any], None]
 
-
-class _Table(LRUCache):
+class _Table(LRUCache[str, Any]):
     """An LRU table that reports what its bound evicts (cachetools evicts via popitem)."""
 
-    def __init__(self, name: str, maxsize: int, owner: "MetaCache",
+    def __init__(self, name: Table, maxsize: int, on_evict: EvictHook | None,
                  getsizeof: Callable[[Any], int] | None = None) -> None:
         super().__init__(maxsize, getsizeof=getsizeof)
-        self.name = name
-        self._owner = owner
+        self.name: Table = name
+        self._on_evict = on_evict
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[str, Any]:
         key, value = super().popitem()
-        hook = self._owner.on_evict
-        if hook is not None:
-            hook(self.name, key, value)
+        if self._on_evict is not None:
+            self._on_evict(self.name, key, value)
         return key, value
 
 
 @dataclasses.dataclass(slots=True)
-class Cached:
+class Trusted:
+    """Metadata of one object and until when it is trusted."""
+
     meta: ObjectMeta
     expires: float
+
+    @property
+    def head_level(self) -> bool:
+        """Whether a HEAD filled it (user and system metadata), not only a listing."""
+        return self.meta.xattrs is not None
 
 
 class MetaCache:
@@ -67,18 +75,18 @@ class MetaCache:
         negative_ttl: float,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        on_evict: EvictHook | None = None,
     ) -> None:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.clock = clock
-        self.on_evict: EvictHook | None = None  # set by the mount, once the FUSE layer exists
-        self.objects: LRUCache[str, Cached] = _Table("objects", max_entries, self)
-        self.negatives: LRUCache[str, float] = _Table("negatives", max_entries, self)
-        self.prefixes: LRUCache[str, float] = _Table("prefixes", max_entries, self)
-        # A listing weighs its number of entries, so the bound is in entries.
-        self.listings: LRUCache[str, Listing] = _Table(
-            "listings", max_entries, self, getsizeof=lambda lst: 1 + len(lst.entries))
         self.max_entries = max_entries
+        self._objects = _Table("objects", max_entries, on_evict)
+        self._negatives = _Table("negatives", max_entries, on_evict)
+        self._prefixes = _Table("prefixes", max_entries, on_evict)
+        # A listing weighs its number of entries, so the bound is in entries.
+        self._listings = _Table("listings", max_entries, on_evict,
+                                getsizeof=lambda lst: 1 + len(lst.entries))
 
     # -- time ----------------------------------------------------------------
     def now(self) -> float:
@@ -92,11 +100,23 @@ class MetaCache:
         return expires > self.clock()
 
     # -- objects ---------------------------------------------------------------
-    def get_object(self, key: str) -> Cached | None:
-        """The entry, fresh or not (callers decide; stale ones carry the ETag)."""
-        return self.objects.get(key)
+    def fresh_object(self, key: str, *, head_level: bool = False) -> Trusted | None:
+        """The entry for ``key`` if still trusted (and, if asked, HEAD-level)."""
+        entry: Trusted | None = self._objects.get(key)
+        if entry is None or entry.expires <= self.clock() or (head_level and not entry.head_level):
+            return None
+        return entry
 
-    def put_object(self, meta: ObjectMeta) -> Cached:
+    def known_object(self, key: str) -> Trusted | None:
+        """The entry, fresh or not: an expired one still carries the ETag to revalidate."""
+        entry: Trusted | None = self._objects.get(key)
+        return entry
+
+    def holds_objects(self) -> bool:
+        """Whether any per-key object entry exists (readdir skips the look-up if not)."""
+        return len(self._objects) > 0
+
+    def put_object(self, meta: ObjectMeta) -> Trusted:
         """Store fresh metadata for ``meta.key``.
 
         A listing entry whose ETag equals that of a HEAD-level entry we
@@ -105,75 +125,128 @@ class MetaCache:
         is the bulk revalidation of a re-listed directory.
         """
         expires = self.clock() + self.ttl
-        old = self.objects.get(meta.key)
-        if (old is not None and meta.headers is None and old.meta.headers is not None
+        old: Trusted | None = self._objects.get(meta.key)
+        if (old is not None and meta.xattrs is None and old.head_level
                 and meta.etag is not None and old.meta.etag == meta.etag):
             old.expires = expires
             return old
-        entry = Cached(meta, expires)
-        self.objects[meta.key] = entry
-        self.negatives.pop(meta.key, None)
+        entry = Trusted(meta, expires)
+        self._objects[meta.key] = entry
+        self._negatives.pop(meta.key, None)
         return entry
 
-    def touch_object(self, key: str) -> Cached | None:
+    def touch_object(self, key: str) -> Trusted | None:
         """A 304 answered: the entry is unchanged, trust it for another TTL."""
-        entry = self.objects.get(key)
+        entry: Trusted | None = self._objects.get(key)
         if entry is not None:
             entry.expires = self.clock() + self.ttl
         return entry
 
     def drop_object(self, key: str) -> None:
-        self.objects.pop(key, None)
+        self._objects.pop(key, None)
+
+    def serve_stale(self, entry: Trusted, until: float) -> Trusted:
+        """Keep serving ``entry`` (found stale, revalidation failed) until ``until``.
+
+        It is stored, so calls within the grace send nothing.
+        """
+        entry.expires = until
+        self._objects[entry.meta.key] = entry
+        return entry
+
+    def listed(self, meta: ObjectMeta) -> None:
+        """A listing page showed ``meta``: refresh what the per-key tables hold of it.
+
+        Listed files live in their listing only, so nothing is added; an
+        entry already held is refreshed (bulk revalidation, see
+        :meth:`put_object`) and a negative entry is cleared.
+        """
+        if meta.key in self._objects:
+            self.put_object(meta)
+        else:
+            self._negatives.pop(meta.key, None)
 
     # -- negatives ---------------------------------------------------------------
     def put_negative(self, key: str) -> float:
         expires = self.clock() + self.negative_ttl
         if self.negative_ttl > 0:
-            self.negatives[key] = expires
-        self.objects.pop(key, None)
-        self.prefixes.pop(key + "/", None)
+            self._negatives[key] = expires
+        self._objects.pop(key, None)
+        self._prefixes.pop(key + "/", None)
         return expires
 
     def negative_expiry(self, key: str) -> float | None:
         """Expiry of a fresh negative entry for ``key``, else None."""
-        exp = self.negatives.get(key)
+        exp: float | None = self._negatives.get(key)
         if exp is None:
             return None
         if exp <= self.clock():
-            self.negatives.pop(key, None)
+            self._negatives.pop(key, None)
             return None
         return exp
 
     # -- prefixes ------------------------------------------------------------------
     def put_prefix(self, dir_key: str) -> float:
         expires = self.clock() + self.ttl
-        self.prefixes[dir_key] = expires
-        self.negatives.pop(dir_key[:-1], None)
+        self._prefixes[dir_key] = expires
+        self._negatives.pop(dir_key[:-1], None)
         return expires
 
     def prefix_expiry(self, dir_key: str) -> float | None:
-        exp = self.prefixes.get(dir_key)
+        """Expiry of a fresh prefix entry, else None."""
+        exp: float | None = self._prefixes.get(dir_key)
         return exp if exp is not None and exp > self.clock() else None
 
+    def knows_prefix(self, dir_key: str) -> bool:
+        """Whether ``dir_key`` was ever known to exist (fresh or not)."""
+        return dir_key in self._prefixes
+
     def drop_prefix(self, dir_key: str) -> None:
-        self.prefixes.pop(dir_key, None)
+        self._prefixes.pop(dir_key, None)
+
+    def serve_stale_prefix(self, dir_key: str, until: float) -> float:
+        """Keep answering "directory" for ``dir_key`` until ``until`` (revalidation failed)."""
+        self._prefixes[dir_key] = until
+        return until
 
     # -- listings ----------------------------------------------------------------------
-    def get_listing(self, dir_key: str) -> Listing | None:
-        return self.listings.get(dir_key)
+    def listing(self, dir_key: str) -> Listing | None:
+        """The kept listing of ``dir_key``, usable or not."""
+        lst: Listing | None = self._listings.get(dir_key)
+        return lst
+
+    def fresh_listing(self, dir_key: str) -> Listing | None:
+        """The kept listing of ``dir_key`` if it may answer for the directory now."""
+        lst: Listing | None = self._listings.get(dir_key)
+        return lst if lst is not None and lst.usable(self.clock()) else None
+
+    def keeps(self, listing: Listing) -> bool:
+        """Whether this very listing is (still) the one kept for its directory."""
+        return self._listings.get(listing.dir_key) is listing
 
     def put_listing(self, listing: Listing) -> None:
-        self.listings[listing.dir_key] = listing
+        self._listings[listing.dir_key] = listing
 
     def resize_listing(self, listing: Listing) -> None:
         """Re-weigh a listing that grew, evicting others if the bound demands."""
-        if self.listings.get(listing.dir_key) is listing:
+        if self._listings.get(listing.dir_key) is listing:
             if 1 + len(listing.entries) > self.max_entries:
                 # Larger than the whole cache: keep serving it to its readers,
                 # but do not keep it for lookups.
-                self.listings.pop(listing.dir_key, None)
+                self._listings.pop(listing.dir_key, None)
             else:
                 # Out first, then back in: the bound then evicts *other*
                 # listings, never this one while it is being filled.
-                del self.listings[listing.dir_key]
-                self.listings[listing.dir_key] = listing
+                del self._listings[listing.dir_key]
+                self._listings[listing.dir_key] = listing
+
+    # -- figures -----------------------------------------------------------------------
+    def figures(self) -> dict[str, int]:
+        """Live sizes of the tables, for the root's ``metafs.*`` xattrs."""
+        return {
+            "cache.objects": len(self._objects),
+            "cache.negatives": len(self._negatives),
+            "cache.prefixes": len(self._prefixes),
+            "cache.listings": len(self._listings),
+            "cache.listed-entries": int(self._listings.currsize),
+        }

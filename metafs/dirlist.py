@@ -22,12 +22,19 @@ decides which names the directory shows.  The rules, each tested in
 
 Entries only ever get appended, so an index into ``entries`` is a stable
 readdir offset for as long as a handle keeps this listing.
+
+A listing also decides its own trust: it is *usable* while fresh and not
+failed (:meth:`Listing.usable`); its trust runs from its first request
+(:meth:`Listing.first_page_sent`) and ends for good when a page fails
+(:meth:`Listing.fail`).  Who fetches pages, and when, is
+:mod:`metafs.listings`'s business; where listings are kept, the cache's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import ClassVar
 
 import trio
 
@@ -37,6 +44,13 @@ log = logging.getLogger(__name__)
 
 NAME_MAX = 255
 _logged_invalid: set[str] = set()
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``a/b/c`` or ``a/b/c/`` -> (``a/b/``, ``c``); the one way a key is split."""
+    stem = key[:-1] if key.endswith("/") else key
+    i = stem.rfind("/")
+    return stem[:i + 1], stem[i + 1:]
 
 
 def invalid_reason(name: str) -> str | None:
@@ -62,34 +76,78 @@ def _skip(key: str, reason: str) -> None:
 
 
 @dataclasses.dataclass(slots=True)
-class DirEntry:
+class FileEntry:
+    """A listed object shown as a regular file, with its listing-level metadata."""
+
     name: str
-    is_dir: bool
-    meta: ObjectMeta | None  # None for directories
+    meta: ObjectMeta
     pos: int = -1  # index in Listing.entries, set when emitted
+    is_dir: ClassVar[bool] = False  # a class constant, not a field: entries stay small
+
+
+@dataclasses.dataclass(slots=True)
+class DirEntry:
+    """A common prefix shown as a directory."""
+
+    name: str
+    pos: int = -1
+    is_dir: ClassVar[bool] = True
+
+
+Entry = FileEntry | DirEntry
 
 
 class Listing:
     """Entries of one directory (prefix ``dir_key``), as they arrive."""
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
-                 "expires", "failed", "lock", "_pending", "pages", "watermark")
+                 "expires", "_failed", "lock", "_pending", "pages", "watermark")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
         self.ordered = ordered
-        self.entries: list[DirEntry] = []
-        self.index: dict[str, DirEntry] = {}
+        self.entries: list[Entry] = []
+        self.index: dict[str, Entry] = {}
         self.complete = False
         self.token: str | None = None
         self.expires = expires
-        self.failed = False
+        self._failed = False
         self.pages = 0
-        self.lock = trio.Lock()  # one page fetch at a time, shared by all readers
-        self._pending: list[tuple[str, DirEntry]] = []  # (key, file) held back
+        # One page fetch at a time, shared by all readers; held while a page
+        # is on the way, which lookups use as "an answer is coming".
+        self.lock = trio.Lock()
+        self._pending: list[tuple[str, Entry]] = []  # (key, entry) held back
         self.watermark = ""  # the greatest key any page has shown so far
 
-    def _emit(self, entry: DirEntry) -> None:
+    # -- trust -------------------------------------------------------------
+    def usable(self, now: float) -> bool:
+        """Whether this listing may answer for its directory at ``now``."""
+        return not self._failed and self.expires > now
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    def fail(self) -> None:
+        """A page could not be fetched: never trust this listing again."""
+        self._failed = True
+
+    def first_page_sent(self, expires: float) -> None:
+        """Trust runs from the first request, not from when its answer arrived."""
+        if self.pages == 0:
+            self.expires = min(self.expires, expires)
+
+    def fetching(self) -> bool:
+        """A page is on the way."""
+        return self.lock.locked()
+
+    def file(self, name: str) -> FileEntry | None:
+        """The listed file ``name``, if this listing shows one."""
+        e = self.index.get(name)
+        return e if isinstance(e, FileEntry) else None
+
+    # -- merging -------------------------------------------------------------
+    def _emit(self, entry: Entry) -> None:
         entry.pos = len(self.entries)
         self.entries.append(entry)
         self.index[entry.name] = entry
@@ -104,7 +162,7 @@ class Listing:
         if i:
             del pending[:i]
 
-    def add_page(self, page: ListPage) -> list[DirEntry]:
+    def add_page(self, page: ListPage) -> list[Entry]:
         """Merge one page; return the entries it made visible (for the cache)."""
         start = len(self.entries)
         base = len(self.dir_key)
@@ -128,7 +186,7 @@ class Listing:
                     if not self.index[name].is_dir:
                         log.debug("prefix %r shadows an object already listed", key)
                     continue
-                self._pend_or_emit(key, DirEntry(name, True, None), hold=False)
+                self._pend_or_emit(key, DirEntry(name), hold=False)
             else:
                 name = key[base:]
                 if name == "":
@@ -138,7 +196,8 @@ class Listing:
                     continue
                 if self.ordered:
                     self._flush_before(key)
-                self._pend_or_emit(key, DirEntry(name, False, meta), hold=True)
+                assert meta is not None  # objects carry their metadata (built above)
+                self._pend_or_emit(key, FileEntry(name, meta), hold=True)
         self.pages += 1
         if items and items[-1][0] > self.watermark:
             self.watermark = items[-1][0]
@@ -161,7 +220,7 @@ class Listing:
             return False
         return all(e.name != name for _, e in self._pending)
 
-    def _pend_or_emit(self, key: str, entry: DirEntry, *, hold: bool) -> None:
+    def _pend_or_emit(self, key: str, entry: Entry, *, hold: bool) -> None:
         if hold or not self.ordered:
             self._pending.append((key, entry))
         else:

@@ -100,6 +100,11 @@ class MalformedResponseError(MetafsError):
     """The server answered something we cannot parse."""
 
 
+# What a failed request to a reachable-or-not server raises when no answer
+# about the object itself came back: stale entries may be served instead.
+UNAVAILABLE = (TransportError, ServerError, MalformedResponseError)
+
+
 def to_errno(exc: BaseException) -> int:
     """The errno a FUSE handler reports for ``exc``.
 

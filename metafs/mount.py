@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 import pyfuse3
@@ -29,12 +29,17 @@ from . import sdnotify
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
+from .contents import FileReader
 from .credentials import CredentialSource
 from .fuse_ops import Operations
-from .meta import Metadata
-from .notify import Invalidator
+from .inodes import InodeTable
+from .invalidate import Invalidator, KernelInvalidation
+from .listings import Listings
+from .namespace import Namespace
+from .objects import ObjectMetadata
 from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
+from .views import LiveView
 from .xattrs import bucket_xattrs
 
 log = logging.getLogger(__name__)
@@ -107,6 +112,38 @@ def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, 
     return bucket_xattrs(info.headers, extra)
 
 
+def build(cfg: Config, client: S3Client, info: BucketInfo,
+          submit: Callable[[int, bytes], None] | None) -> tuple[Operations, list[Any]]:
+    """Wire the layers for one mount: view -> cache -> listings, objects, namespace -> FUSE.
+
+    ``submit`` sends a kernel invalidation (the :class:`Invalidator`'s
+    queue).  Returns the handlers and the services whose background tasks
+    run in the mount's nursery.
+    """
+    view = LiveView(client)
+    inodes = InodeTable(cfg.prefix)
+    invalidation = KernelInvalidation(inodes, submit)
+    # The bound's evictions reach the kernel: the cache reports them downward
+    # to the invalidation policy, never up to the FUSE layer.
+    cache = MetaCache(cfg.metadata_ttl, cfg.negative_ttl, cfg.cache_entries,
+                      on_evict=invalidation.evicted)
+    # Directory buckets list in no particular order: dirlist holds their
+    # pages and sorts once the listing is complete.
+    listings = Listings(view, cache, ordered=client.dialect.ordered_listings)
+    objects = ObjectMetadata(view, cache, listings)
+    namespace = Namespace(view, cache, listings, objects)
+    own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
+
+    def figures() -> dict[str, int]:
+        return {**cache.figures(), "invalidations": invalidation.count}
+
+    ops = Operations(namespace, objects, listings, FileReader(view), inodes, own,
+                     clock=cache.clock, dir_ttl=cfg.metadata_ttl,
+                     root_xattrs=root_xattrs(cfg, client, info),
+                     invalidation=invalidation, figures=figures)
+    return ops, [objects, namespace]
+
+
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``cfg`` and serve until a signal or an unmount."""
     creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request, provider=cfg.provider,
@@ -118,22 +155,14 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
         async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as http:
             await trio.to_thread.run_sync(creds.resolve)
             client, info = await prepare(cfg, http, creds)
-            cache = MetaCache(cfg.metadata_ttl, cfg.negative_ttl, cfg.cache_entries)
             invalidator = Invalidator()
-            # Directory buckets list in no particular order: dirlist holds
-            # their pages and sorts once the listing is complete.
-            meta = Metadata(client, cache, ordered_listings=client.dialect.ordered_listings)
-            own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
-            ops = Operations(meta, client, own, root_key=cfg.prefix,
-                             root_xattrs=root_xattrs(cfg, client, info),
-                             percent_decode_values=client.dialect.percent_decode_values,
-                             invalidate=invalidator.invalidate)
-            cache.on_evict = ops.evicted  # the bound's evictions reach the kernel
+            ops, background = build(cfg, client, info, invalidator.invalidate)
             pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_terminate_on_signal, signals)
-                    meta.start_background(nursery)  # readahead tasks end with the mount
+                    for service in background:  # readahead, list-ahead: they end with the mount
+                        service.start_background(nursery)
                     log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
                     sdnotify.notify("READY=1")
                     if on_ready is not None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from metafs.cache import MetaCache
-from metafs.dirlist import DirEntry, Listing
+from metafs.cache import EvictHook, MetaCache
+from metafs.dirlist import DirEntry, FileEntry, Listing
 from metafs.s3.model import ObjectMeta
 
 
@@ -15,18 +15,21 @@ class Clock:
         return self.t
 
 
+HEAD_XATTRS = {b"s3.etag": b"e1", b"user.color": b"blue"}
+
+
 def listed(key: str, etag: str | None = '"e1"', size: int = 1) -> ObjectMeta:
-    return ObjectMeta(key, size, 1_600_000_000, etag, "STANDARD")
+    return ObjectMeta(key, size, 1_600_000_000, etag)
 
 
 def headed(key: str, etag: str | None = '"e1"', size: int = 1) -> ObjectMeta:
-    return ObjectMeta(key, size, 1_600_000_000, etag, "STANDARD",
-                      (("etag", etag or ""), ("x-amz-meta-color", "blue")))
+    return ObjectMeta(key, size, 1_600_000_000, etag, dict(HEAD_XATTRS))
 
 
-def make(ttl: float = 10.0, neg: float = 5.0, max_entries: int = 100) -> tuple[MetaCache, Clock]:
+def make(ttl: float = 10.0, neg: float = 5.0, max_entries: int = 100,
+         on_evict: EvictHook | None = None) -> tuple[MetaCache, Clock]:
     clock = Clock()
-    return MetaCache(ttl, neg, max_entries=max_entries, clock=clock), clock
+    return MetaCache(ttl, neg, max_entries=max_entries, clock=clock, on_evict=on_evict), clock
 
 
 # -- time ---------------------------------------------------------------------------
@@ -49,7 +52,7 @@ def test_expired_entries_are_kept_with_their_etag():
     c, clock = make(ttl=10)
     c.put_object(listed("k", '"abc"'))
     clock.t += 100
-    e = c.get_object("k")
+    e = c.known_object("k")
     assert e is not None and e.meta.etag == '"abc"' and not c.is_fresh(e.expires)
 
 
@@ -62,9 +65,9 @@ def test_put_object_listing_entry_with_same_etag_keeps_head_headers_and_extends(
     clock.t = 1050.0
     out = c.put_object(listed("k", '"same"'))
     assert out is head
-    assert out.meta.headers == (("etag", '"same"'), ("x-amz-meta-color", "blue"))
+    assert out.meta.xattrs == HEAD_XATTRS
     assert out.expires == 1060.0
-    assert c.get_object("k") is head
+    assert c.known_object("k") is head
 
 
 def test_put_object_listing_entry_with_other_etag_replaces():
@@ -72,23 +75,23 @@ def test_put_object_listing_entry_with_other_etag_replaces():
     c.put_object(headed("k", '"old"'))
     clock.t = 1050.0
     out = c.put_object(listed("k", '"new"', size=7))
-    assert out.meta.headers is None and out.meta.etag == '"new"' and out.meta.size == 7
+    assert out.meta.xattrs is None and out.meta.etag == '"new"' and out.meta.size == 7
     assert out.expires == 1060.0
-    assert c.get_object("k") is out
+    assert c.known_object("k") is out
 
 
 def test_put_object_without_etag_never_counts_as_same():
     c, _ = make()
     c.put_object(headed("k", None))
     out = c.put_object(listed("k", None))
-    assert out.meta.headers is None
+    assert out.meta.xattrs is None
 
 
 def test_put_object_head_level_replaces_even_with_same_etag():
     c, clock = make(ttl=10)
     c.put_object(headed("k", '"same"'))
     clock.t = 1005.0
-    newer = ObjectMeta("k", 1, 1_600_000_000, '"same"', None, (("x-amz-meta-color", "red"),))
+    newer = ObjectMeta("k", 1, 1_600_000_000, '"same"', {b"user.color": b"red"})
     out = c.put_object(newer)
     assert out.meta is newer and out.expires == 1015.0
 
@@ -105,9 +108,9 @@ def test_touch_object_extends_without_replacing():
     e = c.put_object(headed("k"))
     clock.t = 1100.0
     t = c.touch_object("k")
-    assert t is e and e.expires == 1110.0 and e.meta.headers is not None
+    assert t is e and e.expires == 1110.0 and e.meta.xattrs is not None
     assert c.touch_object("missing") is None
-    assert c.get_object("missing") is None
+    assert c.known_object("missing") is None
 
 
 def test_drop_object():
@@ -115,7 +118,7 @@ def test_drop_object():
     c.put_object(listed("k"))
     c.drop_object("k")
     c.drop_object("never")
-    assert c.get_object("k") is None
+    assert c.known_object("k") is None
 
 
 # -- negatives ----------------------------------------------------------------------
@@ -128,7 +131,7 @@ def test_negative_entry_expires():
     assert c.negative_expiry("gone") == 1005.0
     clock.t = 1005.0
     assert c.negative_expiry("gone") is None
-    assert "gone" not in c.negatives
+    assert c.figures()["cache.negatives"] == 0
     assert c.negative_expiry("never") is None
 
 
@@ -137,10 +140,10 @@ def test_zero_negative_ttl_stores_nothing():
     c.put_object(listed("k"))
     c.put_prefix("k/")
     assert c.put_negative("k") == 1000.0
-    assert len(c.negatives) == 0
+    assert c.figures()["cache.negatives"] == 0
     assert c.negative_expiry("k") is None
     # ...but the positive knowledge is still withdrawn.
-    assert c.get_object("k") is None
+    assert c.known_object("k") is None
     assert c.prefix_expiry("k/") is None
 
 
@@ -149,7 +152,7 @@ def test_negative_removes_object_and_prefix_and_positive_removes_negative():
     c.put_object(listed("k"))
     c.put_prefix("k/")
     c.put_negative("k")
-    assert c.get_object("k") is None and c.prefix_expiry("k/") is None
+    assert c.known_object("k") is None and c.prefix_expiry("k/") is None
     assert c.negative_expiry("k") is not None
     c.put_object(listed("k"))
     assert c.negative_expiry("k") is None
@@ -167,10 +170,10 @@ def test_prefix_expiry():
     assert c.prefix_expiry("e/") is None
     clock.t = 1010.0
     assert c.prefix_expiry("d/") is None
-    assert "d/" in c.prefixes  # kept, like objects, only untrusted
+    assert c.knows_prefix("d/")  # kept, like objects, only untrusted
     c.drop_prefix("d/")
     c.drop_prefix("never/")
-    assert "d/" not in c.prefixes
+    assert not c.knows_prefix("d/")
 
 
 # -- LRU bounds -----------------------------------------------------------------------
@@ -179,19 +182,19 @@ def test_objects_lru_bound_holds():
     c, _ = make(max_entries=3)
     for k in "abcd":
         c.put_object(listed(k))
-    assert len(c.objects) == 3
-    assert c.get_object("a") is None
-    assert all(c.get_object(k) is not None for k in "bcd")
+    assert c.figures()["cache.objects"] == 3
+    assert c.known_object("a") is None
+    assert all(c.known_object(k) is not None for k in "bcd")
 
 
 def test_objects_lru_evicts_least_recently_used():
     c, _ = make(max_entries=3)
     for k in "abc":
         c.put_object(listed(k))
-    assert c.get_object("a") is not None  # a is now the most recent
+    assert c.known_object("a") is not None  # a is now the most recent
     c.put_object(listed("d"))
-    assert c.get_object("b") is None
-    assert c.get_object("a") is not None
+    assert c.known_object("b") is None
+    assert c.known_object("a") is not None
 
 
 def test_negatives_and_prefixes_bounded():
@@ -199,7 +202,7 @@ def test_negatives_and_prefixes_bounded():
     for k in "abcde":
         c.put_negative(k)
         c.put_prefix("p" + k + "/")
-    assert len(c.negatives) == 2 and len(c.prefixes) == 2
+    assert c.figures()["cache.negatives"] == 2 and c.figures()["cache.prefixes"] == 2
     assert c.negative_expiry("e") is not None and c.negative_expiry("a") is None
     assert c.prefix_expiry("pe/") is not None and c.prefix_expiry("pa/") is None
 
@@ -207,7 +210,7 @@ def test_negatives_and_prefixes_bounded():
 def grown(dir_key: str, n: int) -> Listing:
     lst = Listing(dir_key, expires=0.0)
     for i in range(n):
-        lst._emit(DirEntry(f"f{i}", False, None))
+        lst._emit(DirEntry(f"f{i}"))
     return lst
 
 
@@ -216,11 +219,11 @@ def test_listings_weighed_by_entries():
     a, b = grown("a/", 3), grown("b/", 3)  # weight 4 each
     c.put_listing(a)
     c.put_listing(b)
-    assert c.listings.currsize == 8
+    assert c.figures()["cache.listed-entries"] == 8
     c.put_listing(grown("c/", 3))  # 12 > 10: the least recent goes
-    assert c.get_listing("a/") is None
-    assert c.get_listing("b/") is b and c.get_listing("c/") is not None
-    assert c.listings.currsize <= 10
+    assert c.listing("a/") is None
+    assert c.listing("b/") is b and c.listing("c/") is not None
+    assert c.figures()["cache.listed-entries"] <= 10
 
 
 def test_resize_listing_reweighs_and_evicts_others():
@@ -229,13 +232,13 @@ def test_resize_listing_reweighs_and_evicts_others():
     lst = Listing("d/", expires=0.0)  # weight 1 while empty
     c.put_listing(other)
     c.put_listing(lst)
-    assert c.listings.currsize == 4
+    assert c.figures()["cache.listed-entries"] == 4
     for i in range(8):
-        lst._emit(DirEntry(f"f{i}", False, None))
+        lst._emit(DirEntry(f"f{i}"))
     c.resize_listing(lst)  # weight 9: 9 + 3 > 10
-    assert c.get_listing("d/") is lst
-    assert c.get_listing("o/") is None
-    assert c.listings.currsize == 9
+    assert c.listing("d/") is lst
+    assert c.listing("o/") is None
+    assert c.figures()["cache.listed-entries"] == 9
 
 
 def test_resize_listing_drops_listing_bigger_than_the_bound():
@@ -245,11 +248,11 @@ def test_resize_listing_drops_listing_bigger_than_the_bound():
     c.put_listing(other)
     c.put_listing(lst)
     for i in range(10):  # weight 11 > 10
-        lst._emit(DirEntry(f"f{i}", False, None))
+        lst._emit(DirEntry(f"f{i}"))
     c.resize_listing(lst)
-    assert c.get_listing("d/") is None
-    assert c.get_listing("o/") is other
-    assert c.listings.currsize <= 10
+    assert c.listing("d/") is None
+    assert c.listing("o/") is other
+    assert c.figures()["cache.listed-entries"] <= 10
 
 
 def test_resize_listing_ignores_a_listing_no_longer_cached():
@@ -259,23 +262,22 @@ def test_resize_listing_ignores_a_listing_no_longer_cached():
     c.put_listing(old)
     c.put_listing(new)  # replaced (e.g. re-listed after the TTL)
     c.resize_listing(old)
-    assert c.get_listing("d/") is new
+    assert c.listing("d/") is new
     c2, _ = make(max_entries=10)
     c2.resize_listing(grown("x/", 1))
-    assert c2.get_listing("x/") is None
+    assert c2.listing("x/") is None
 
 
 def _listing(dir_key: str, n: int) -> Listing:
     lst = Listing(dir_key, 2000.0)
     for i in range(n):
-        lst.entries.append(DirEntry(f"f{i}", False, listed(f"{dir_key}f{i}")))
+        lst.entries.append(FileEntry(f"f{i}", listed(f"{dir_key}f{i}")))
     return lst
 
 
 def test_bound_evictions_are_reported_explicit_drops_are_not() -> None:
-    c, _ = make(max_entries=2)
     seen: list[tuple[str, str]] = []
-    c.on_evict = lambda table, key, value: seen.append((table, key))
+    c, _ = make(max_entries=2, on_evict=lambda table, key, value: seen.append((table, key)))
     c.put_object(listed("a"))
     c.put_object(listed("b"))
     c.drop_object("a")                        # explicit: not an eviction
@@ -290,9 +292,8 @@ def test_bound_evictions_are_reported_explicit_drops_are_not() -> None:
 
 
 def test_listing_evictions_are_reported_and_a_growing_listing_never_evicts_itself() -> None:
-    c, _ = make(max_entries=10)
     seen: list[tuple[str, str, object]] = []
-    c.on_evict = lambda table, key, value: seen.append((table, key, value))
+    c, _ = make(max_entries=10, on_evict=lambda table, key, value: seen.append((table, key, value)))
     old = _listing("old/", 3)
     c.put_listing(old)                        # weight 4
     growing = _listing("new/", 1)
@@ -300,4 +301,4 @@ def test_listing_evictions_are_reported_and_a_growing_listing_never_evicts_itsel
     growing.entries.extend(_listing("new/", 6).entries[1:])
     c.resize_listing(growing)                 # weight 7: 'old' (4) must go, not 'new'
     assert seen == [("listings", "old/", old)]
-    assert c.get_listing("new/") is growing and c.get_listing("old/") is None
+    assert c.listing("new/") is growing and c.listing("old/") is None

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from metafs.dirlist import NAME_MAX, DirEntry, Listing, invalid_reason
+from metafs.dirlist import NAME_MAX, DirEntry, Entry, FileEntry, Listing, invalid_reason, split_key
 from metafs.s3.model import ListPage, ObjectMeta
 
 _uniq = itertools.count()
@@ -22,7 +22,7 @@ def page(keys: list[str] = (), prefixes: list[str] = (), token: str | None = Non
     return ListPage([obj(k) for k in keys], list(prefixes), token is not None, token)
 
 
-def names(entries: list[DirEntry]) -> list[tuple[str, bool]]:
+def names(entries: list[Entry]) -> list[tuple[str, bool]]:
     return [(e.name, e.is_dir) for e in entries]
 
 
@@ -33,8 +33,8 @@ def test_objects_are_files_and_prefixes_are_directories():
     out = lst.add_page(page(["a.txt", "b"], ["d/", "e/"]))
     assert names(out) == [("a.txt", False), ("b", False), ("d", True), ("e", True)]
     assert lst.complete and lst.token is None
-    assert lst.index["a.txt"].meta is not None and lst.index["a.txt"].meta.key == "a.txt"
-    assert lst.index["d"].meta is None
+    assert isinstance(e := lst.index["a.txt"], FileEntry) and e.meta.key == "a.txt"
+    assert isinstance(lst.index["d"], DirEntry)
     assert lst.entries == out
 
 
@@ -57,7 +57,7 @@ def test_directory_wins_over_same_named_file_in_one_page():
     lst = Listing("", expires=0.0)
     out = lst.add_page(page(["a", "b"], ["a/"]))
     assert names(out) == [("a", True), ("b", False)]
-    assert lst.index["a"].is_dir and lst.index["a"].meta is None
+    assert isinstance(lst.index["a"], DirEntry)
 
 
 def test_keys_between_a_and_a_slash_sort_as_the_docstring_says():
@@ -122,7 +122,7 @@ def test_file_wins_when_no_prefix_follows():
 
 def test_entries_only_get_appended():
     lst = Listing("", expires=0.0)
-    seen: list[DirEntry] = []
+    seen: list[Entry] = []
     for p in (page(["a", "b"], token="1"), page(["b0", "c"], ["b/"], token="2"), page(["d"])):
         before = list(lst.entries)
         out = lst.add_page(p)
@@ -255,3 +255,29 @@ def test_empty_listing_completes_with_no_entries():
     lst = Listing("nothing/", expires=0.0)
     assert lst.add_page(page()) == []
     assert lst.complete and lst.entries == [] and lst.index == {}
+
+
+def test_split_key_gives_parent_prefix_and_name():
+    assert split_key("a/b/c") == ("a/b/", "c")
+    assert split_key("a/b/c/") == ("a/b/", "c")
+    assert split_key("c") == ("", "c")
+    assert split_key("c/") == ("", "c")
+
+
+def test_listing_trust_is_its_own():
+    lst = Listing("d/", expires=1010.0)
+    assert lst.usable(1000.0) and not lst.usable(1010.0)
+    lst.first_page_sent(1005.0)          # trust runs from the first request
+    assert lst.expires == 1005.0
+    lst.add_page(page(["d/a"], [], token="t"))
+    lst.first_page_sent(2000.0)          # later pages do not move it
+    assert lst.expires == 1005.0
+    lst.fail()
+    assert lst.failed and not lst.usable(1000.0)
+
+
+def test_file_returns_only_files():
+    lst = Listing("", expires=0.0)
+    lst.add_page(page(["a", "b"], ["c/"]))
+    assert lst.file("a") is not None and lst.file("a").meta.key == "a"
+    assert lst.file("c") is None and lst.file("zz") is None

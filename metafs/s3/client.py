@@ -33,7 +33,7 @@ from ..signing import Credentials, SignableRequest, Signer, uri_encode
 from ..signing.sigv4 import SigV4Signer
 from .dialects import OSS, S3, Dialect, dialect_for, region_from_host
 from .express import Session, SessionCache
-from .model import (ListPage, ObjectMeta, error_fields, meta_from_head, parse_create_session,
+from .model import (Absent, Fresh, HeadOutcome, NotModified, ListPage, ObjectMeta, error_fields, meta_from_head, parse_create_session,
                     parse_http_date, parse_list, parse_location)
 
 log = logging.getLogger(__name__)
@@ -102,14 +102,6 @@ class Endpoint:
             host = f"[{host}]"
         default = 443 if self.scheme == "https" else 80
         return host if self.port in (None, default) else f"{host}:{self.port}"
-
-
-@dataclasses.dataclass(slots=True)
-class HeadResult:
-    """Outcome of a (conditional) HEAD Object."""
-
-    status: str  # "ok", "not_modified", "absent"
-    meta: ObjectMeta | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -389,7 +381,7 @@ class S3Client:
             keys.expiration - self._now().timestamp()
         return Session(Credentials(keys.access_key, keys.secret_key, keys.token), float(lifetime))
 
-    async def head_object(self, key: str, etag: str | None = None) -> HeadResult:
+    async def head_object(self, key: str, etag: str | None = None) -> HeadOutcome:
         """HEAD Object, conditional on ``etag`` (If-None-Match) when given.
 
         The ETag goes back exactly as the server sent it (OSS's are
@@ -402,11 +394,12 @@ class S3Client:
             headers["if-none-match"] = etag
         r = await self._send("HEAD", key, [], headers, what=f"HEAD {key}")
         if r.status_code == 200:
-            return HeadResult("ok", meta_from_head(key, r.headers.multi_items()))
+            return Fresh(meta_from_head(key, r.headers.multi_items(),
+                                        percent_decode_values=self.dialect.percent_decode_values))
         if r.status_code == 304:
-            return HeadResult("not_modified")
+            return NotModified()
         if r.status_code == 404:
-            return HeadResult("absent")
+            return Absent()
         raise self._error_for(r, f"HEAD {key}")
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",

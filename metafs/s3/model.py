@@ -39,8 +39,27 @@ class ObjectMeta:
     size: int
     mtime: int  # seconds since the epoch
     etag: str | None
-    storage_class: str | None = None
-    headers: tuple[tuple[str, str], ...] | None = None
+    xattrs: dict[bytes, bytes] | None = None  # None: known from a listing only; a HEAD fills it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fresh:
+    """HEAD answered 200: the object's current metadata."""
+
+    meta: ObjectMeta
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotModified:
+    """HEAD answered 304: the ETag sent is still current."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Absent:
+    """HEAD answered 404 (or a COS delete marker): no such object."""
+
+
+HeadOutcome = Fresh | NotModified | Absent
 
 
 @dataclasses.dataclass(slots=True)
@@ -89,20 +108,18 @@ def parse_iso8601(value: str) -> int:
     return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
 
 
-def meta_from_head(key: str, headers: Sequence[tuple[str, str]]) -> ObjectMeta:
+def meta_from_head(key: str, headers: Sequence[tuple[str, str]], *,
+                   percent_decode_values: bool = False) -> ObjectMeta:
     """Build metadata from HEAD Object response headers (lowercase names)."""
+    from ..xattrs import object_xattrs
     kept = tuple((k, v) for k, v in headers if k not in _HOP_HEADERS)
     h = dict(kept)
     try:
         size = int(h.get("content-length", "0"))
     except ValueError as e:
         raise MalformedResponseError(f"bad Content-Length for {key!r}") from e
-    storage = None
-    for name in ("x-amz-storage-class", "x-cos-storage-class", "x-oss-storage-class", "x-obs-storage-class"):
-        if name in h:
-            storage = h[name]
-            break
-    return ObjectMeta(key, size, parse_http_date(h.get("last-modified")), h.get("etag"), storage, kept)
+    return ObjectMeta(key, size, parse_http_date(h.get("last-modified")), h.get("etag"),
+                      object_xattrs(kept, percent_decode_values=percent_decode_values))
 
 
 def _ns(tag: str) -> str:
@@ -150,8 +167,7 @@ def parse_list(body: bytes, *, plus_is_space: bool = True) -> ListPage:
         except ValueError as e:
             raise MalformedResponseError(f"bad <Size> in listing: {o.get('Size')!r}") from e
         mtime = parse_iso8601(o["LastModified"]) if o.get("LastModified") else 0
-        objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None,
-                                  o.get("StorageClass") or None))
+        objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None))
     truncated = fields.get("IsTruncated", "false").lower() == "true"
     token = fields.get("NextContinuationToken") or None
     if token is None and truncated:

@@ -1,4 +1,15 @@
-"""Telling the kernel to drop directory entries, off the request path.
+"""Kernel invalidation: telling the kernel to drop directory entries metafs no longer backs.
+
+:class:`KernelInvalidation` decides *which* entries: when the cache's
+bound evicts an entry (the cache calls :meth:`KernelInvalidation.evicted`)
+or a directory handle is released whose listing was not kept, the names
+they backed are invalidated.  Without this the kernel would keep the names
+(and metafs their inodes) until it forgot them on its own, so the inode
+table would grow with everything ever listed.  The kernel's entries are
+invalidated, never given shorter attributes: it re-asks on next use, and
+FORGETs what it drops, which frees the inodes.
+
+:class:`Invalidator` sends them, off the request path:
 
 ``fuse_lowlevel_notify_inval_entry`` may block until FUSE requests on the
 same directory finish, and it may make the kernel send FORGETs; called from
@@ -17,7 +28,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .dirlist import Listing, split_key
+from .inodes import InodeTable
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +95,39 @@ class Invalidator:
                 self.failed += 1
                 if not self._closed:
                     log.warning("could not invalidate entry %r of inode %d: %s", item[1], item[0], e)
+
+
+class KernelInvalidation:
+    """Which kernel entries to drop when metafs stops backing names (see the module docstring)."""
+
+    def __init__(self, inodes: InodeTable, submit: Submit | None = None) -> None:
+        self._inodes = inodes
+        self._submit = submit
+        self.count = 0
+
+    def evicted(self, table: str, key: str, value: Any) -> None:
+        """The cache's bound dropped an entry.  Must not raise (it runs inside cache operations)."""
+        try:
+            if table == "listings":
+                assert isinstance(value, Listing)
+                self._send(self._inodes.dentries_for(key, (e.name for e in value.entries)))
+            else:
+                dir_key, name = split_key(key)
+                # A negative entry has no node but the kernel may cache it.
+                self._send(self._inodes.dentries_for(dir_key, (name,),
+                                                     known_only=table != "negatives"))
+        except Exception:
+            log.exception("invalidating evicted %s entry failed", table)
+
+    def released(self, listing: Listing) -> None:
+        """A directory handle let go of a listing the cache does not keep: drop its names."""
+        if listing.entries:
+            self.evicted("listings", listing.dir_key, listing)
+
+    def _send(self, pairs: Iterable[tuple[int, str]]) -> None:
+        n = 0
+        for parent_ino, name in pairs:
+            if self._submit is not None:
+                self._submit(parent_ino, name.encode("utf-8"))
+            n += 1
+        self.count += n

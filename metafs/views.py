@@ -1,0 +1,71 @@
+"""What a mount shows of a bucket: a *view*, the one source of names and answers.
+
+Everything above this module asks a :class:`View` four questions: a page
+of a directory, whether a prefix has anything under it, what HEAD says of
+a key, and a range of a key's bytes.  It never talks to the S3 client
+itself, so a different view of the same bucket is one new class here, not
+a change in the layers above:
+
+* :class:`LiveView` (today): the bucket as it is now: ListObjects, HEAD
+  and GET of the current version, revalidated after the TTL.
+* A point-in-time view (``--as-of``, next): pages from the versions
+  listing collapsed to the newest version at or before the moment, HEAD
+  and GET with ``versionId``; its answers never change, so
+  ``revalidates`` is False and entries are kept until the memory bound
+  drops them.
+* A versions view (next): every version of a key as a file of its own.
+
+A view hands up the S3 layer's own vocabulary: :class:`ListPage` and the
+typed :data:`HeadOutcome` (``Fresh | NotModified | Absent``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .s3.client import S3Client
+from .s3.model import HeadOutcome, ListPage
+
+
+class View(Protocol):
+    """The requests a mount's metadata layer and reader make (see the module docstring)."""
+
+    revalidates: bool  # whether answers can change, so entries expire after the TTL
+
+    async def list_page(self, dir_key: str, token: str | None) -> ListPage:
+        """One page of the delimiter listing of ``dir_key`` (``token`` from the last page)."""
+        ...
+
+    async def has_children(self, key: str) -> bool:
+        """Whether anything exists under ``key/`` (the directory half of a probe)."""
+        ...
+
+    async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
+        """HEAD of ``key``, conditional on ``etag`` when given."""
+        ...
+
+    async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
+        """Bytes ``first..last`` (inclusive) of ``key``, pinned to ``etag``."""
+        ...
+
+
+class LiveView:
+    """The bucket as it is now (see the module docstring)."""
+
+    revalidates = True
+
+    def __init__(self, client: S3Client) -> None:
+        self._client = client
+
+    async def list_page(self, dir_key: str, token: str | None) -> ListPage:
+        return await self._client.list_page(dir_key, token=token)
+
+    async def has_children(self, key: str) -> bool:
+        page = await self._client.list_page(key + "/", delimiter=None, max_keys=1)
+        return bool(page.objects or page.prefixes)
+
+    async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
+        return await self._client.head_object(key, etag)
+
+    async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
+        return await self._client.get_range(key, first, last, etag)
