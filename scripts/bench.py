@@ -2,7 +2,7 @@
 """Benchmark: the same metadata workloads through metafs, s3fs and rclone mount.
 
 One command starts one counting moto S3 server on 127.0.0.1
-(``tests/s3server.py``), fills it, and for each emulated round trip
+(``metafs/devserver.py``), fills it, and for each emulated round trip
 (``--delays``, milliseconds added to every request) runs every workload of
 ``WORKLOADS`` through
 
@@ -19,6 +19,9 @@ after it.  Output: a table on stdout, OUT/results.json, OUT/benchmark.png
 
     python scripts/bench.py [--quick] [--delays 0,20] [--tools metafs,s3fs,rclone]
                             [--timeout 120] [--out bench-out] [--chart docs/benchmark.png]
+
+Needs the ``bench`` extra (moto, boto3, matplotlib): ``pip install -e '.[bench]'``;
+without it the command stops at once with one line saying so.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import select
@@ -45,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"  # before moto/botocore are imported
 
 import bench_bare  # noqa: E402  (scripts/bench_bare.py)
-from tests.s3server import CountingS3Server  # noqa: E402
+from metafs.devserver import CountingS3Server  # noqa: E402  (needs moto only to start a server)
 
 BUCKET = "bench"             # 2,000-key directory, 200 files with metadata, nested tree
 BIG_BUCKET = "bench-100k"    # the 100,000-key directory, alone so it slows no other LIST
@@ -597,6 +601,24 @@ def chart(records: list[dict], delays: list[float], tools: list[str], workloads:
 
 
 # ------------------------------------------------------------------- main
+# The ``bench`` extra of pyproject.toml: checked before anything runs, so a
+# missing chart library does not surface only after a 13-minute run.
+OPTIONAL_DEPS = ("moto", "boto3", "matplotlib")
+
+
+def require_optional_deps() -> None:
+    """Exit with one line if a module of the ``bench`` extra cannot be imported."""
+    missing: list[str] = []
+    for name in OPTIONAL_DEPS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        sys.exit(f"bench: missing {', '.join(missing)}; install the benchmark extra: "
+                 f"pip install -e '.[bench]'")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="skip the 100,000-object workloads")
@@ -611,6 +633,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    require_optional_deps()
     delays = [float(d) for d in args.delays.split(",") if d.strip()]
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = [t for t in tools if t not in FUSE_TOOLS]
@@ -634,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join([sys.executable, *sys.argv]),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "quick": args.quick, "delays_ms": delays, "tools": tools, "timeout_s": args.timeout,
-        "server": f"tests.s3server.CountingS3Server (moto) at {server.url}",
+        "server": f"metafs.devserver.CountingS3Server (moto) at {server.url}",
         "commands": {}, "workloads": {}, "records": ctx.records,
     }
     exit_code = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.s3server import CountingS3Server  # noqa: E402
+from metafs.devserver import CountingS3Server  # noqa: E402
 
 BUCKET = "demo-bucket"
 AK, SK = "AKIADEMODEMODEMO0000", "demo-secret-key"

@@ -14,28 +14,21 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
-from tests.s3server import CountingS3Server
-
-ACCESS_KEY = "AKIAMETAFSTEST000001"
-SECRET_KEY = "metafs/test+secret-KEY-do-not-log"
-ACCOUNT = "123456789012"
-REPO = Path(__file__).resolve().parent.parent
-FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-               AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/nonexistent",
-               AWS_SHARED_CREDENTIALS_FILE="/nonexistent", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
+from metafs.devserver import CountingS3Server
+from tests.helpers import (
+    ACCESS_KEY,
+    FUSERMOUNT,
+    REPO,
+    SECRET_KEY,
+    base_env,
+    wait_for_mount,
+    wait_until,  # noqa: F401  (still imported from here by test_notify.py; use tests.helpers)
+)
 
 
 @pytest.fixture(scope="session")
@@ -77,15 +70,6 @@ def bucket(boto, request) -> str:  # noqa: ANN001
     return name
 
 
-def put_many(bucket: str, keys: list[str], body: bytes = b"x") -> None:
-    """Create many objects fast, straight in moto's backend (same process)."""
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[ACCOUNT]["aws"]
-    for k in keys:
-        backend.put_object(bucket, k, body)
-
-
 class Mount:
     """A metafs process serving ``path``; ``run`` executes shell commands on it."""
 
@@ -111,17 +95,6 @@ class Mount:
         rc = self.proc.wait(15)
         assert not os.path.ismount(self.path)
         return rc
-
-
-def wait_for_mount(path: Path, proc: subprocess.Popen, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.ismount(path):
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"metafs exited with {proc.returncode} before mounting")
-        time.sleep(0.02)
-    raise AssertionError("mount did not appear in time")
 
 
 def _require_fuse() -> None:
@@ -174,13 +147,3 @@ def mount(s3: CountingS3Server, tmp_path: Path):  # noqa: ANN201
         text = m.log_text()
         assert "Traceback" not in text, text
         assert SECRET_KEY not in text
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``cond`` until it holds (True) or ``timeout`` passes (False)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

@@ -19,15 +19,9 @@ import time
 
 import pytest
 
-from tests.conftest import ACCESS_KEY, REPO, SECRET_KEY, base_env, put_many, wait_for_mount
+from tests.helpers import ACCESS_KEY, REPO, SECRET_KEY, base_env, put_many, run_metafs, wait_for_mount
 
 pytestmark = pytest.mark.mount
-
-
-def run_metafs(*args: str, env: dict[str, str] | None = None, timeout: float = 60
-               ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "metafs", *args], env=env or base_env(),
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def assert_one_line_failure(r: subprocess.CompletedProcess, *needles: str) -> str:

@@ -6,33 +6,16 @@ requests the server counted.
 
 from __future__ import annotations
 
-import base64
+import errno
 import os
 import subprocess
 import time
 
-import shlex
-
 import pytest
 
-from tests.conftest import put_many
+from tests.helpers import ls_names, put_many, stat_fields, xattr
 
 pytestmark = pytest.mark.mount
-
-
-def ls_names(m, path: str = ".") -> list[str]:  # noqa: ANN001
-    out = m.run(f"ls -1a {shlex.quote(path)}").stdout
-    return [n for n in out.split("\n") if n and n not in (".", "..")]
-
-
-def stat_fields(m, path: str, fmt: str = "%F|%s|%Y") -> list[str]:  # noqa: ANN001
-    return m.run(f"stat -c '{fmt}' -- {shlex.quote(path)}").stdout.strip().split("|")
-
-
-def xattr(m, path: str, name: str) -> bytes:  # noqa: ANN001
-    out = m.run(f"getfattr --only-values -e base64 -n {shlex.quote(name)} -- {shlex.quote(path)}"
-                ).stdout.strip()
-    return base64.b64decode(out[2:]) if out.startswith("0s") else out.encode()
 
 
 def test_ls_l_and_stat_match_uploaded_objects(mount, boto, bucket):  # noqa: ANN001
@@ -171,6 +154,13 @@ def test_getfattr_user_and_system_metadata(mount, boto, bucket):  # noqa: ANN001
     assert not any(n.startswith(("user.s3", "s3.meta")) for n in names)
     missing = m.run("getfattr -n user.nope doc.json", check=False)
     assert missing.returncode != 0 and "No such attribute" in missing.stderr
+    for path, name in [("doc.json", "user.nope"), ("doc.json", "s3.nope"), (".", "s3.nope")]:
+        try:
+            os.getxattr(m.path / path, name)
+        except OSError as e:
+            assert e.errno == errno.ENODATA, (path, name, e)
+        else:
+            raise AssertionError(f"{path} has {name}")
 
 
 def test_version_id_xattr_on_versioned_bucket(mount, boto, bucket):  # noqa: ANN001
@@ -180,11 +170,29 @@ def test_version_id_xattr_on_versioned_bucket(mount, boto, bucket):  # noqa: ANN
     assert xattr(m, "v.txt", "s3.version-id") == v.encode()
 
 
-def test_root_exposes_head_bucket(mount, bucket):  # noqa: ANN001
+STATS = ["metafs.inodes", "metafs.cache.objects", "metafs.cache.negatives", "metafs.cache.prefixes",
+         "metafs.cache.listings", "metafs.cache.listed-entries", "metafs.open-dirs",
+         "metafs.invalidations"]
+
+
+def test_root_exposes_head_bucket(mount, bucket, s3):  # noqa: ANN001
+    put_many(bucket, ["sub/deeper/x"])
     m = mount(bucket)
     assert xattr(m, ".", "s3.bucket-region") == b"us-east-1"
     assert xattr(m, ".", "s3.bucket") == bucket.encode()
     assert xattr(m, ".", "s3.region") == b"us-east-1"
+    assert xattr(m, ".", "s3.endpoint") == s3.url.encode()  # path style: the bucket is not in it
+    assert xattr(m, ".", "s3.prefix") == b""
+    # The root's table, metafs's live figures included, costs no request.
+    names = os.listxattr(m.path)
+    assert {"s3.bucket-region", "s3.bucket", "s3.region", "s3.endpoint", "s3.prefix"} <= set(names)
+    assert set(STATS) <= set(names)
+    assert all(xattr(m, ".", n).isdigit() for n in STATS)
+    assert sum(s3.counts().values()) == 0
+    # Every directory has s3.prefix: its key prefix in the bucket; only the root has the rest.
+    assert xattr(m, "sub", "s3.prefix") == b"sub/"
+    assert xattr(m, "sub/deeper", "s3.prefix") == b"sub/deeper/"
+    assert os.listxattr(m.path / "sub") == ["s3.prefix"]
 
 
 def test_security_and_system_probes_cost_no_request(mount, bucket, s3):  # noqa: ANN001
@@ -255,6 +263,24 @@ def test_change_and_deletion_behind_the_mount_seen_after_ttl(mount, boto, bucket
     assert r.returncode != 0 and "No such file" in r.stderr
 
 
+def test_name_known_as_a_file_is_revalidated_by_head_only(mount, boto, bucket, s3):  # noqa: ANN001
+    boto.put_object(Bucket=bucket, Key="f", Body=b"file")
+    m = mount(bucket, "--metadata-ttl", "1")
+    assert stat_fields(m, "f", "%F") == ["regular file"]  # the probe: HEAD + LIST, no prefix
+    boto.put_object(Bucket=bucket, Key="f/inner", Body=b"x")  # now a directory on the server
+    time.sleep(1.2)
+    s3.reset()
+    assert stat_fields(m, "f", "%F") == ["regular file"]
+    cond = s3.log("HEAD_COND")
+    assert len(cond) == 1 and cond[0].status == 304
+    assert s3.counts() == {**s3.counts(), "HEAD_COND": 1, "HEAD": 0, "LIST": 0}
+    assert sum(s3.counts().values()) == 1
+    # The next listing of the parent shows the directory.
+    assert ls_names(m) == ["f"]
+    assert stat_fields(m, "f", "%F") == ["directory"]
+    assert ls_names(m, "f") == ["inner"]
+
+
 def test_negative_lookups_are_cached(mount, boto, bucket, s3):  # noqa: ANN001
     m = mount(bucket, "--negative-ttl", "1")
     assert m.run("stat nope", check=False).returncode != 0
@@ -287,6 +313,49 @@ def test_read_contents(mount, boto, bucket):  # noqa: ANN001
     assert (m.path / "blob.bin").read_bytes() == data
     r = m.run("touch new-file", check=False)
     assert r.returncode != 0 and "Read-only file system" in r.stderr
+
+
+def test_reads_are_pinned_to_the_etag_and_a_changed_object_is_estale(mount, boto, bucket, s3):  # noqa: ANN001
+    mib = 1 << 20
+    data = os.urandom(3 * mib)
+    boto.put_object(Bucket=bucket, Key="pinned.bin", Body=data)
+    etag = boto.head_object(Bucket=bucket, Key="pinned.bin")["ETag"]
+    m = mount(bucket)
+    fd = os.open(m.path / "pinned.bin", os.O_RDONLY)
+    try:
+        s3.reset()
+        got = b"".join(os.pread(fd, 64 * 1024, off) for off in range(0, mib // 2, 64 * 1024))
+        assert got == data[:mib // 2]
+        # Half a MiB read (the kernel asks in pieces of 128 KiB at most): one ranged GET
+        # of at least 1 MiB, pinned to the ETag seen at open.
+        get, = s3.log("GET")
+        assert get.headers["if-match"] == etag and get.status == 206
+        first, last = (int(x) for x in get.headers["range"].removeprefix("bytes=").split("-"))
+        assert first == 0 and last + 1 - first >= mib
+        boto.put_object(Bucket=bucket, Key="pinned.bin", Body=os.urandom(3 * mib))
+        try:
+            os.pread(fd, 4096, 2 * mib)
+        except OSError as e:
+            assert e.errno == errno.ESTALE, e
+        else:
+            raise AssertionError("a read of a changed object succeeded")
+        last_get = s3.log("GET")[-1]
+        assert last_get.headers["if-match"] == etag and last_get.status == 412
+    finally:
+        os.close(fd)
+
+
+def test_statfs_reports_no_blocks_and_no_free_space(mount, bucket, s3):  # noqa: ANN001
+    m = mount(bucket)
+    st = os.statvfs(m.path)
+    assert (st.f_bsize, st.f_frsize, st.f_namemax) == (4096, 4096, 255)
+    assert (st.f_blocks, st.f_bfree, st.f_bavail) == (0, 0, 0)
+    assert (st.f_files, st.f_ffree, st.f_favail) == (0, 0, 0)
+    assert st.f_flag & os.ST_RDONLY
+    for df in ("df -P .", "df -P -i ."):  # blocks, then inodes: all zero, no free space
+        _, line = m.run(df).stdout.splitlines()
+        assert line.split() == [f"s3://{bucket}/", "0", "0", "0", "-", str(m.path)]
+    assert sum(s3.counts().values()) == 0
 
 
 def test_prefix_mount_and_mount_options(mount, boto, bucket, s3):  # noqa: ANN001

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import put_many, wait_until
-from tests.test_mount import xattr
+from tests.helpers import put_many, wait_until, xattr
 
 pytestmark = pytest.mark.mount
 

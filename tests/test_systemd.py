@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, base_env, put_many
+from tests.helpers import REPO, base_env, put_many
 
 pytestmark = pytest.mark.mount
 

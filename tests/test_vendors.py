@@ -16,15 +16,13 @@ import base64
 import hashlib
 import os
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO, base_env
+from tests.helpers import base_env, run_metafs
 from tests.vendor_server import VendorServer, crc64_xz
 
 pytestmark = pytest.mark.mount
@@ -72,7 +70,7 @@ def vendor_mount(mount) -> Iterator:  # noqa: ANN001
         m = mount(source or f"{name}://{srv.bucket}", "--metadata-ttl", "1", *options,
                   endpoint=srv.endpoint_url, env={**vendor_env(srv, name), **(env or {})})
         mounts.append(m)
-        srv.reset()  # counts start after the start-up check, as with tests/s3server.py
+        srv.reset()  # counts start after the start-up check, as with metafs.devserver
         return m
 
     yield _mount
@@ -227,11 +225,6 @@ def test_vendor_mount_ls_stat_getfattr_and_revalidation(vendor_mount, name):  # 
         assert tokens == {TOKEN}
     finally:
         srv.stop()
-
-
-def run_metafs(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "metafs", *args], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=REPO)
 
 
 @pytest.mark.parametrize("name", ["cos", "oss", "obs"])

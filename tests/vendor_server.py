@@ -37,7 +37,7 @@ the vendor refuses it (COS ``PathStyleDomainForbidden``...).
   session keys plus ``x-amz-s3session-token`` for everything else.
 
 Every request is recorded (kind, headers, status, error code), so tests
-assert request counts as with ``tests/s3server.py``.
+assert request counts as with ``metafs/devserver.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """A real S3 server on loopback (moto's server mode) that counts requests.
 
 Used by the test suite, by ``scripts/demo.py`` and by the benchmark, so
-that every number quoted anywhere comes from the same instrument.
+that every number quoted anywhere comes from the same instrument.  It is a
+development tool, not part of the filesystem: nothing else in ``metafs``
+imports it.  The server needs the ``server`` extra (moto, boto3:
+``pip install -e '.[server]'``); moto is imported when a server is made, so
+this module imports without it and :class:`CountingS3Server` raises an
+ImportError that names the extra.
 
 The counting layer is WSGI middleware around moto's own application, not
 a proxy process: each request is classified (LIST, HEAD, conditional HEAD,
@@ -16,7 +21,7 @@ controls over HTTP under ``/__counter__/``::
     POST /__counter__/reset            -> clears counts and the request log
     POST /__counter__/config?delay_ms=20&fault=500|hang|none
 
-Run standalone: ``python -m tests.s3server --port 9000``.
+Run standalone: ``python -m metafs.devserver --port 9000``.
 """
 
 from __future__ import annotations
@@ -36,16 +41,29 @@ from urllib.parse import parse_qsl, unquote
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
 
-from moto.moto_server.werkzeug_app import (  # noqa: E402
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import make_server  # noqa: E402
 
-class _QuietHandler(MotoRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:  # one line per request drowns test output
-        pass
+def _moto_server(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> tuple[Any, Any]:
+    """moto's S3 WSGI application, and a threaded werkzeug server for ``app`` around it.
+
+    moto (the ``server`` extra) is imported here, not with this module.
+    """
+    try:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+    except ImportError as e:
+        raise ImportError(f"metafs.devserver needs the 'server' extra (moto): "
+                          f"pip install -e '.[server]' ({e})") from e
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:  # one line per request drowns output
+            pass
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    return moto_app, make_server(host, port, app, threaded=True, request_handler=QuietHandler)
 
 
 KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "GET", "OTHER", "WRITE")
@@ -65,7 +83,8 @@ class Record:
     finished: float = 0.0  # ... and when its answer began
 
 
-_KEPT_HEADERS = ("if-none-match", "if-match", "authorization", "host", "x-amz-security-token")
+_KEPT_HEADERS = ("if-none-match", "if-match", "range", "authorization", "host",
+                 "x-amz-security-token")
 
 
 def classify(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> str:
@@ -96,9 +115,7 @@ class CountingS3Server:
         self.fault: str | None = None  # None, "500" or "hang"
         self.hang_seconds = 30.0
         self._release = threading.Event()
-        self._app = DomainDispatcherApplication(create_backend_app)
-        self._server = make_server(host, port, self._wsgi, threaded=True,
-                                   request_handler=_QuietHandler)
+        self._app, self._server = _moto_server(host, port, self._wsgi)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------
