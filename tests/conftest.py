@@ -27,7 +27,6 @@ from tests.helpers import (
     SECRET_KEY,
     base_env,
     wait_for_mount,
-    wait_until,  # noqa: F401  (still imported from here by test_notify.py; use tests.helpers)
 )
 
 

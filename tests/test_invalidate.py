@@ -9,7 +9,7 @@ from metafs.dirlist import Listing
 from metafs.invalidate import Invalidator, KernelInvalidation
 from metafs.inodes import InodeTable
 from metafs.s3.model import ListPage, ObjectMeta
-from tests.conftest import wait_until as wait_for
+from tests.helpers import wait_until as wait_for
 
 
 def test_entries_are_submitted_in_order_from_another_thread() -> None:

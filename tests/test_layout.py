@@ -19,13 +19,8 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
-# Imports that break the rule in files this change leaves to their owners
-# (test_region.py and the dialect tests are being split; test_notify.py is a
-# pure unit test).  Remove an entry when its import goes; stale entries are ignored.
-KNOWN_EXCEPTIONS = frozenset({
-    ("test_region.py", "tests.test_dialects"),
-    ("test_notify.py", "tests.conftest"),
-})
+# Imports that break the rule, to be removed when their import goes (none left).
+KNOWN_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 def imported_modules(path: Path) -> set[str]:
