@@ -24,8 +24,8 @@ Entries only ever get appended, so an index into ``entries`` is a stable
 readdir offset for as long as a handle keeps this listing.
 
 A listing also decides its own trust: it is *usable* while fresh and not
-failed (:meth:`Listing.usable`); its trust runs from its first request
-(:meth:`Listing.first_page_sent`) and ends for good when a page fails
+failed (:meth:`Listing.usable`); its trust runs from its creation, which
+is before its first request, and ends for good when a page fails
 (:meth:`Listing.fail`).  Who fetches pages, and when, is
 :mod:`metafs.listings`'s business; where listings are kept, the cache's.
 """
@@ -131,11 +131,6 @@ class Listing:
     def fail(self) -> None:
         """A page could not be fetched: never trust this listing again."""
         self._failed = True
-
-    def first_page_sent(self, expires: float) -> None:
-        """Trust runs from the first request, not from when its answer arrived."""
-        if self.pages == 0:
-            self.expires = min(self.expires, expires)
 
     def fetching(self) -> bool:
         """A page is on the way."""

@@ -36,12 +36,6 @@ class SingleFlight(Generic[T]):
     def busy(self, key: Hashable) -> bool:
         return key in self._flights
 
-    async def wait(self, key: Hashable) -> None:
-        """Wait until the flight for ``key`` (if any) has ended, whatever its outcome."""
-        flight = self._flights.get(key)
-        if flight is not None:
-            await flight.done.wait()
-
     async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
         while True:
             flight = self._flights.get(key)

@@ -10,8 +10,8 @@ the storage and bound the cache's):
 * **Pages on demand.**  A page is fetched only when a reader asks past
   what is listed (:meth:`Listings.fill`), one fetch at a time per listing
   (its lock), shared by every reader.
-* **Trust runs from the first request**, not from when it finished; a
-  failed page ends the listing's trust for good.
+* **Trust runs from the listing's creation** (before its first request),
+  not from when a page arrived; a failed page ends its trust for good.
 * **Listed files live in their listing only**: a page refreshes what the
   per-key tables already hold (:meth:`MetaCache.listed`) and adds nothing
   to them, so a huge directory costs its entries once.
@@ -64,7 +64,6 @@ class Listings:
             async with lst.lock:
                 if len(lst.entries) > upto or lst.complete:
                     return
-                lst.first_page_sent(self._cache.now() + self._cache.ttl)
                 try:
                     page = await self._view.list_page(lst.dir_key, lst.token)
                 except errors.MetafsError:

@@ -146,8 +146,12 @@ class ObjectMetadata:
                 return listed
             if not self._flights.busy(key):
                 break
-            # A flight for this key may be of the other level: wait, then look again.
-            await self._flights.wait(key)
+            # Join the flight under way: its error or absence is ours too, but
+            # it may be of the other level, so a listing-level answer to a
+            # HEAD-level caller means looking again.
+            found = await self._flights.run(key, lambda: self._fetch(key, head_level))
+            if isinstance(found, Absent) or not head_level or found.head_level:
+                return found
         return await self._flights.run(key, lambda: self._fetch(key, head_level))
 
     async def _fetch(self, key: str, head_level: bool) -> Trusted | Absent:

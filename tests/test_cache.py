@@ -5,15 +5,7 @@ from __future__ import annotations
 from metafs.cache import EvictHook, MetaCache
 from metafs.dirlist import DirEntry, FileEntry, Listing
 from metafs.s3.model import ObjectMeta
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
+from tests.fakes import Clock
 
 HEAD_XATTRS = {b"s3.etag": b"e1", b"user.color": b"blue"}
 
