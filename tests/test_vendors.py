@@ -16,15 +16,14 @@ import base64
 import hashlib
 import os
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO, base_env
+from tests.conftest import base_env
+from tests.fakes import run_metafs
 from tests.vendor_server import VendorServer, crc64_xz
 
 pytestmark = pytest.mark.mount
@@ -229,11 +228,6 @@ def test_vendor_mount_ls_stat_getfattr_and_revalidation(vendor_mount, name):  # 
         srv.stop()
 
 
-def run_metafs(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "metafs", *args], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=REPO)
-
-
 @pytest.mark.parametrize("name", ["cos", "oss", "obs"])
 def test_wrong_secret_is_one_line_at_mount_time(tmp_path: Path, name):
     srv = make_server(name)
@@ -357,7 +351,7 @@ def test_the_fakes_reject_what_the_vendor_would(name):
                              credentials=Keys(), dialect=dialect_for(
                                  "s3" if name == "s3express" else name, bucket),
                              now=lambda: dt.datetime.now(dt.timezone.utc))
-                signer, creds = await c._signing("data")
+                signer, creds, _ = await c._signing("data")
                 good = c._prepare("HEAD", "k", [], {"if-none-match": '"x"'}, signer, creds)
                 statuses = [(await http.send(good)).status_code]
                 tampered = httpx.Request("HEAD", str(good.url).replace("/k", "/k2"), headers=good.headers)
