@@ -14,12 +14,11 @@ import argparse
 import dataclasses
 import os
 import re
-from urllib.parse import urlsplit
 
 from . import __version__
 from .errors import ConfigError
 from .s3 import dialects
-from .s3.client import is_ip_or_localhost
+from .s3.endpoint import endpoint_host, path_style
 
 # Mount options meant for mount(8), fstab or systemd, not for us.
 _GENERIC_MOUNT_OPTIONS = frozenset({
@@ -88,12 +87,6 @@ def parse_source(source: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _endpoint_host(endpoint_url: str | None) -> str | None:
-    if not endpoint_url:
-        return None
-    return urlsplit(endpoint_url if "://" in endpoint_url else "https://" + endpoint_url).hostname
-
-
 def resolve_provider(explicit: str | None, scheme: str | None, endpoint_url: str | None) -> str:
     """``--provider``, else the source URL's scheme, else the endpoint's host, else s3.
 
@@ -102,9 +95,7 @@ def resolve_provider(explicit: str | None, scheme: str | None, endpoint_url: str
     """
     if explicit and scheme and explicit != scheme:
         raise ConfigError(f"--provider {explicit} contradicts the source URL {scheme}://")
-    if explicit or scheme:
-        return explicit or scheme  # type: ignore[return-value]
-    return dialects.infer_provider(_endpoint_host(endpoint_url))
+    return explicit or scheme or dialects.infer_provider(endpoint_host(endpoint_url))
 
 
 def _check_provider_options(cfg_provider: str, bucket: str, args: argparse.Namespace) -> None:
@@ -118,12 +109,9 @@ def _check_provider_options(cfg_provider: str, bucket: str, args: argparse.Names
         raise ConfigError(f"--oss-signature applies to OSS only, not to {title}")
     if args.credentials_file and args.no_sign_request:
         raise ConfigError("--credentials-file and --no-sign-request contradict each other")
-    host = _endpoint_host(args.endpoint_url)
-    if not dialect.path_style_allowed and (args.force_path_style or
-                                           (host and is_ip_or_localhost(host))):
-        why = "--force-path-style" if args.force_path_style else f"endpoint {host} (path style)"
-        raise ConfigError(f"{title}: buckets are addressed virtual-hosted only, so {why} "
-                          "cannot be used")
+    host = endpoint_host(args.endpoint_url)
+    # Refuses the path style a dialect cannot address (COS, OBS, directory buckets).
+    path_style(dialect, host, bucket, force=args.force_path_style)
     if cfg_provider == "cos" and not re.search(r"-\d+$", bucket):
         raise ConfigError(f"COS bucket names end with the APPID, e.g. {bucket}-1250000000 "
                           "(see the COS console)")

@@ -1,9 +1,10 @@
 """The exceptions metafs raises below the FUSE boundary, and their errno.
 
 Everything the S3 layer or the metadata layer can fail with is a subclass
-of :class:`MetafsError`.  ``fuse_ops`` turns them into ``FUSEError`` through
-:func:`to_errno`, the one table of this module, so the choice of errno is
-made in exactly one place::
+of :class:`MetafsError`, and each class carries its errno as the class
+attribute ``errno``: this tree is the one table.  ``fuse_ops`` reads
+``e.errno`` at its one boundary (anything else is a bug, reported as EIO
+with a traceback), so the choice of errno is made in exactly one place::
 
     MetafsError                       errno   notes
      +-- ConfigError                  EINVAL  bad command line / options (exit 2)
@@ -100,17 +101,7 @@ class MalformedResponseError(MetafsError):
     """The server answered something we cannot parse."""
 
 
-# What a failed request to a reachable-or-not server raises when no answer
-# about the object itself came back: stale entries may be served instead.
+# What a failed request raises when no answer about the object itself came
+# back (unreachable, 5xx after retries, unparseable): stale entries may be
+# served instead.
 UNAVAILABLE = (TransportError, ServerError, MalformedResponseError)
-
-
-def to_errno(exc: BaseException) -> int:
-    """The errno a FUSE handler reports for ``exc``.
-
-    Our own errors carry their errno; anything else is a bug, reported as
-    EIO (and logged with a traceback by the caller).
-    """
-    if isinstance(exc, MetafsError):
-        return exc.errno
-    return errno.EIO

@@ -39,6 +39,7 @@ from .namespace import Namespace
 from .objects import ObjectMetadata
 from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
+from .s3.endpoint import starting_region
 from .views import LiveView
 from .xattrs import bucket_xattrs
 
@@ -53,26 +54,6 @@ def fuse_options(cfg: Config) -> set[str]:
     return opts
 
 
-def starting_region(cfg: Config, dialect: dialects.Dialect, creds: CredentialSource) -> str:
-    """The region to sign and address for before the bucket has said anything.
-
-    ``--region``, else the one the endpoint's host names, else (S3) the
-    profile's, else us-east-1; COS and OBS sign no region, so for them it
-    may stay unknown ('').
-    """
-    host = None
-    if cfg.endpoint_url:
-        host = httpx.URL(cfg.endpoint_url if "://" in cfg.endpoint_url
-                         else "https://" + cfg.endpoint_url).host
-    region = cfg.region or dialects.region_from_host(dialect, host)
-    if region:
-        # OSS's own spelling (oss-cn-hangzhou) names the same region as its general id.
-        return region.removeprefix("oss-") if dialect.name == "oss" else region
-    if dialect.provider == "s3":
-        return creds.profile_region() or "us-east-1"
-    return ""
-
-
 async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource
                   ) -> tuple[S3Client, BucketInfo]:
     """Build the client and check the bucket (HEAD Bucket or the dialect's way); raise on failure."""
@@ -80,7 +61,7 @@ async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource
     client = S3Client(
         http,
         bucket=cfg.bucket,
-        region=starting_region(cfg, dialect, creds),
+        region=starting_region(cfg.endpoint_url, cfg.region, dialect, creds.profile_region),
         endpoint_url=cfg.endpoint_url,
         force_path_style=cfg.force_path_style,
         credentials=creds,

@@ -15,6 +15,10 @@ Naming (see SEMANTICS.md, "Extended attributes"):
   with ENOTSUP and no request: ``ls -l`` probes ``security.selinux`` and
   ``system.posix_acl_*`` on every entry, and GNU ls remembers ENOTSUP per
   device and stops asking (ENODATA would cost two round trips per entry).
+
+An object's table is built once, where its HEAD answer enters
+(:func:`metafs.s3.model.meta_from_head` calls :func:`object_xattrs`), so
+this module sits below the S3 layer and imports nothing from it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,7 @@ import email.errors
 import email.header
 import re
 from typing import Iterable, Mapping
-
-from .s3.model import percent_decode
+from urllib.parse import unquote
 
 META_PREFIXES = ("x-amz-meta-", "x-cos-meta-", "x-oss-meta-", "x-obs-meta-")
 VENDOR_PREFIXES = ("x-amz-", "x-cos-", "x-oss-", "x-obs-")
@@ -85,6 +88,11 @@ def decode_rfc2047(value: str) -> str:
         return value
 
 
+def percent_decode(value: str) -> str:
+    """Decode %XX escapes (values OBS stores as the client sent them)."""
+    return unquote(value) if "%" in value else value
+
+
 def is_foreign(name: bytes) -> bool:
     """Names answered locally with ENOTSUP (see the module docstring)."""
     return name.startswith(FOREIGN_NAMESPACES)
@@ -107,7 +115,10 @@ def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: 
                   ) -> dict[bytes, bytes]:
     """All xattrs of an object from its HEAD response headers (lowercase names).
 
-    Repeated headers are joined with ``,`` as HTTP allows.
+    Repeated headers are joined with ``,`` as HTTP allows.  With
+    ``percent_decode_values`` (the dialect's rule, OBS), user-metadata
+    values are percent-decoded first.  Called once per HEAD answer, by
+    :func:`metafs.s3.model.meta_from_head`.
     """
     out: dict[bytes, bytes] = {}
     for h, v in headers:

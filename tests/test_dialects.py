@@ -1,148 +1,36 @@
-"""Provider dialects without a kernel: selection, configuration, credentials, and
-the requests each dialect sends, over ``httpx.MockTransport``.
+"""What each dialect sends and how it reads the answers, over ``httpx.MockTransport``.
 
 Request signatures are re-verified from the wire: COS with ``cos_signature``
 (the function checked against COS's examples and SDK), OSS and OBS with
 their official SDKs, S3 Express with ``SigV4Signer`` (checked against botocore).
+The last section changes one :class:`~metafs.s3.dialects.Dialect` field at a
+time: behaviour follows the field, never the provider's name.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import logging
-import os
-from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qsl
+import re
+from typing import Any
 
 import httpx
 import pytest
-import trio
-import trio.testing
 
 from metafs import errors
-from metafs.config import parse_args, resolve_provider, split_source
-from metafs.credentials import (CredentialSource, parse_credentials_file, read_credentials_file,
-                                static_from_env)
-from metafs.mount import root_xattrs, starting_region
 from metafs.s3 import dialects
 from metafs.s3.client import BucketInfo, S3Client
 from metafs.s3.dialects import COS, OBS, OSS, S3, S3EXPRESS
-from metafs.s3.express import SessionCache, Session, renewal_margin
-from metafs.s3.model import parse_create_session, parse_list, parse_location
+from metafs.s3.model import Absent, Fresh, parse_list, parse_location
 from metafs.signing import Credentials, SignableRequest
 from metafs.signing.cos import cos_signature
 from metafs.signing.sigv4 import SigV4Signer
-from metafs.xattrs import bucket_xattrs, object_xattrs, system_name
+from tests.fakes import (EXPRESS_BUCKET, NOW, SECRET, TOKEN, ExpressServer, Server, StaticCredentials,
+                         headers_of, listing, no_secret_in, run, wire_query, xml_error)
 
-SECRET = "dialect/SECRET+key=never-logged"
-TOKEN = "TEMP-TOKEN/never+logged"
-NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 COS_BUCKET = "examplebucket-1250000000"
-
-
-# -- helpers (also used by tests/test_region.py) ---------------------------------------------
-
-class StaticCredentials(CredentialSource):
-    """Fixed keys, without the environment or botocore."""
-
-    def __init__(self, token: str | None = None, key_id: str = "AKID") -> None:
-        super().__init__()
-        self.token, self.key_id = token, key_id
-
-    async def get(self) -> Credentials | None:
-        return Credentials(self.key_id, SECRET, self.token)
-
-    def profile_region(self) -> str | None:  # never the machine's AWS config
-        return None
-
-
-class Server:
-    """Answers in turn (the last one repeats), or from a function; records requests."""
-
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        a = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        if callable(a):
-            a = a(request)
-        return httpx.Response(a) if isinstance(a, int) else a
-
-
-def xml_error(code: str, message: str = "msg", **extra: str) -> bytes:
-    more = "".join(f"<{k}>{v}</{k}>" for k, v in extra.items())
-    return (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-            f"<Message>{message}</Message>{more}<RequestId>R</RequestId></Error>").encode()
-
-
-def listing(*keys: str, prefixes: tuple[str, ...] = (), truncated: bool = False,
-            extra: str = "") -> bytes:
-    items = "".join(f"<Contents><Key>{k}</Key><LastModified>2024-01-01T00:00:00.000Z"
-                    f"</LastModified><ETag>\"e\"</ETag><Size>1</Size></Contents>" for k in keys)
-    cps = "".join(f"<CommonPrefixes><Prefix>{p}</Prefix></CommonPrefixes>" for p in prefixes)
-    return (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
-            f"<EncodingType>url</EncodingType><IsTruncated>{str(truncated).lower()}</IsTruncated>"
-            f"{extra}{items}{cps}</ListBucketResult>").encode()
-
-
-async def _no_sleep(_: float) -> None:
-    return None
-
-
-def run(handler: Callable[[httpx.Request], Any], fn: Callable[[S3Client], Awaitable[Any]], *,
-        mock_clock: bool = False, **kw: Any) -> Any:
-    """Run ``fn(client)`` against ``handler``; ``dialect=`` picks the provider."""
-    kw.setdefault("bucket", "bkt")
-    kw.setdefault("region", "us-east-1")
-    kw.setdefault("now", lambda: NOW)
-    kw.setdefault("sleep", _no_sleep)
-    kw.setdefault("credentials", StaticCredentials())
-
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            return await fn(S3Client(http, **kw))
-
-    if mock_clock:
-        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    return trio.run(main)
-
-
-def no_secret_in(exc: BaseException) -> None:
-    for text in (str(exc), repr(exc), repr(exc.args), str(exc.__dict__)):
-        assert SECRET not in text and TOKEN not in text
-
-
-def wire_query(req: httpx.Request) -> list[tuple[str, str]]:
-    return parse_qsl(req.url.query.decode(), keep_blank_values=True)
-
-
-def headers_of(req: httpx.Request) -> dict[str, str]:
-    return {k.lower(): v for k, v in req.headers.items()}
-
-
-# -- provider selection ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("host, provider", [
-    ("cos.ap-guangzhou.myqcloud.com", "cos"),
-    ("examplebucket-1250000000.cos.ap-beijing.myqcloud.com", "cos"),
-    ("cos.ap-shanghai.tencentcos.cn", "cos"),
-    ("oss-cn-hangzhou.aliyuncs.com", "oss"),
-    ("oss-cn-hangzhou-internal.aliyuncs.com", "oss"),
-    ("s3.oss-cn-hangzhou.aliyuncs.com", "s3"),  # OSS's S3-compatible endpoint speaks SigV4
-    ("obs.cn-north-4.myhuaweicloud.com", "obs"),
-    ("obs.eu-west-101.myhuaweicloud.eu", "obs"),
-    ("OBS.CN-NORTH-4.MYHUAWEICLOUD.COM.", "obs"),
-    ("s3.eu-west-1.amazonaws.com", "s3"),
-    ("127.0.0.1", "s3"),
-    ("minio.example", "s3"),
-    ("myqcloud.com.evil.example", "s3"),
-    (None, "s3"),
-])
-def test_provider_inferred_from_endpoint_host(host, provider):
-    assert dialects.infer_provider(host) == provider
 
 
 @pytest.mark.parametrize("dialect, host, region", [
@@ -164,180 +52,6 @@ def test_provider_inferred_from_endpoint_host(host, provider):
 ])
 def test_region_named_by_endpoint_host(dialect, host, region):
     assert dialects.region_from_host(dialect, host) == region
-
-
-def test_directory_buckets_are_their_own_dialect():
-    assert dialects.dialect_for("s3", "logs--usw2-az1--x-s3") is S3EXPRESS
-    assert dialects.directory_bucket_zone("logs--usw2-az1--x-s3") == "usw2-az1"
-    assert dialects.dialect_for("s3", "logs") is S3
-    assert dialects.dialect_for("cos", "logs--usw2-az1--x-s3") is COS
-    with pytest.raises(errors.ConfigError):
-        dialects.dialect_for("gcs", "b")
-    assert (S3EXPRESS.ordered_listings, S3.ordered_listings) == (False, True)
-    assert (OBS.percent_decode_values, COS.percent_decode_values) == (True, False)
-
-
-@pytest.mark.parametrize("source, expected", [
-    ("cos://examplebucket-1250000000/a/b", ("cos", "examplebucket-1250000000", "a/b/")),
-    ("oss://bkt", ("oss", "bkt", "")),
-    ("obs://bkt/x/", ("obs", "bkt", "x/")),
-    ("s3://bkt", ("s3", "bkt", "")),
-    ("bkt/p", (None, "bkt", "p/")),
-])
-def test_source_url_schemes(source, expected):
-    assert split_source(source) == expected
-
-
-def test_provider_resolution_order():
-    assert resolve_provider(None, None, "https://cos.ap-guangzhou.myqcloud.com") == "cos"
-    assert resolve_provider(None, None, "oss-cn-hangzhou.aliyuncs.com") == "oss"
-    assert resolve_provider(None, "s3", "https://cos.ap-guangzhou.myqcloud.com") == "s3"
-    assert resolve_provider("obs", None, "https://minio.example") == "obs"
-    assert resolve_provider("oss", "oss", None) == "oss"
-    assert resolve_provider(None, None, None) == "s3"
-    with pytest.raises(errors.ConfigError, match="contradicts"):
-        resolve_provider("oss", "cos", None)
-
-
-# -- command line -----------------------------------------------------------------------------
-
-def test_cli_vendor_forms(tmp_path):
-    cfg = parse_args([f"cos://{COS_BUCKET}/logs", str(tmp_path), "--region", "ap-guangzhou"])
-    assert (cfg.provider, cfg.bucket, cfg.prefix, cfg.source) == (
-        "cos", COS_BUCKET, "logs/", f"cos://{COS_BUCKET}/logs/")
-    cfg = parse_args(["bkt", str(tmp_path), "--endpoint-url", "https://oss-cn-beijing.aliyuncs.com"])
-    assert (cfg.provider, cfg.oss_signature, cfg.region) == ("oss", "v4", None)
-    cfg = parse_args(["bkt", str(tmp_path), "--provider", "oss", "--oss-signature", "v1",
-                      "--endpoint-url", "https://files.example.com"])
-    assert cfg.oss_signature == "v1"
-    cfg = parse_args(["bkt", str(tmp_path), "-o", "provider=obs,region=cn-north-4"])
-    assert cfg.provider == "obs"
-    cred = tmp_path / "c"
-    cfg = parse_args(["bkt", str(tmp_path), "--credentials-file", os.path.relpath(cred)])
-    assert cfg.credentials_file == str(cred)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["cos://examplebucket-1250000000"], "needs --region"),
-    (["oss://bkt"], "needs --region"),
-    (["--provider", "obs", "bkt"], "needs --region"),
-    (["cos://examplebucket", "--region", "ap-guangzhou"], "end with the APPID"),
-    (["--provider", "cos", "cos://x-1"], None),  # agrees: fine (needs a region though)
-    (["--provider", "oss", "cos://x-1", "--region", "r"], "contradicts"),
-    (["oss://bkt", "--region", "cn-hangzhou", "--profile", "p"], "--profile is an AWS setting"),
-    (["bkt", "--oss-signature", "v1"], "applies to OSS only"),
-    (["oss://bkt", "--endpoint-url", "https://files.example.com"], "OSS V4 signatures name the region"),
-    (["b--usw2-az1--x-s3", "--region", "us-west-2", "--force-path-style"], "virtual-hosted only"),
-    (["cos://b-1", "--endpoint-url", "http://127.0.0.1:9000"], "virtual-hosted only"),
-    (["obs://b", "--region", "r", "--force-path-style"], "virtual-hosted only"),
-    (["b--usw2-az1--x-s3"], "needs --region"),
-    (["bkt", "--credentials-file", "/x", "--no-sign-request"], "contradict"),
-    (["gcs://bkt"], "unsupported source scheme"),
-])
-def test_cli_rejects_contradictions_with_one_clear_line(tmp_path, args, message):
-    if message is None:
-        with pytest.raises(errors.ConfigError, match="needs --region"):
-            parse_args([*args, str(tmp_path)])
-        return
-    with pytest.raises(errors.ConfigError, match=message):
-        parse_args([*args, str(tmp_path)])
-
-
-def test_starting_region():
-    def cfg(**kw: Any) -> Any:
-        base = dict(bucket="b", prefix="", mountpoint="/m", provider="s3", region=None,
-                    endpoint_url=None)
-        base.update(kw)
-        return type("C", (), base)()
-
-    anon = CredentialSource(anonymous=True)
-    assert starting_region(cfg(), S3, anon) == "us-east-1"
-    assert starting_region(cfg(endpoint_url="https://s3.eu-west-3.amazonaws.com"), S3, anon) == "eu-west-3"
-    assert starting_region(cfg(region="ap-east-1", endpoint_url="https://s3.eu-west-3.amazonaws.com"),
-                           S3, anon) == "ap-east-1"
-    assert starting_region(cfg(provider="oss", endpoint_url="oss-cn-shenzhen.aliyuncs.com"), OSS,
-                           anon) == "cn-shenzhen"
-    assert starting_region(cfg(provider="cos", endpoint_url="https://cos.example.com"), COS, anon) == ""
-
-
-# -- credentials ------------------------------------------------------------------------------
-
-def test_vendor_environment_variables():
-    env = {"TENCENTCLOUD_SECRET_ID": "id1", "TENCENTCLOUD_SECRET_KEY": SECRET,
-           "COS_SECRET_ID": "id2", "COS_SECRET_KEY": "k2", "TENCENTCLOUD_SESSION_TOKEN": TOKEN}
-    assert static_from_env("cos", env) == Credentials("id1", SECRET, TOKEN)
-    assert static_from_env("cos", {"COS_SECRET_ID": "id2", "COS_SECRET_KEY": "k2"}) == \
-        Credentials("id2", "k2", None)
-    assert static_from_env("oss", {"OSS_ACCESS_KEY_ID": "i", "OSS_ACCESS_KEY_SECRET": "s",
-                                   "OSS_SESSION_TOKEN": "t"}) == Credentials("i", "s", "t")
-    assert static_from_env("obs", {"OBS_ACCESS_KEY_ID": "i", "OBS_SECRET_ACCESS_KEY": "s",
-                                   "OBS_SECURITY_TOKEN": "t"}) == Credentials("i", "s", "t")
-    assert static_from_env("obs", {}) is None
-
-
-def test_half_a_key_pair_names_the_missing_variable():
-    with pytest.raises(errors.CredentialsError) as info:
-        static_from_env("oss", {"OSS_ACCESS_KEY_SECRET": SECRET})
-    assert "OSS_ACCESS_KEY_SECRET is set but OSS_ACCESS_KEY_ID is not" in str(info.value)
-    no_secret_in(info.value)
-
-
-def test_vendors_never_fall_back_to_aws_credentials():
-    env = {"AWS_ACCESS_KEY_ID": "AKIAAWS", "AWS_SECRET_ACCESS_KEY": SECRET}
-    src = CredentialSource(provider="cos", environ=env)
-    with pytest.raises(errors.CredentialsError) as info:
-        src.resolve()
-    msg = str(info.value)
-    assert "no Tencent COS credentials found" in msg
-    assert "TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY or COS_SECRET_ID/COS_SECRET_KEY" in msg
-    assert "AKIAAWS" not in msg
-    assert src.profile_region() is None
-    ok = CredentialSource(provider="obs", environ={"OBS_ACCESS_KEY_ID": "i",
-                                                  "OBS_SECRET_ACCESS_KEY": "s"})
-    assert trio.run(ok.get) == Credentials("i", "s", None)
-
-
-def test_credentials_file_forms():
-    text = """# comment
-export access_key_id = "AKFILE"
-secret_access_key='s3cr3t=with=equals'
-
-session_token=tok
-unrelated=ignored
-"""
-    assert parse_credentials_file(text, "oss", "/f") == Credentials("AKFILE", "s3cr3t=with=equals", "tok")
-    assert parse_credentials_file("OBS_ACCESS_KEY_ID=a\nOBS_SECRET_ACCESS_KEY=b\n", "obs", "/f") == \
-        Credentials("a", "b", None)
-    assert parse_credentials_file("AWS_ACCESS_KEY_ID=a\nAWS_SECRET_ACCESS_KEY=b\n"
-                                  "AWS_SESSION_TOKEN=t\n", "s3", "/f") == Credentials("a", "b", "t")
-    with pytest.raises(errors.CredentialsError, match="line 1: expected KEY=VALUE"):
-        parse_credentials_file("a-bare-secret-line\n", "cos", "/f")
-    with pytest.raises(errors.CredentialsError) as info:
-        parse_credentials_file(f"secret_access_key={SECRET}\n", "cos", "/f")
-    assert "does not set access_key_id" in str(info.value)
-    no_secret_in(info.value)
-
-
-def test_credentials_file_mode_is_checked_and_changes_are_picked_up(tmp_path, monkeypatch):
-    f = tmp_path / "creds"
-    f.write_text(f"access_key_id=A1\nsecret_access_key={SECRET}\n")
-    f.chmod(0o644)
-    with pytest.raises(errors.CredentialsError, match=r"accessible by group or others \(mode 0644\)"):
-        read_credentials_file(str(f), "cos")
-    f.chmod(0o600)
-    src = CredentialSource(provider="cos", credentials_file=str(f),
-                           environ={"TENCENTCLOUD_SECRET_ID": "env", "TENCENTCLOUD_SECRET_KEY": "env"})
-    src.resolve()
-    assert trio.run(src.get) == Credentials("A1", SECRET, None)  # the file beats the environment
-    f.write_text("access_key_id=A2\nsecret_access_key=S2\nsession_token=T2\n")
-    os.utime(f, (1, 1))
-    monkeypatch.setattr(src, "FILE_RECHECK", 0.0)
-    assert trio.run(src.get) == Credentials("A2", "S2", "T2")
-    f.chmod(0o640)  # broken later: keep the keys we have
-    os.utime(f, (2, 2))
-    assert trio.run(src.get) == Credentials("A2", "S2", "T2")
-    with pytest.raises(errors.CredentialsError, match="cannot read credentials file"):
-        read_credentials_file(str(tmp_path / "absent"), "cos")
 
 
 # -- COS requests -----------------------------------------------------------------------------
@@ -368,7 +82,8 @@ def test_cos_head_object_request_shape():
     assert h["x-cos-security-token"] == TOKEN
     assert "x-amz-checksum-mode" not in h and "x-amz-security-token" not in h
     _verify_cos(req, "dir/a b+c.txt")
-    assert res.meta.storage_class == "STANDARD_IA"
+    assert isinstance(res, Fresh) and res.meta.xattrs == {
+        b"s3.etag": b"abc", b"s3.storage-class": b"STANDARD_IA"}
 
 
 def test_cos_v1_marker_paging():
@@ -412,7 +127,7 @@ def test_cos_delete_marker_is_absent():
     srv = Server(httpx.Response(404, headers={"x-cos-delete-marker": "true"}))
     res = run(srv, lambda c: c.head_object("gone"), dialect=COS, bucket=COS_BUCKET,
               region="ap-guangzhou")
-    assert res.status == "absent"
+    assert res == Absent()
 
 
 def test_vendor_redirect_is_an_error_naming_the_location():
@@ -586,43 +301,12 @@ def test_obs_requests_paging_and_sdk_agreement():
         assert h["authorization"].startswith("OBS AKID:")
         assert h["x-obs-security-token"] == TOKEN and "date" in h
         _verify_obs(r, "bkt", key)
-    # Values OBS keeps percent-encoded are decoded for user.* (fuse_ops passes the flag).
-    xattrs = object_xattrs(head.meta.headers, percent_decode_values=OBS.percent_decode_values)
-    assert xattrs[b"user.city"] == "São Paulo".encode()
+    # Values OBS keeps percent-encoded are decoded for user.*, once, where the HEAD answer arrives.
+    assert isinstance(head, Fresh) and head.meta.xattrs is not None
+    assert head.meta.xattrs[b"user.city"] == "São Paulo".encode()
 
 
 # -- S3 directory buckets ---------------------------------------------------------------------
-
-EXPRESS_BUCKET = "logs--usw2-az1--x-s3"
-
-
-def session_answer(n: int, lifetime: int = 300, date: dt.datetime = NOW) -> httpx.Response:
-    exp = (date + dt.timedelta(seconds=lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = (f'<CreateSessionResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Credentials>'
-            f"<SessionToken>SESSION-TOKEN-{n}</SessionToken><SecretAccessKey>SESSION-SECRET-{n}"
-            f"</SecretAccessKey><AccessKeyId>SESSIONKEY{n}</AccessKeyId><Expiration>{exp}"
-            f"</Expiration></Credentials></CreateSessionResult>")
-    return httpx.Response(200, content=body.encode(),
-                          headers={"date": date.strftime("%a, %d %b %Y %H:%M:%S GMT")})
-
-
-class ExpressServer:
-    """Answers CreateSession with numbered sessions, everything else with ``other``."""
-
-    def __init__(self, other: Any = 200, lifetime: int = 300) -> None:
-        self.other, self.lifetime = other, lifetime
-        self.requests: list[httpx.Request] = []
-        self.sessions = 0
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if request.url.query == b"session":
-            self.sessions += 1
-            await trio.sleep(0.01)  # let concurrent callers pile up
-            return session_answer(self.sessions, self.lifetime)
-        other = self.other(request) if callable(self.other) else self.other
-        return httpx.Response(other) if isinstance(other, int) else other
-
 
 def _resign_express(req: httpx.Request, key_id: str, secret: str, token: str | None,
                     token_header: str) -> str:
@@ -668,80 +352,6 @@ def test_directory_bucket_requests():
     assert headers_of(head)["x-amz-checksum-mode"] == "ENABLED"
 
 
-def test_directory_bucket_session_renewed_before_expiry_and_shared():
-    srv = ExpressServer(200)
-
-    async def go(c: S3Client) -> list[int]:
-        seen = []
-        async with trio.open_nursery() as n:  # ten concurrent first requests: one session
-            for i in range(10):
-                n.start_soon(c.head_object, f"k{i}")
-        seen.append(srv.sessions)
-        # 300 s granted, 299 counted (Date is truncated to the second); renewal
-        # starts a fifth of that, at most 60 s, before the end: at 239.2 s.
-        await trio.sleep(239)
-        await c.head_object("k")
-        seen.append(srv.sessions)
-        await trio.sleep(2)
-        await c.head_object("k")
-        seen.append(srv.sessions)
-        return seen
-
-    assert run(srv, go, bucket=EXPRESS_BUCKET, region="us-west-2", mock_clock=True) == [1, 1, 2]
-    last = headers_of(srv.requests[-1])
-    assert last["x-amz-s3session-token"] == "SESSION-TOKEN-2"
-    assert renewal_margin(300) == 60 and renewal_margin(5) == 1 and renewal_margin(-3) == 0
-
-
-def test_session_lifetime_is_measured_on_the_server_clock():
-    # The local clock (NOW) runs an hour ahead of the server: the lifetime is
-    # still Expiration - Date, so the session is not thought already expired.
-    server_now = NOW - dt.timedelta(hours=1)
-    srv = Server(lambda r: session_answer(1, 300, server_now) if r.url.query == b"session"
-                 else httpx.Response(200))
-
-    async def go(c: S3Client) -> None:
-        for _ in range(3):
-            await c.head_object("k")
-
-    run(srv, go, bucket=EXPRESS_BUCKET, region="us-west-2", mock_clock=True)
-    assert [r.url.query for r in srv.requests].count(b"session") == 1
-
-
-def test_expired_session_answer_renews_once():
-    answers = iter([httpx.Response(400, content=xml_error("ExpiredToken")), httpx.Response(200),
-                    httpx.Response(400, content=xml_error("ExpiredToken")),
-                    httpx.Response(400, content=xml_error("ExpiredToken"))])
-    srv = ExpressServer(lambda r: next(answers))
-
-    async def go(c: S3Client) -> None:
-        assert (await c.head_object("k")).status == "ok"
-        with pytest.raises(errors.S3Error) as e:
-            await c.list_page("")
-        no_secret_in(e.value)
-
-    run(srv, go, bucket=EXPRESS_BUCKET, region="us-west-2")
-    assert srv.sessions == 3  # first, renewal after the first ExpiredToken, one more: then give up
-
-
-def test_session_cache_invalidate_only_current():
-    made: list[int] = []
-
-    async def create() -> Session:
-        made.append(1)
-        return Session(Credentials(f"K{len(made)}", "s", "t"), 300.0)
-
-    async def go() -> None:
-        cache = SessionCache(create)
-        a = await cache.get()
-        cache.invalidate(Credentials("other", "s", "t"))
-        assert await cache.get() is a
-        cache.invalidate(a)
-        assert (await cache.get()).access_key == "K2"
-
-    trio.run(go, clock=trio.testing.MockClock(autojump_threshold=0))
-
-
 def test_directory_bucket_addressing_is_virtual_hosted_only():
     with pytest.raises(errors.ConfigError, match="virtual-hosted only"):
         run(Server(200), lambda c: c.head_object("k"), bucket=EXPRESS_BUCKET, region="us-west-2",
@@ -751,13 +361,7 @@ def test_directory_bucket_addressing_is_virtual_hosted_only():
             endpoint_url=None, force_path_style=True)
 
 
-def test_parse_create_session_and_location():
-    keys = parse_create_session(session_answer(7).content)
-    assert (keys.access_key, keys.token) == ("SESSIONKEY7", "SESSION-TOKEN-7")
-    assert keys.expiration == int(NOW.timestamp()) + 300
-    assert "SESSION-SECRET" not in repr(keys) and "SESSION-TOKEN" not in repr(keys)
-    with pytest.raises(errors.MalformedResponseError):
-        parse_create_session(b"<CreateSessionResult><Credentials/></CreateSessionResult>")
+def test_parse_location():
     assert parse_location(b'<?xml version="1.0"?><LocationConstraint>oss-cn-hangzhou</LocationConstraint>') \
         == "oss-cn-hangzhou"
     assert parse_location(b"<Location>cn-north-4</Location>") == "cn-north-4"
@@ -771,52 +375,86 @@ def test_listing_decoding_per_dialect():
     assert [o.key for o in parse_list(body, plus_is_space=False).objects] == ["a+b", "c d", "e+f"]
 
 
-# -- one naming scheme for system xattrs ------------------------------------------------------
+# -- each Dialect field, changed alone ---------------------------------------------------------
 
-@pytest.mark.parametrize("header, name", [
-    ("x-cos-hash-crc64ecma", "s3.hash-crc64ecma"),
-    ("x-oss-hash-crc64ecma", "s3.hash-crc64ecma"),
-    ("x-obs-checksum-crc64ecma", "s3.hash-crc64ecma"),
-    ("x-amz-server-side-encryption-aws-kms-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-cos-server-side-encryption-cos-kms-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-oss-server-side-encryption-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-obs-server-side-encryption-kms-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-oss-object-worm-mode", "s3.object-lock-mode"),
-    ("x-oss-object-worm-retain-until-date", "s3.object-lock-retain-until-date"),
-    ("x-amz-object-lock-mode", "s3.object-lock-mode"),
-    ("x-cos-object-type", "s3.object-type"),
-    ("x-oss-object-type", "s3.object-type"),
-    ("x-obs-object-type", "s3.object-type"),
-    ("x-cos-version-id", "s3.version-id"),
-    ("x-cos-restore", "s3.restore"),
-    ("x-oss-tagging-count", "s3.tagging-count"),
-    ("x-obs-expiration", "s3.expiration"),
-    ("x-obs-bucket-location", "s3.bucket-region"),
-    ("x-cos-bucket-region", "s3.bucket-region"),
-    ("x-amz-bucket-region", "s3.bucket-region"),
-    ("x-cos-trace-id", None),
-    ("x-oss-ec", None),
-    ("x-obs-request-id", None),
-])
-def test_one_name_per_meaning_across_providers(header, name):
-    assert system_name(header) == name
+def test_adopts_bucket_region():
+    def check(dialect: dialects.Dialect) -> tuple[str, str]:
+        async def go(c: S3Client) -> tuple[str, str]:
+            c.adopt_bucket_region((await c.check_bucket()).region)
+            await c.head_object("k")
+            return c.region, srv.requests[-1].url.host
+
+        return run(srv, go, dialect=dialect, bucket=COS_BUCKET, region="ap-guangzhou")
+
+    srv = Server(httpx.Response(200, headers={"x-cos-bucket-region": "ap-beijing"}))
+    assert check(COS) == ("ap-guangzhou", f"{COS_BUCKET}.cos.ap-guangzhou.myqcloud.com")
+    assert check(dataclasses.replace(COS, adopts_bucket_region=True)) == (
+        "ap-beijing", f"{COS_BUCKET}.cos.ap-beijing.myqcloud.com")
+    srv = Server(httpx.Response(200, headers={"x-amz-bucket-region": "eu-west-1"}))
+    assert check(dataclasses.replace(S3, adopts_bucket_region=False))[0] == "ap-guangzhou"
 
 
-def test_root_xattrs_per_provider():
-    class C:  # the parts of S3Client that root_xattrs reads
-        def __init__(self, dialect: dialects.Dialect, region: str) -> None:
-            self.dialect, self.region = dialect, region
-            self.endpoint = type("E", (), {"scheme": "https", "netloc": lambda s, b: f"{b}.h"})()
+def test_bucket_probe():
+    probe = (("list-type", "2"), ("max-keys", "0"), ("fetch-owner", "false"))
+    srv = Server(403, httpx.Response(403, content=xml_error("AccessDenied")))
+    with pytest.raises(errors.AccessDeniedError):
+        run(srv, lambda c: c.check_bucket(), dialect=dataclasses.replace(COS, bucket_probe=probe),
+            bucket=COS_BUCKET, region="ap-guangzhou")
+    assert wire_query(srv.requests[1]) == list(probe)
 
-    cfg = type("Cfg", (), {"bucket": "bkt"})()
-    oss = root_xattrs(cfg, C(OSS, "cn-hangzhou"), BucketInfo({}, "oss-cn-hangzhou"))
-    assert oss[b"s3.bucket-region"] == b"oss-cn-hangzhou" and oss[b"s3.provider"] == b"oss"
-    assert oss[b"s3.region"] == b"cn-hangzhou" and oss[b"s3.endpoint"] == b"https://bkt.h"
-    obs = root_xattrs(cfg, C(OBS, ""), BucketInfo({"x-obs-bucket-location": "cn-north-4",
-                                                   "x-obs-version": "3.0",
-                                                   "x-obs-storage-class": "WARM",
-                                                   "x-obs-request-id": "R"}, "cn-north-4"))
-    assert obs[b"s3.bucket-region"] == b"cn-north-4" and obs[b"s3.version"] == b"3.0"
-    assert obs[b"s3.storage-class"] == b"WARM" and b"s3.region" not in obs
-    assert b"s3.request-id" not in obs
-    assert bucket_xattrs({"x-cos-bucket-region": "ap-guangzhou"}, {})[b"s3.bucket-region"] == b"ap-guangzhou"
+
+def test_follows_region_redirects_in_the_client():
+    moved = httpx.Response(301, headers={"x-amz-bucket-region": "cn-east-3",
+                                         "location": "https://bkt.obs.cn-east-3.myhuaweicloud.com/"})
+    srv = Server(moved, 200)
+
+    async def go(c: S3Client) -> str:
+        await c.head_object("k")
+        return c.region
+
+    following = dataclasses.replace(OBS, follows_region_redirects=True)
+    assert run(srv, go, dialect=following, region="cn-north-4") == "cn-east-3"
+    assert [r.url.host for r in srv.requests] == ["bkt.obs.cn-north-4.myhuaweicloud.com",
+                                                  "bkt.obs.cn-east-3.myhuaweicloud.com"]
+    srv = Server(moved, 200)
+    with pytest.raises(errors.S3Error, match="PermanentRedirect.*cn-east-3"):
+        run(srv, go, dialect=dataclasses.replace(S3, follows_region_redirects=False))
+    assert len(srv.requests) == 1
+
+
+def test_wrong_endpoint_403_in_the_client():
+    wrong = httpx.Response(403, content=xml_error("AccessDenied", Endpoint="oss-cn-beijing.aliyuncs.com"))
+    srv = Server(wrong)
+    with pytest.raises(errors.AccessDeniedError):
+        run(srv, lambda c: c.list_page(""), dialect=dataclasses.replace(OSS, wrong_endpoint_403=False),
+            region="cn-hangzhou")
+    assert len(srv.requests) == 1
+
+
+def test_make_session_signer():
+    srv = ExpressServer(lambda r: httpx.Response(200, content=listing()))
+    run(srv, lambda c: c.list_page(""), bucket=EXPRESS_BUCKET, region="us-west-2",
+        dialect=dataclasses.replace(S3EXPRESS, make_session_signer=None))
+    assert srv.sessions == 0  # without a session signer, data requests take the IAM keys
+    assert "Credential=AKID/20240102/us-west-2/s3express/" in srv.requests[0].headers["authorization"]
+    srv = ExpressServer(200)
+    run(srv, lambda c: c.head_object("k"), dialect=dataclasses.replace(S3, make_session_signer=(
+        S3EXPRESS.make_session_signer)))
+    assert srv.sessions == 1 and "x-amz-s3session-token" in srv.requests[1].headers
+
+
+def test_host_region_and_regionless_signatures():
+    hosts = dataclasses.replace(COS, host_region=re.compile(r"^cos\.([a-z0-9-]+)\.example$"))
+    assert dialects.region_from_host(hosts, "COS.AP-NANJING.EXAMPLE.") == "ap-nanjing"
+    assert dialects.region_from_host(COS, "cos.ap-nanjing.example") is None
+    assert (OSS.signing_region_needed("v4"), OSS.signing_region_needed("v1")) == (True, False)
+    assert dataclasses.replace(OSS, regionless_signatures=frozenset()).signing_region_needed("v1")
+    assert not COS.signing_region_needed("v4")
+
+
+def test_checksum_mode_and_percent_decode_values():
+    srv = Server(httpx.Response(200, headers={"x-amz-meta-city": "S%C3%A3o"}))
+    res = run(srv, lambda c: c.head_object("k"),
+              dialect=dataclasses.replace(S3, checksum_mode=False, percent_decode_values=True))
+    assert "x-amz-checksum-mode" not in srv.requests[0].headers
+    assert isinstance(res, Fresh) and res.meta.xattrs == {b"user.city": "São".encode()}

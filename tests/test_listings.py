@@ -9,7 +9,7 @@ import trio.testing
 from metafs import errors
 from metafs.dirlist import FileEntry
 from metafs.namespace import FoundDir
-from tests.fakes import TTL, Bucket, Env, list_all, run
+from tests.fakes import TTL, Bucket, Env, list_all, run_layers
 
 # -- relisting refreshes what the per-key tables hold ----------------------------------------------
 
@@ -35,7 +35,7 @@ def test_relisting_with_unchanged_etags_keeps_head_level_xattrs():
         assert c.expires == env.clock.t + TTL
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_relisting_with_changed_etag_needs_a_new_head():
@@ -54,7 +54,7 @@ def test_relisting_with_changed_etag_needs_a_new_head():
         assert "if-none-match" not in h.headers
         assert c.meta.xattrs[b"user.color"] == b"green"
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # -- which listing serves a directory --------------------------------------------------------------
@@ -71,7 +71,7 @@ def test_fresh_listing_is_reused_and_expired_one_replaced():
         env.clock.t += TTL
         assert env.listings.current("") is not lst
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_kept_until_replaced():
@@ -89,7 +89,7 @@ def test_kept_until_replaced():
         assert new is not lst
         assert not env.listings.kept(lst) and env.listings.kept(new)
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_kept_ends_when_another_listing_evicts_it():
@@ -108,7 +108,7 @@ def test_kept_ends_when_another_listing_evicts_it():
         assert env.listings.fresh("a/") is None
         assert [e.name for e in a.entries] == ["1", "2"]  # its reader keeps it
 
-    run(b, go, max_entries=4)
+    run_layers(b, go, max_entries=4)
 
 
 def test_listing_larger_than_the_bound_is_served_but_not_kept():
@@ -123,7 +123,7 @@ def test_listing_larger_than_the_bound_is_served_but_not_kept():
         assert not env.listings.kept(lst)
         assert env.listings.current("d/") is not lst
 
-    run(b, go, max_entries=4)
+    run_layers(b, go, max_entries=4)
 
 
 # -- pages -----------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_listing_pages_fetched_lazily():
         assert (await env.objects.stat("d/e")).meta.size == 4
         assert b.requests == [] and env.cache.known_object("d/e") is None
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_listing_directory_wins_across_pages():
@@ -178,7 +178,7 @@ def test_listing_directory_wins_across_pages():
         assert isinstance(await env.ns.lookup("", "a"), FoundDir)
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_concurrent_readers_share_listing_pages():
@@ -198,7 +198,7 @@ def test_concurrent_readers_share_listing_pages():
         assert lst.complete and [e.name for e in lst.entries] == list("abcde")
         assert len(b.requests) == 3
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # Regression (was a bug): Metadata.listing() reused an abandoned incomplete listing forever,
@@ -218,7 +218,7 @@ def test_abandoned_incomplete_listing_is_not_served_after_the_ttl():
         await env.listings.fill(lst, 100)
         assert "a" not in [e.name for e in lst.entries]
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_failed_listing_is_replaced():
@@ -237,7 +237,7 @@ def test_failed_listing_is_replaced():
         await env.listings.fill(lst2, 0)
         assert [e.name for e in lst2.entries] == ["f"]
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # -- locate: readahead's map -----------------------------------------------------------------------
@@ -261,7 +261,7 @@ def test_locate_finds_a_listed_file_and_its_position():
         assert env.listings.locate("d/sub/x") is None  # its directory is not listed
         assert b.requests[1:] == []  # locate sends nothing
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_locate_follows_the_kept_listing():
@@ -278,4 +278,4 @@ def test_locate_follows_the_kept_listing():
         await env.listings.fill(new, 10**9)
         assert env.listings.locate("d/a") == (new, new.index["a"])
 
-    run(b, go)
+    run_layers(b, go)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import os
 import time
 
@@ -10,13 +11,15 @@ import pytest
 
 from metafs.errors import MalformedResponseError
 from metafs.s3.model import (
+    Absent,
+    Fresh,
+    NotModified,
     ObjectMeta,
+    error_fields,
     meta_from_head,
-    parse_error,
     parse_http_date,
     parse_iso8601,
     parse_list,
-    percent_decode,
 )
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
@@ -43,9 +46,11 @@ def test_parse_list_objects_and_fields():
     page = parse_list(listing(item("a.txt", 42) + item("b", 0, sc="GLACIER"),
                               extra="<IsTruncated>false</IsTruncated><KeyCount>2</KeyCount>"))
     assert page.objects == [
-        ObjectMeta("a.txt", 42, T0, '"e"', "STANDARD", None),
-        ObjectMeta("b", 0, T0, '"e"', "GLACIER", None),
+        ObjectMeta("a.txt", 42, T0, '"e"'),
+        ObjectMeta("b", 0, T0, '"e"'),
     ]
+    # Known from a listing only: no xattr table until a HEAD.
+    assert all(o.xattrs is None for o in page.objects)
     assert page.prefixes == [] and page.truncated is False and page.next_token is None
 
 
@@ -102,9 +107,9 @@ def test_parse_list_not_truncated_has_no_token():
     assert page.truncated is False and page.next_token is None
 
 
-def test_parse_list_empty_etag_and_storage_class_are_none():
+def test_parse_list_empty_etag_is_none():
     page = parse_list(listing("<Contents><Key>k</Key><Size>1</Size></Contents>"))
-    assert page.objects == [ObjectMeta("k", 1, 0, None, None, None)]
+    assert page.objects == [ObjectMeta("k", 1, 0, None, None)]
 
 
 @pytest.mark.parametrize("body", [
@@ -189,7 +194,7 @@ def test_parse_http_date_zoneless_forms_are_gmt(new_york_tz, value):
 
 def test_head_and_listing_give_same_mtime():
     head = meta_from_head("k", [("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"),
-                                ("content-length", "3"), ("etag", '"e"')])
+                                ("content-length", "3"), ("etag", '"e"')], percent_decode_values=False)
     page = parse_list(listing(item("k", lm="2020-12-10T03:37:30.789Z")))
     assert head.mtime == page.objects[0].mtime == T0
     assert (head.size, head.etag) == (page.objects[0].size, page.objects[0].etag)
@@ -197,52 +202,67 @@ def test_head_and_listing_give_same_mtime():
 
 # -- meta_from_head ---------------------------------------------------------------------
 
-def test_meta_from_head_fields_and_hop_headers_dropped():
+def test_meta_from_head_fields_and_the_xattr_table_without_hop_headers():
     headers = [
         ("content-length", "1234"), ("etag", '"AbC"'), ("content-type", "text/plain"),
         ("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"), ("connection", "keep-alive"),
         ("keep-alive", "timeout=5"), ("transfer-encoding", "chunked"), ("date", "x"),
         ("server", "AmazonS3"), ("accept-ranges", "bytes"), ("vary", "Origin"),
         ("access-control-allow-origin", "*"), ("content-security-policy", "block-all"),
-        ("x-amz-meta-a", "1"), ("x-amz-meta-a", "2"),
+        ("x-amz-meta-a", "1"), ("x-amz-meta-a", "2"), ("x-amz-storage-class", "GLACIER"),
     ]
-    m = meta_from_head("dir/k", headers)
-    assert (m.key, m.size, m.mtime, m.etag, m.storage_class) == ("dir/k", 1234, T0, '"AbC"', None)
-    assert m.headers == (
-        ("content-length", "1234"), ("etag", '"AbC"'), ("content-type", "text/plain"),
-        ("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"),
-        ("x-amz-meta-a", "1"), ("x-amz-meta-a", "2"),
-    )
+    m = meta_from_head("dir/k", headers, percent_decode_values=False)
+    assert (m.key, m.size, m.mtime, m.etag) == ("dir/k", 1234, T0, '"AbC"')
+    assert m.xattrs == {
+        b"s3.etag": b"AbC", b"s3.content-type": b"text/plain",
+        b"s3.last-modified": b"Thu, 10 Dec 2020 03:37:30 GMT",
+        b"user.a": b"1,2", b"s3.storage-class": b"GLACIER",
+    }
 
 
 @pytest.mark.parametrize("header", ["x-amz-storage-class", "x-cos-storage-class",
                                     "x-oss-storage-class", "x-obs-storage-class"])
-def test_meta_from_head_storage_class_per_vendor(header):
-    m = meta_from_head("k", [("content-length", "1"), (header, "COLD")])
-    assert m.storage_class == "COLD"
+def test_meta_from_head_storage_class_per_vendor_is_one_xattr(header):
+    m = meta_from_head("k", [("content-length", "1"), (header, "COLD")], percent_decode_values=False)
+    assert m.xattrs == {b"s3.storage-class": b"COLD"}
+
+
+def test_meta_from_head_applies_the_dialect_value_decoding():
+    headers = [("x-obs-meta-city", "S%C3%A3o%20Paulo"), ("content-disposition", "a%20b")]
+    assert meta_from_head("k", headers, percent_decode_values=True).xattrs == {
+        b"user.city": "São Paulo".encode(), b"s3.content-disposition": b"a%20b"}
+    assert meta_from_head("k", headers, percent_decode_values=False).xattrs == {
+        b"user.city": b"S%C3%A3o%20Paulo", b"s3.content-disposition": b"a%20b"}
 
 
 def test_meta_from_head_defaults_and_bad_length():
-    m = meta_from_head("k", [])
-    assert (m.size, m.mtime, m.etag, m.storage_class, m.headers) == (0, 0, None, None, ())
+    m = meta_from_head("k", [], percent_decode_values=False)
+    assert (m.size, m.mtime, m.etag, m.xattrs) == (0, 0, None, {})
     with pytest.raises(MalformedResponseError):
-        meta_from_head("k", [("content-length", "lots")])
+        meta_from_head("k", [("content-length", "lots")], percent_decode_values=False)
 
 
-# -- parse_error ----------------------------------------------------------------------
+# -- HEAD outcomes ---------------------------------------------------------------------
 
-def test_parse_error():
+def test_head_outcomes_are_values():
+    meta = ObjectMeta("k", 1, T0, '"e"', {})
+    assert Fresh(meta) == Fresh(ObjectMeta("k", 1, T0, '"e"', {})) != Fresh(ObjectMeta("k", 2, T0, None))
+    assert NotModified() == NotModified() != Absent()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(Fresh(meta), "meta", meta)
+
+
+# -- error_fields ---------------------------------------------------------------------
+
+def test_error_fields():
     body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed'
             b"</Code><Message>the region is wrong</Message><Region>eu-west-1</Region>"
             b"<RequestId>R</RequestId></Error>")
-    assert parse_error(body) == ("AuthorizationHeaderMalformed", "the region is wrong", "eu-west-1")
-    assert parse_error(b"<Error><Code>NoSuchKey</Code></Error>") == ("NoSuchKey", "", None)
-    assert parse_error(b"") == ("", "", None)
-    assert parse_error(b"<html>oops") == ("", "", None)
-    assert parse_error(b"<Error><Code>X</Code><Region></Region></Error>") == ("X", "", None)
-
-
-def test_percent_decode():
-    assert percent_decode("caf%C3%A9") == "café"
-    assert percent_decode("a+b") == "a+b"
-    assert percent_decode("plain") == "plain"
+    assert error_fields(body) == {"Code": "AuthorizationHeaderMalformed",
+                                  "Message": "the region is wrong", "Region": "eu-west-1",
+                                  "RequestId": "R"}
+    assert error_fields(b"<Error><Code>NoSuchKey</Code></Error>") == {"Code": "NoSuchKey"}
+    assert error_fields(b"") == {}
+    assert error_fields(b"<html>oops") == {}
+    assert error_fields(b"<ListBucketResult/>") == {}
+    assert error_fields(b"<Error><Code>X</Code><Region></Region></Error>") == {"Code": "X", "Region": ""}

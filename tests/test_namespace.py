@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from metafs.namespace import FoundDir, FoundFile, Missing
-from tests.fakes import MTIME, NEG_TTL, TTL, Bucket, Env, is_probe_list, list_all, run
+from tests.fakes import MTIME, NEG_TTL, TTL, Bucket, Env, is_probe_list, list_all, run_layers
 
 # -- probing unlisted names ---------------------------------------------------------------
 
@@ -34,7 +34,7 @@ def test_lookup_of_unlisted_file_sends_one_head_and_one_list():
         assert isinstance(again, FoundFile) and again.meta.size == 5
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_lookup_of_unlisted_directory():
@@ -49,7 +49,7 @@ def test_lookup_of_unlisted_directory():
         assert isinstance(await env.ns.lookup("", "d"), FoundDir)
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_directory_wins_when_probe_finds_both():
@@ -62,7 +62,7 @@ def test_directory_wins_when_probe_finds_both():
         assert isinstance(r, FoundDir)
         assert len(b.requests) == 2
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_lookup_of_absent_name_is_remembered_for_the_negative_ttl():
@@ -80,7 +80,7 @@ def test_lookup_of_absent_name_is_remembered_for_the_negative_ttl():
         assert isinstance(await env.ns.lookup("", "nope"), Missing)
         assert len(b.heads()) == 1 and len(b.lists()) == 1
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_zero_negative_ttl_asks_every_time():
@@ -91,7 +91,7 @@ def test_zero_negative_ttl_asks_every_time():
         await env.ns.lookup("", "nope")
         assert len(b.heads()) == 2
 
-    run(b, go, negative_ttl=0)
+    run_layers(b, go, negative_ttl=0)
 
 
 # -- listings answer lookups -------------------------------------------------------------------
@@ -114,7 +114,7 @@ def test_lookup_in_freshly_listed_directory_sends_nothing():
         assert isinstance(missing, Missing) and missing.expires == 1000.0 + TTL
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_listing_in_progress_answers_only_what_it_has_put_in_the_cache():
@@ -136,7 +136,7 @@ def test_listing_in_progress_answers_only_what_it_has_put_in_the_cache():
         assert isinstance(r, FoundFile)
         assert len(b.heads()) == 1 and len(b.lists()) == 1
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_expired_listing_no_longer_answers_negatives():
@@ -150,7 +150,7 @@ def test_expired_listing_no_longer_answers_negatives():
         assert isinstance(await env.ns.lookup("d/", "nope"), Missing)
         assert len(b.heads()) == 1 and len(b.lists()) == 1
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # -- revalidation -------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_known_file_after_ttl_revalidated_with_one_conditional_head_304_extends(
         await env.ns.lookup("", "k")
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 @pytest.mark.parametrize("changed", [False, True])
@@ -202,7 +202,7 @@ def test_name_known_as_file_is_revalidated_by_one_conditional_head_and_no_list(c
         else:
             assert r.meta is known.meta
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_listed_file_after_ttl_revalidated_with_conditional_head():
@@ -218,7 +218,7 @@ def test_listed_file_after_ttl_revalidated_with_conditional_head():
         (h,) = b.requests
         assert h.method == "HEAD" and h.headers["if-none-match"] == b.objects["d/k"][1]
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_changed_object_replaces_the_entry():
@@ -238,7 +238,7 @@ def test_changed_object_replaces_the_entry():
         assert h.headers["if-none-match"] == '"v1"'
         assert env.cache.known_object("k").meta.etag == '"v2"'
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_deleted_object_becomes_missing_for_the_negative_ttl():
@@ -262,7 +262,7 @@ def test_deleted_object_becomes_missing_for_the_negative_ttl():
         assert isinstance(await env.ns.lookup("", "k"), Missing)
         assert len(b.heads()) == 1 and len(b.lists()) == 1
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_known_directory_after_ttl_revalidated_with_one_list():
@@ -277,7 +277,7 @@ def test_known_directory_after_ttl_revalidated_with_one_list():
         (lq,) = b.requests
         assert is_probe_list(lq, "d")
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_file_replaced_by_directory_is_found_as_directory_after_ttl():
@@ -292,7 +292,7 @@ def test_file_replaced_by_directory_is_found_as_directory_after_ttl():
         r = await env.ns.lookup("", "x")
         assert isinstance(r, FoundDir)
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_concurrent_lookups_share_one_probe():
@@ -314,7 +314,7 @@ def test_concurrent_lookups_share_one_probe():
         assert len(results) == 10 and all(isinstance(r, FoundFile) for r in results)
         assert len(b.heads()) == 1 and len(b.lists()) == 1
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # -- stale if error -------------------------------------------------------------------------------
@@ -332,4 +332,4 @@ def test_stale_directory_served_when_revalidation_fails():
         assert r == FoundDir(env.clock.t + 1.0)
         assert len(b.requests) == 2 and all(is_probe_list(q, "d") for q in b.requests)
 
-    run(b, go)
+    run_layers(b, go)

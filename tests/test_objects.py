@@ -12,7 +12,7 @@ import trio.testing
 from metafs import errors
 from metafs.namespace import FoundFile, Missing
 from metafs.s3.model import Absent, Fresh, NotModified, ObjectMeta
-from tests.fakes import MTIME, TTL, Bucket, Env, list_all, run
+from tests.fakes import MTIME, TTL, Bucket, Env, list_all, run_layers
 
 # -- stat and head --------------------------------------------------------------------------------
 
@@ -35,7 +35,7 @@ def test_file_full_on_listing_level_entry_sends_plain_head():
         assert (await env.objects.head("d/k")).meta.xattrs is not None
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_file_of_deleted_object_is_absent_without_a_negative_entry():
@@ -53,7 +53,7 @@ def test_file_of_deleted_object_is_absent_without_a_negative_entry():
         assert isinstance(await env.ns.lookup("", "gone"), Missing)
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_concurrent_file_calls_share_one_head():
@@ -77,7 +77,7 @@ def test_concurrent_file_calls_share_one_head():
         assert all(r.meta.etag == b.objects["k"][1] and r.meta.xattrs for r in results)
         assert len(b.requests) == 1
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_full_caller_does_not_take_a_listing_level_answer_from_a_shared_flight():
@@ -108,7 +108,7 @@ def test_full_caller_does_not_take_a_listing_level_answer_from_a_shared_flight()
         assert out["full"].meta.xattrs[b"user.color"] == b"blue"
         assert [r.headers.get("if-none-match") for r in b.requests] == [b.objects["d/k"][1], None]
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # Regression of the split (old Metadata.file() shared these): ObjectMetadata._get waits on a
@@ -144,7 +144,7 @@ def test_concurrent_calls_share_one_head_whatever_its_outcome(outcome):
             assert all(isinstance(r, Absent) for r in results)
             assert len(b.requests) == 1
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # -- xattrs ---------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_xattrs_are_the_head_table_and_cost_one_head_then_none():
         assert await env.objects.xattrs("d/k") == x
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_xattrs_of_a_gone_object_are_absent():
@@ -181,7 +181,7 @@ def test_xattrs_of_a_gone_object_are_absent():
         (h,) = b.requests
         assert h.method == "HEAD"
 
-    run(b, go)
+    run_layers(b, go)
 
 
 # -- settle: a HEAD's outcome --------------------------------------------------------------------
@@ -206,7 +206,7 @@ def test_settle_200_stores_the_metadata():
         assert env.cache.known_object("k") is t2
         assert b.requests == []
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_settle_304_extends_the_stale_entry():
@@ -223,7 +223,7 @@ def test_settle_304_extends_the_stale_entry():
         assert t.meta is stale.meta and t.expires == env.clock.t + TTL
         assert env.cache.known_object("k") is t
 
-    run(Bucket(), go)
+    run_layers(Bucket(), go)
 
 
 def test_settle_304_without_a_stale_entry_is_malformed():
@@ -232,7 +232,7 @@ def test_settle_304_without_a_stale_entry_is_malformed():
             env.objects.settle("k", NotModified(), None)
         assert env.cache.known_object("k") is None
 
-    run(Bucket(), go)
+    run_layers(Bucket(), go)
 
 
 def test_settle_404_is_absent():
@@ -243,7 +243,7 @@ def test_settle_404_is_absent():
         assert isinstance(r, Absent)
         assert isinstance(env.objects.settle("other", Absent(), None), Absent)
 
-    run(Bucket(), go)
+    run_layers(Bucket(), go)
 
 
 # -- stale if error -------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def test_stale_metadata_served_when_revalidation_fails():
         assert isinstance(r, FoundFile) and r.meta is fresh.meta and r.expires == env.clock.t + 1.0
         assert len(b.requests) == 2
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_stale_metadata_served_on_transport_errors_too():
@@ -284,7 +284,7 @@ def test_stale_metadata_served_on_transport_errors_too():
         c = await env.objects.stat("k")
         assert c.meta is first.meta
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_without_cached_entry_the_error_propagates():
@@ -298,7 +298,7 @@ def test_without_cached_entry_the_error_propagates():
         with pytest.raises(errors.ServerError):
             await env.ns.lookup("", "k")
 
-    run(b, go)
+    run_layers(b, go)
 
 
 def test_listing_level_stale_entry_cannot_serve_full_metadata():
@@ -314,4 +314,4 @@ def test_listing_level_stale_entry_cannot_serve_full_metadata():
         # ...but listing-level metadata is served stale.
         assert (await env.objects.stat("d/k")).meta.xattrs is None
 
-    run(b, go)
+    run_layers(b, go)

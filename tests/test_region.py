@@ -19,11 +19,7 @@ import trio
 
 from metafs.config import Config
 from metafs.mount import prepare
-from tests.test_dialects import EXPRESS_BUCKET, ExpressServer, StaticCredentials, listing, xml_error
-
-
-def scope_region(req: httpx.Request) -> str:
-    return req.headers["authorization"].split("Credential=")[1].split("/")[2]
+from tests.fakes import EXPRESS_BUCKET, ExpressServer, StaticCredentials, listing, scope_region, xml_error
 
 
 def mount_prepare(handler: Any, **cfg: Any) -> tuple[Any, Any]:

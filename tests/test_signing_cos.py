@@ -12,6 +12,7 @@ from qcloud_cos import CosConfig, cos_auth
 
 from metafs.signing import Credentials, SignableRequest, uri_encode
 from metafs.signing.cos import CosSigner, cos_http_string, cos_sign_key, cos_signature
+from tests.fakes import CaseSpace, count, signing_case, text, url_encoding, valueless
 
 # The key pair of COS's documentation examples (product/436/7778).
 DOC_AK = "AKIDQjz3ltompVjBni5LitkWHFlFpwkn9U5q"
@@ -135,62 +136,39 @@ PARAMS = ["prefix", "delimiter", "marker", "continuation-token", "versionId",
           "response-content-type", "key-marker", "version-id-marker"]
 
 
-def _text(rng: random.Random, alphabet, lo: int, hi: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(rng.randint(lo, hi)))
-
-
-def _case(rng: random.Random):
-    """One random (method, key, query, headers, token, now, expires)."""
-    # The SDK strips one leading '/' from the URL but still signs it, so
-    # keys that start with '/' are not comparable (see CosSigner's docstring).
-    key = "" if rng.random() < 0.1 else _text(rng, KEY_CHARS, 1, 12).lstrip("/") or "k"
-    names = rng.sample(PARAMS, rng.randint(0, 5))
-    query = []
-    for n in names:
-        if n in ("versions", "acl"):
-            query.append((n, ""))
-        elif n == "max-keys":
-            query.append((n, str(rng.randint(1, 1000))))
-        elif n == "list-type":
-            query.append((n, "2"))
-        elif n == "encoding-type":
-            query.append((n, "url"))
-        else:
-            query.append((n, _text(rng, VALUE_CHARS, 0, 10)))
-    headers = {}
-    if rng.random() < 0.4:
-        headers["range"] = f"bytes=0-{rng.randint(0, 10**9)}"
-    if rng.random() < 0.3:
-        headers["if-match"] = '"%032x"' % rng.getrandbits(128)
-    if rng.random() < 0.3:
-        headers["if-none-match"] = '"%032x"' % rng.getrandbits(128)
-    if rng.random() < 0.3:
-        headers["if-modified-since"] = "Wed, 21 Oct 2015 07:28:00 GMT"
-    if rng.random() < 0.2:
-        headers["if-unmodified-since"] = "Thu, 01 Jan 1970 00:00:00 GMT"
-    if rng.random() < 0.2:
-        headers["x-cos-server-side-encryption-customer-algorithm"] = "AES256"
-        headers["x-cos-server-side-encryption-customer-key-md5"] = "U5L61r7jcwdNvT7frmUG8g=="
-    if rng.random() < 0.3:
-        headers["user-agent"] = "metafs/0.1"
-    if rng.random() < 0.2:
-        headers["date"] = "Thu, 16 May 2019 06:55:53 GMT"
-    token = None if rng.random() < 0.5 else _text(rng, SECRET_CHARS + ["="], 20, 80)
-    ts = rng.uniform(1.4e9, 2.1e9)
-    tz = rng.choice([None, UTC, dt.timezone(dt.timedelta(hours=8)),
-                     dt.timezone(dt.timedelta(hours=-5, minutes=-30))])
-    now = (dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None) if tz is None
-           else dt.datetime.fromtimestamp(ts, tz))
-    return rng.choice(["GET", "HEAD"]), key, query, headers, token, ts, now, rng.choice([60, 3600, 10000])
+SPACE = CaseSpace(
+    key_chars=KEY_CHARS, value_chars=VALUE_CHARS, params=PARAMS,
+    param_values={"versions": valueless, "acl": valueless, "max-keys": count,
+                  "list-type": lambda rng: "2", "encoding-type": url_encoding},
+    headers=[
+        (0.4, lambda rng: {"range": f"bytes=0-{rng.randint(0, 10**9)}"}),
+        (0.3, lambda rng: {"if-match": '"%032x"' % rng.getrandbits(128)}),
+        (0.3, lambda rng: {"if-none-match": '"%032x"' % rng.getrandbits(128)}),
+        (0.3, lambda rng: {"if-modified-since": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+        (0.2, lambda rng: {"if-unmodified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}),
+        (0.2, lambda rng: {"x-cos-server-side-encryption-customer-algorithm": "AES256",
+                           "x-cos-server-side-encryption-customer-key-md5": "U5L61r7jcwdNvT7frmUG8g=="}),
+        (0.3, lambda rng: {"user-agent": "metafs/0.1"}),
+        (0.2, lambda rng: {"date": "Thu, 16 May 2019 06:55:53 GMT"}),
+    ],
+    token_chars=SECRET_CHARS + ["="],
+    zones=(None, UTC, dt.timezone(dt.timedelta(hours=8)), dt.timezone(dt.timedelta(hours=-5, minutes=-30))),
+    fractional_time=True,  # CosSigner's key time starts at int(now); the SDK's at int(time.time())
+)
 
 
 def test_differential_against_sdk(monkeypatch):
     rng = random.Random(0xC05)
     host = "examplebucket-1250000000.cos.ap-guangzhou.myqcloud.com"
     for _ in range(200):
-        method, key, query, headers, token, ts, now, expires = _case(rng)
-        creds = Credentials("AKID" + _text(rng, SECRET_CHARS, 8, 8),
-                            _text(rng, SECRET_CHARS, 8, 40), token)
+        case = signing_case(rng, SPACE)
+        method, query, headers, token, ts, now = (case.method, case.query, case.headers, case.token,
+                                                  case.ts, case.now)
+        # The SDK strips one leading '/' from the URL but still signs it, so
+        # keys that start with '/' are not comparable (see CosSigner's docstring).
+        key = case.key.lstrip("/") or ("k" if case.key else "")
+        expires = rng.choice([60, 3600, 10000])
+        creds = Credentials("AKID" + text(rng, SECRET_CHARS, 8, 8), text(rng, SECRET_CHARS, 8, 40), token)
         req = SignableRequest(method, host, "/" + uri_encode(key, keep_slash=True),
                               list(query), dict(headers), "examplebucket-1250000000", key)
         CosSigner(expires).sign(req, creds, now)

@@ -13,6 +13,7 @@ from obs.convertor import Adapter
 
 from metafs.signing import Credentials, SignableRequest, uri_encode
 from metafs.signing.obs import ObsSigner, canonical_resource, signature, string_to_sign
+from tests.fakes import CaseSpace, count, signing_case, text, url_encoding, valueless
 
 UTC = dt.timezone.utc
 SERVER = "obs.cn-north-4.myhuaweicloud.com"
@@ -60,50 +61,35 @@ PARAMS = ["prefix", "delimiter", "marker", "continuation-token", "versionId",
           "version-id-marker", "x-obs-foo"]
 
 
-def _text(rng: random.Random, alphabet, lo: int, hi: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(rng.randint(lo, hi)))
+SPACE = CaseSpace(
+    key_chars=KEY_CHARS, value_chars=VALUE_CHARS, params=PARAMS,
+    param_values={"versions": valueless, "acl": valueless, "location": valueless,
+                  "max-keys": count, "list-type": count, "encoding-type": url_encoding},
+    headers=[
+        (0.4, lambda rng: {"range": f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"}),
+        (0.3, lambda rng: {"if-none-match": '"%032x"' % rng.getrandbits(128)}),
+        (0.3, lambda rng: {"if-unmodified-since": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+        (0.2, lambda rng: {"x-obs-server-side-encryption-customer-algorithm": "AES256",
+                           "x-obs-server-side-encryption-customer-key-md5": "U5L61r7jcwdNvT7frmUG8g=="}),
+        (0.1, lambda rng: {"x-obs-date": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+        (0.3, lambda rng: {"user-agent": "metafs/0.1"}),
+    ],
+    token_chars=SECRET_CHARS + ["+", "/", "="],
+    zones=(None, UTC, dt.timezone(dt.timedelta(hours=8)), dt.timezone(dt.timedelta(hours=-3, minutes=-30))),
+)
 
 
-def _case(rng: random.Random):
-    key = "" if rng.random() < 0.1 else _text(rng, KEY_CHARS, 1, 12)
-    query = []
-    for n in rng.sample(PARAMS, rng.randint(0, 5)):
-        if n in ("versions", "acl", "location"):
-            query.append((n, ""))
-        elif n in ("max-keys", "list-type"):
-            query.append((n, str(rng.randint(1, 1000))))
-        elif n == "encoding-type":
-            query.append((n, "url"))
-        else:
-            query.append((n, _text(rng, VALUE_CHARS, 0, 10)))
-    headers = {}
-    if rng.random() < 0.4:
-        headers["range"] = f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"
-    if rng.random() < 0.3:
-        headers["if-none-match"] = '"%032x"' % rng.getrandbits(128)
-    if rng.random() < 0.3:
-        headers["if-unmodified-since"] = "Wed, 21 Oct 2015 07:28:00 GMT"
-    if rng.random() < 0.2:
-        headers["x-obs-server-side-encryption-customer-algorithm"] = "AES256"
-        headers["x-obs-server-side-encryption-customer-key-md5"] = "U5L61r7jcwdNvT7frmUG8g=="
-    if rng.random() < 0.1:
-        headers["x-obs-date"] = "Wed, 21 Oct 2015 07:28:00 GMT"
-    if rng.random() < 0.3:
-        headers["user-agent"] = "metafs/0.1"
-    token = None if rng.random() < 0.5 else _text(rng, SECRET_CHARS + ["+", "/", "="], 20, 80)
-    ts = rng.randint(1_400_000_000, 2_100_000_000)
-    tz = rng.choice([None, UTC, dt.timezone(dt.timedelta(hours=8)),
-                     dt.timezone(dt.timedelta(hours=-3, minutes=-30))])
-    now = (dt.datetime.fromtimestamp(ts, UTC).replace(tzinfo=None) if tz is None
-           else dt.datetime.fromtimestamp(ts, tz))
-    creds = Credentials(_text(rng, SECRET_CHARS, 20, 20), _text(rng, SECRET_CHARS, 30, 40), token)
+def _case(rng: random.Random):  # noqa: ANN202
+    """Our request for a random case, the SDK's inputs for it, and the signing time."""
+    case = signing_case(rng, SPACE)
+    creds = Credentials(text(rng, SECRET_CHARS, 20, 20), text(rng, SECRET_CHARS, 30, 40), case.token)
     bucket = rng.choice(["examplebucket", "b-1", "metafs-test"])
-    req = SignableRequest(rng.choice(["GET", "HEAD"]), f"{bucket}.{SERVER}",
-                          "/" + uri_encode(key, keep_slash=True), query, dict(headers),
-                          bucket, key)
+    req = SignableRequest(case.method, f"{bucket}.{SERVER}",
+                          "/" + uri_encode(case.key, keep_slash=True), case.query, dict(case.headers),
+                          bucket, case.key)
     # The SDK takes sub-resources as a dict, a value-less one as None.
-    path_args = {k: (v if v != "" else None) for k, v in query}
-    return req, headers, path_args, creds, dt.datetime.fromtimestamp(ts, UTC), now
+    path_args = {k: (v if v != "" else None) for k, v in case.query}
+    return req, case.headers, path_args, creds, dt.datetime.fromtimestamp(case.ts, UTC), case.now
 
 
 def test_differential_against_sdk_authentication():

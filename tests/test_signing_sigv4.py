@@ -11,6 +11,7 @@ from botocore.awsrequest import AWSRequest
 
 from metafs.signing import EMPTY_SHA256, Credentials, SignableRequest, uri_encode
 from metafs.signing.sigv4 import SigV4Signer
+from tests.fakes import CaseSpace, count, signing_case, text, url_encoding, valueless
 
 UTC = dt.timezone.utc
 
@@ -100,56 +101,42 @@ PARAMS = ["prefix", "delimiter", "marker", "continuation-token", "versionId",
 REGIONS = ["us-east-1", "eu-west-3", "ap-southeast-2", "cn-north-1"]
 
 
-def _text(rng: random.Random, alphabet, lo: int, hi: int) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(rng.randint(lo, hi)))
+# Only headers both sides sign or both skip: botocore signs every header
+# but a blacklist (user-agent, expect, ...), SigV4Signer a whitelist.
+SPACE = CaseSpace(
+    key_chars=KEY_CHARS, value_chars=VALUE_CHARS, params=PARAMS,
+    param_values={"versions": valueless, "max-keys": count, "list-type": count,
+                  "encoding-type": url_encoding},
+    headers=[
+        (0.4, lambda rng: {"range": f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"}),
+        (0.3, lambda rng: {"if-match": '"%032x"' % rng.getrandbits(128)}),
+        # Inner spaces collapse in the canonical form.
+        (0.3, lambda rng: {"if-modified-since": "Wed,  21 Oct 2015 07:28:00 GMT"}),
+        (0.2, lambda rng: {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+                           "x-amz-server-side-encryption-customer-key-md5": "U5L61r7jcwdNvT7frmUG8g=="}),
+        (0.2, lambda rng: {"x-amz-checksum-mode": "ENABLED"}),
+        (0.3, lambda rng: {"user-agent": "metafs/0.1"}),
+    ],
+    token_chars=SECRET_CHARS + ["="], token_max=200,
+    # Naive and aware UTC; test_aware_non_utc_now_is_converted covers other zones.
+    zones=(None, UTC),
+)
 
 
-def _case(rng: random.Random):
+def _case(rng: random.Random):  # noqa: ANN202
+    """A random request, virtual-hosted or path style, and the region it is signed for."""
+    case = signing_case(rng, SPACE)
     bucket = rng.choice(["examplebucket", "b-1", "metafs.test.bucket"])
     region = rng.choice(REGIONS)
-    key = "" if rng.random() < 0.1 else _text(rng, KEY_CHARS, 1, 12)
+    quoted = uri_encode(case.key, keep_slash=True)
     if rng.random() < 0.5:
-        host, path = f"{bucket}.s3.{region}.amazonaws.com", "/" + uri_encode(key, keep_slash=True)
+        host, path = f"{bucket}.s3.{region}.amazonaws.com", "/" + quoted
     else:
-        host = f"s3.{region}.amazonaws.com"
-        path = f"/{bucket}/" + uri_encode(key, keep_slash=True) if key else f"/{bucket}"
-    query = []
-    for n in rng.sample(PARAMS, rng.randint(0, 5)):
-        if n == "versions":
-            query.append((n, ""))
-        elif n in ("max-keys", "list-type"):
-            query.append((n, str(rng.randint(1, 1000))))
-        elif n == "encoding-type":
-            query.append((n, "url"))
-        else:
-            query.append((n, _text(rng, VALUE_CHARS, 0, 10)))
-    # Only headers both sides sign or both skip: botocore signs every header
-    # but a blacklist (user-agent, expect, ...), SigV4Signer a whitelist.
-    headers = {}
-    if rng.random() < 0.4:
-        headers["range"] = f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"
-    if rng.random() < 0.3:
-        headers["if-match"] = '"%032x"' % rng.getrandbits(128)
-    if rng.random() < 0.3:
-        headers["if-modified-since"] = "Wed,  21 Oct 2015 07:28:00 GMT"  # inner spaces collapse
-    if rng.random() < 0.2:
-        headers["x-amz-server-side-encryption-customer-algorithm"] = "AES256"
-        headers["x-amz-server-side-encryption-customer-key-md5"] = "U5L61r7jcwdNvT7frmUG8g=="
-    if rng.random() < 0.2:
-        headers["x-amz-checksum-mode"] = "ENABLED"
-    if rng.random() < 0.3:
-        headers["user-agent"] = "metafs/0.1"
-    token = None if rng.random() < 0.5 else _text(rng, SECRET_CHARS + ["="], 20, 200)
-    creds = Credentials("AKIA" + _text(rng, SECRET_CHARS[:-2], 16, 16),
-                        _text(rng, SECRET_CHARS, 40, 40), token)
-    ts = rng.randint(1_400_000_000, 2_100_000_000)
-    # Naive and aware UTC; test_aware_non_utc_now_is_converted covers other zones.
-    now = dt.datetime.fromtimestamp(ts, UTC)
-    if rng.random() < 0.5:
-        now = now.replace(tzinfo=None)
-    req = SignableRequest(rng.choice(["GET", "HEAD"]), host, path, query, dict(headers),
-                          bucket, key)
-    return req, headers, creds, now, region
+        host, path = f"s3.{region}.amazonaws.com", f"/{bucket}/" + quoted if case.key else f"/{bucket}"
+    creds = Credentials("AKIA" + text(rng, SECRET_CHARS[:-2], 16, 16), text(rng, SECRET_CHARS, 40, 40),
+                        case.token)
+    req = SignableRequest(case.method, host, path, case.query, dict(case.headers), bucket, case.key)
+    return req, case.headers, creds, case.now, region
 
 
 def test_differential_against_botocore(monkeypatch):

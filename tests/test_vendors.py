@@ -350,7 +350,7 @@ def test_the_fakes_reject_what_the_vendor_would(name):
                              credentials=Keys(), dialect=dialect_for(
                                  "s3" if name == "s3express" else name, bucket),
                              now=lambda: dt.datetime.now(dt.timezone.utc))
-                signer, creds = await c._signing("data")
+                signer, creds, _ = await c._signing("data")
                 good = c._prepare("HEAD", "k", [], {"if-none-match": '"x"'}, signer, creds)
                 statuses = [(await http.send(good)).status_code]
                 tampered = httpx.Request("HEAD", str(good.url).replace("/k", "/k2"), headers=good.headers)

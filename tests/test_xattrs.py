@@ -1,10 +1,15 @@
-"""metafs.xattrs: user.* and s3.* names and values."""
+"""metafs.xattrs: user.* and s3.* names and values, one naming scheme across providers."""
 
 from __future__ import annotations
 
 import pytest
 
-from metafs.xattrs import bucket_xattrs, decode_rfc2047, is_foreign, object_xattrs, system_name
+from metafs.mount import root_xattrs
+from metafs.s3 import dialects
+from metafs.s3.client import BucketInfo
+from metafs.s3.dialects import OBS, OSS
+from metafs.xattrs import (bucket_xattrs, decode_rfc2047, is_foreign, object_xattrs, percent_decode,
+                           system_name)
 
 
 # -- user.* ---------------------------------------------------------------------------
@@ -58,6 +63,12 @@ def test_percent_decode_values_only_when_asked_and_only_user_metadata():
                                       b"s3.content-disposition": b"a%20b"}
     assert object_xattrs(headers, percent_decode_values=True) == {
         b"user.name": "café x".encode(), b"s3.content-disposition": b"a%20b"}
+
+
+def test_percent_decode():
+    assert percent_decode("caf%C3%A9") == "café"
+    assert percent_decode("a+b") == "a+b"
+    assert percent_decode("plain") == "plain"
 
 
 # -- s3.* ---------------------------------------------------------------------------
@@ -167,3 +178,54 @@ def test_bucket_xattrs():
         b"s3.bucket": b"b", b"s3.prefix": b"p/", b"s3.endpoint": "https://é".encode(),
         b"s3.bucket-region": b"eu-west-1", b"s3.access-point-alias": b"false",
     }
+
+
+# -- one naming scheme for system xattrs ------------------------------------------------------
+
+@pytest.mark.parametrize("header, name", [
+    ("x-cos-hash-crc64ecma", "s3.hash-crc64ecma"),
+    ("x-oss-hash-crc64ecma", "s3.hash-crc64ecma"),
+    ("x-obs-checksum-crc64ecma", "s3.hash-crc64ecma"),
+    ("x-amz-server-side-encryption-aws-kms-key-id", "s3.server-side-encryption-kms-key-id"),
+    ("x-cos-server-side-encryption-cos-kms-key-id", "s3.server-side-encryption-kms-key-id"),
+    ("x-oss-server-side-encryption-key-id", "s3.server-side-encryption-kms-key-id"),
+    ("x-obs-server-side-encryption-kms-key-id", "s3.server-side-encryption-kms-key-id"),
+    ("x-oss-object-worm-mode", "s3.object-lock-mode"),
+    ("x-oss-object-worm-retain-until-date", "s3.object-lock-retain-until-date"),
+    ("x-amz-object-lock-mode", "s3.object-lock-mode"),
+    ("x-cos-object-type", "s3.object-type"),
+    ("x-oss-object-type", "s3.object-type"),
+    ("x-obs-object-type", "s3.object-type"),
+    ("x-cos-version-id", "s3.version-id"),
+    ("x-cos-restore", "s3.restore"),
+    ("x-oss-tagging-count", "s3.tagging-count"),
+    ("x-obs-expiration", "s3.expiration"),
+    ("x-obs-bucket-location", "s3.bucket-region"),
+    ("x-cos-bucket-region", "s3.bucket-region"),
+    ("x-amz-bucket-region", "s3.bucket-region"),
+    ("x-cos-trace-id", None),
+    ("x-oss-ec", None),
+    ("x-obs-request-id", None),
+])
+def test_one_name_per_meaning_across_providers(header, name):
+    assert system_name(header) == name
+
+
+def test_root_xattrs_per_provider():
+    class C:  # the parts of S3Client that root_xattrs reads
+        def __init__(self, dialect: dialects.Dialect, region: str) -> None:
+            self.dialect, self.region = dialect, region
+            self.endpoint = type("E", (), {"scheme": "https", "netloc": lambda s, b: f"{b}.h"})()
+
+    cfg = type("Cfg", (), {"bucket": "bkt"})()
+    oss = root_xattrs(cfg, C(OSS, "cn-hangzhou"), BucketInfo({}, "oss-cn-hangzhou"))
+    assert oss[b"s3.bucket-region"] == b"oss-cn-hangzhou" and oss[b"s3.provider"] == b"oss"
+    assert oss[b"s3.region"] == b"cn-hangzhou" and oss[b"s3.endpoint"] == b"https://bkt.h"
+    obs = root_xattrs(cfg, C(OBS, ""), BucketInfo({"x-obs-bucket-location": "cn-north-4",
+                                                   "x-obs-version": "3.0",
+                                                   "x-obs-storage-class": "WARM",
+                                                   "x-obs-request-id": "R"}, "cn-north-4"))
+    assert obs[b"s3.bucket-region"] == b"cn-north-4" and obs[b"s3.version"] == b"3.0"
+    assert obs[b"s3.storage-class"] == b"WARM" and b"s3.region" not in obs
+    assert b"s3.request-id" not in obs
+    assert bucket_xattrs({"x-cos-bucket-region": "ap-guangzhou"}, {})[b"s3.bucket-region"] == b"ap-guangzhou"

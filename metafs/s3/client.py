@@ -2,10 +2,12 @@
 
 One long-lived ``httpx.AsyncClient`` (created by ``mount``, injected here,
 replaced by ``httpx.MockTransport`` in tests) carries every request.  This
-module owns what is protocol: addressing (path or virtual host), signing,
-retries with backoff and jitter, the per-attempt deadline, region
-discovery, and turning error answers into :mod:`metafs.errors`.  What
-differs between S3, COS, OSS, OBS and S3 directory buckets is data in a
+module is the request machine and the operations: it prepares and signs
+each request, sends it with retries (backoff and jitter, a deadline per
+attempt), follows a region redirect and renews an expired directory-bucket
+session.  What an answer means is decided in :mod:`~metafs.s3.answers`,
+where requests go in :mod:`~metafs.s3.endpoint`, and what differs between
+S3, COS, OSS, OBS and S3 directory buckets is data in a
 :class:`~metafs.s3.dialects.Dialect`; this module only reads it.
 
 Every request is bounded: each attempt runs under ``trio.move_on_after``
@@ -15,14 +17,11 @@ worker and block unmount), and there are at most ``attempts`` attempts.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as _dt
-import ipaddress
 import logging
 import random
 from typing import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import httpx
 import trio
@@ -30,78 +29,18 @@ import trio
 from .. import errors
 from ..credentials import CredentialSource
 from ..signing import Credentials, SignableRequest, Signer, uri_encode
-from ..signing.sigv4 import SigV4Signer
-from .dialects import OSS, S3, Dialect, dialect_for, region_from_host
+from . import answers
+from .dialects import Dialect, dialect_for
+from .endpoint import Endpoint
 from .express import Session, SessionCache
-from .model import (Absent, Fresh, HeadOutcome, NotModified, ListPage, ObjectMeta, error_fields, meta_from_head, parse_create_session,
-                    parse_http_date, parse_list, parse_location)
+from .model import (Absent, Fresh, HeadOutcome, ListPage, NotModified, meta_from_head,
+                    parse_create_session, parse_http_date, parse_list, parse_location)
 
 log = logging.getLogger(__name__)
-
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-RETRYABLE_CODES = frozenset({"RequestTimeout", "SlowDown", "Throttling", "RequestLimitExceeded",
-                             "InternalError", "ServiceUnavailable"})
-# COS, OSS and OBS use S3's codes for these; OSS's SecurityTokenExpired and
-# InvalidSecurityToken are from its STS documentation (not checked live).
-BAD_CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
-                                  "ExpiredToken", "InvalidSecurity", "TokenRefreshRequired",
-                                  "SecurityTokenExpired", "InvalidSecurityToken"})
-# A directory-bucket session the server considers over: renew it and retry.
-SESSION_EXPIRED_CODES = frozenset({"ExpiredToken", "InvalidToken", "TokenRefreshRequired"})
 
 
 def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
-
-
-def is_ip_or_localhost(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
-@dataclasses.dataclass
-class Endpoint:
-    """Where requests go and how the bucket is addressed."""
-
-    scheme: str
-    host: str  # without port
-    port: int | None
-    path_style: bool
-    from_region: bool  # the provider's default for the region, so it follows region discovery
-
-    @classmethod
-    def build(cls, endpoint_url: str | None, region: str, bucket: str,
-              force_path_style: bool = False, dialect: Dialect = S3) -> "Endpoint":
-        if force_path_style and not dialect.path_style_allowed:
-            raise errors.ConfigError(f"{dialect.title}: buckets are addressed virtual-hosted "
-                                     "only, --force-path-style cannot be used")
-        if endpoint_url is None:
-            if not region:
-                raise errors.ConfigError(f"{dialect.title} needs --region (or --endpoint-url)")
-            # Dotted bucket names break the *.s3 wildcard certificate; other
-            # vendors are virtual-hosted by default (COS refuses path style).
-            path_style = force_path_style or (dialect is S3 and "." in bucket)
-            return cls("https", dialect.default_host(region, bucket), None, path_style, True)
-        u = urlsplit(endpoint_url if "://" in endpoint_url else "https://" + endpoint_url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise errors.ConfigError(f"bad endpoint URL {endpoint_url!r} (expected http(s)://HOST[:PORT])")
-        path_style = force_path_style or is_ip_or_localhost(u.hostname)
-        if path_style and not dialect.path_style_allowed:
-            raise errors.ConfigError(f"{dialect.title}: buckets are addressed virtual-hosted "
-                                     f"only, and endpoint {u.hostname} would need path style")
-        return cls(u.scheme, u.hostname, u.port, path_style, False)
-
-    def netloc(self, bucket: str) -> str:
-        host = self.host if self.path_style else f"{bucket}.{self.host}"
-        if ":" in host:  # an IPv6 literal keeps its brackets in URLs and Host
-            host = f"[{host}]"
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port in (None, default) else f"{host}:{self.port}"
 
 
 @dataclasses.dataclass(slots=True)
@@ -150,15 +89,13 @@ class S3Client:
         self.endpoint = Endpoint.build(endpoint_url, region, bucket, force_path_style, self.dialect)
         self._region = region
         self.explicit_region = explicit_region
-        self.signer: Signer = self.dialect.make_signer(region, oss_signature)
-        # Directory buckets: data requests are signed with session keys
-        # (token in x-amz-s3session-token), HEAD Bucket and CreateSession
-        # with the IAM credentials (self.signer).
-        self._session_signer: SigV4Signer | None = None
+        self._oss_signature = oss_signature
+        # Directory buckets: data requests are signed with session keys by
+        # the session signer, HEAD Bucket and CreateSession with the IAM
+        # credentials by self.signer.
+        self.signer, self._session_signer = self._signers(region)
         self._sessions: SessionCache | None = None
-        if self.dialect.session_auth:
-            self._session_signer = SigV4Signer(region, service="s3express",
-                                               token_header="x-amz-s3session-token")
+        if self._session_signer is not None:
             self._sessions = SessionCache(self._create_session, clock)
         self.credentials = credentials or CredentialSource(anonymous=True)
         self.attempts = max(1, attempts)
@@ -168,13 +105,21 @@ class S3Client:
         self._sleep = sleep
         self._rng = rng
         self._now = now
-        self._region_switched = False
 
     # -- region ----------------------------------------------------------
     @property
     def region(self) -> str:
         """The region requests are signed (and, by default, addressed) for."""
         return self._region
+
+    def _signers(self, region: str) -> tuple[Signer, Signer | None]:
+        """The signer for ``region``, and the session signer if the dialect has sessions.
+
+        A signer is built for one region: switching region builds new ones.
+        """
+        make_session = self.dialect.make_session_signer
+        return (self.dialect.make_signer(region, self._oss_signature),
+                make_session(region) if make_session is not None else None)
 
     def switch_region(self, region: str) -> None:
         """Sign for ``region`` from now on (and follow it on the provider's endpoints).
@@ -189,21 +134,14 @@ class S3Client:
         log.log(level, "bucket %s is in region %s, not %s: using %s",
                 self.bucket, region, self._region or "(none)", region)
         self._region = region
-        for signer in (self.signer, self._session_signer):
-            if signer is not None and hasattr(signer, "region"):
-                signer.region = region  # type: ignore[union-attr]
+        self.signer, self._session_signer = self._signers(region)
         if self.endpoint.from_region:
             self.endpoint = Endpoint.build(None, region, self.bucket, self.force_path_style,
                                            self.dialect)
 
     def adopt_bucket_region(self, region: str | None) -> None:
-        """The bucket check named the bucket's region: use it if it matters.
-
-        Only SigV4 signs for a region the answer can contradict; COS and
-        OBS signatures carry none, and an OSS answer that arrived was
-        signed for the right region already.
-        """
-        if region and self.dialect.provider == "s3":
+        """The bucket check named the bucket's region: use it if the dialect says it matters."""
+        if region and self.dialect.adopts_bucket_region:
             self.switch_region(region)
 
     # -- request machinery -------------------------------------------------
@@ -229,19 +167,20 @@ class S3Client:
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt))."""
-        return self._rng() * min(self.backoff_cap, self.backoff_base * (2 ** attempt))
+        return self._rng() * min(self.backoff_cap, self.backoff_base * 2.0 ** attempt)
 
-    async def _signing(self, auth: str) -> tuple[Signer, Credentials | None]:
-        """The signer and keys for a request: ``auth`` is "data" or "iam".
+    async def _signing(self, auth: str) -> tuple[Signer, Credentials | None, bool]:
+        """The signer and keys for a request (``auth`` is "data" or "iam"), and
+        whether the keys are a directory-bucket session's.
 
-        Only directory buckets tell them apart: their data requests use the
-        session's keys (creating or renewing the session first).
+        Only directory buckets tell the two apart: their data requests use
+        the session's keys (creating or renewing the session first).
         """
         creds = await self.credentials.get()
         if creds is None or auth == "iam" or self._sessions is None:
-            return self.signer, creds
+            return self.signer, creds, False
         assert self._session_signer is not None
-        return self._session_signer, await self._sessions.get()
+        return self._session_signer, await self._sessions.get(), True
 
     async def _send(self, method: str, key: str, query: list[tuple[str, str]],
                     headers: dict[str, str] | None = None, *, what: str,
@@ -259,7 +198,7 @@ class S3Client:
         redirected = renewed = False
         attempt = 0
         while attempt < self.attempts:
-            signer, creds = await self._signing(auth)
+            signer, creds, session = await self._signing(auth)
             request = self._prepare(method, key, query, headers or {}, signer, creds)
             response: httpx.Response | None = None
             with trio.move_on_after(self.attempt_timeout) as scope:
@@ -267,7 +206,8 @@ class S3Client:
                     response = await self.http.send(request)
                     await response.aread()
                 except httpx.HTTPError as e:
-                    last = errors.TransportError(f"{what}: {_describe_transport(e, self.endpoint)}")
+                    last = errors.TransportError(
+                        f"{what}: {answers.describe_transport(e, self.endpoint)}")
                 finally:
                     if response is not None:
                         await response.aclose()
@@ -276,25 +216,26 @@ class S3Client:
                 last = errors.TransportError(
                     f"{what}: no answer from {self.endpoint.host} within {self.attempt_timeout:g} s")
             if response is not None:
-                region = self._redirect_region(response)
+                region = answers.redirect_region(response, self.dialect, self.endpoint)
                 if region and region != self.region and not redirected:
                     redirected = True
                     self.switch_region(region)
                     continue
-                if (signer is self._session_signer and creds is not None and not renewed
+                if (session and creds is not None and not renewed
                         and response.status_code in (400, 403)
-                        and _error_code(response) in SESSION_EXPIRED_CODES):
+                        and answers.error_code(response) in answers.SESSION_EXPIRED_CODES):
                     renewed = True
                     assert self._sessions is not None
                     log.info("%s: the S3 session expired early: renewing it", what)
                     self._sessions.invalidate(creds)
                     continue
-                if response.status_code not in RETRYABLE_STATUS:
+                if response.status_code not in answers.RETRYABLE_STATUS:
                     # Only error answers carry error codes: a 2xx body is data,
                     # even when it looks like an <Error> document.
-                    if response.status_code < 300 or _error_code(response) not in RETRYABLE_CODES:
+                    if (response.status_code < 300
+                            or answers.error_code(response) not in answers.RETRYABLE_CODES):
                         return response
-                last = self._error_for(response, what)
+                last = answers.error_for(response, what, self.dialect)
             attempt += 1
             if attempt < self.attempts:
                 delay = self._backoff(attempt - 1)
@@ -331,18 +272,11 @@ class S3Client:
         if r.status_code == 200:
             return {k: v for k, v in r.headers.multi_items()}
         if r.status_code in (400, 403):
-            r2 = await self._send("GET", "", self._bucket_probe(), what=what)
+            r2 = await self._send("GET", "", list(self.dialect.bucket_probe), what=what)
             if r2.status_code == 200:  # listing allowed, HEAD Bucket denied: good enough
                 return {k: v for k, v in r.headers.multi_items()}
-            raise self._error_for(r2, what, bucket_level=True)
-        raise self._error_for(r, what, bucket_level=True)
-
-    def _bucket_probe(self) -> list[tuple[str, str]]:
-        """The cheapest listing: it exists to carry an error code in its body."""
-        if self.dialect.provider == "s3":
-            return [("list-type", "2"), ("max-keys", "0")]
-        # Not every vendor documents max-keys=0; one key costs the same.
-        return self.dialect.list_query("", None, None, 1)
+            raise answers.error_for(r2, what, self.dialect, bucket_level=True)
+        raise answers.error_for(r, what, self.dialect, bucket_level=True)
 
     async def _bucket_location(self) -> BucketInfo:
         """OSS: ``GET /?location``; a 403 AccessDenied falls back to a listing.
@@ -355,13 +289,13 @@ class S3Client:
         r = await self._send("GET", "", [("location", "")], what=what)
         if r.status_code == 200:
             return BucketInfo({}, parse_location(r.content) or None)
-        fields = _error_fields(r)
+        fields = answers.error_document(r)
         if r.status_code == 403 and fields.get("Code") == "AccessDenied" and not fields.get("Endpoint"):
-            r2 = await self._send("GET", "", self._bucket_probe(), what=what)
+            r2 = await self._send("GET", "", list(self.dialect.bucket_probe), what=what)
             if r2.status_code == 200:
                 return BucketInfo({}, None)
-            raise self._error_for(r2, what, bucket_level=True)
-        raise self._error_for(r, what, bucket_level=True)
+            raise answers.error_for(r2, what, self.dialect, bucket_level=True)
+        raise answers.error_for(r, what, self.dialect, bucket_level=True)
 
     async def _create_session(self) -> Session:
         """CreateSession (directory buckets): read-only session keys and their lifetime."""
@@ -371,7 +305,7 @@ class S3Client:
         r = await self._send("GET", "", [("session", "")],
                              {"x-amz-create-session-mode": "ReadOnly"}, what=what, auth="iam")
         if r.status_code != 200:
-            raise self._error_for(r, what, bucket_level=True)
+            raise answers.error_for(r, what, self.dialect, bucket_level=True)
         keys = parse_create_session(r.content)
         # Lifetime on the server's clock, so a skewed local clock cannot
         # make us use keys the server already considers expired.  Date is
@@ -385,14 +319,16 @@ class S3Client:
         """HEAD Object, conditional on ``etag`` (If-None-Match) when given.
 
         The ETag goes back exactly as the server sent it (OSS's are
-        uppercase).  A COS delete-marker version, like a missing key, is 404.
+        uppercase).  A COS delete-marker version, like a missing key, is
+        404: :class:`Absent`.  Any other answer but 200 and 304 raises.
         """
         # S3 returns x-amz-checksum-* only when asked; vendors are not sent
         # a header outside their own namespace.
         headers = {"x-amz-checksum-mode": "ENABLED"} if self.dialect.checksum_mode else {}
         if etag:
             headers["if-none-match"] = etag
-        r = await self._send("HEAD", key, [], headers, what=f"HEAD {key}")
+        what = f"HEAD {key}"
+        r = await self._send("HEAD", key, [], headers, what=what)
         if r.status_code == 200:
             return Fresh(meta_from_head(key, r.headers.multi_items(),
                                         percent_decode_values=self.dialect.percent_decode_values))
@@ -400,7 +336,7 @@ class S3Client:
             return NotModified()
         if r.status_code == 404:
             return Absent()
-        raise self._error_for(r, f"HEAD {key}")
+        raise answers.error_for(r, what, self.dialect)
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int | None = None) -> ListPage:
@@ -414,7 +350,7 @@ class S3Client:
         what = f"LIST {prefix or '/'}"
         r = await self._send("GET", "", query, what=what)
         if r.status_code != 200:
-            raise self._error_for(r, what, bucket_level=True)
+            raise answers.error_for(r, what, self.dialect, bucket_level=True)
         return parse_list(r.content, plus_is_space=self.dialect.list_plus_is_space)
 
     async def get_range(self, key: str, first: int, last: int, etag: str | None) -> bytes:
@@ -433,122 +369,4 @@ class S3Client:
         if r.status_code == 412:
             raise errors.ChangedError(412, "PreconditionFailed", "the object changed while open",
                                       what=what)
-        raise self._error_for(r, what)
-
-    # -- error answers -----------------------------------------------------
-    def _redirect_region(self, r: httpx.Response) -> str | None:
-        """The region an answer points to, if it names one.
-
-        S3 (and directory buckets): see the module-level ``_redirect_region``.
-
-        OSS names the right endpoint in the body of a 403; it is followed
-        only when the endpoint is OSS's default for a region (a custom
-        domain cannot be switched to another region).
-        """
-        if self.dialect.name == "oss":
-            if r.status_code == 403 and self.endpoint.from_region:
-                return _oss_endpoint_region(_error_fields(r))
-            return None
-        if self.dialect.provider == "s3":
-            return _redirect_region(r)
-        return None
-
-    def _error_for(self, r: httpx.Response, what: str, *, bucket_level: bool = False
-                   ) -> errors.S3Error:
-        """The exception for an error answer: the dialect's cases, then the common table.
-
-        OSS's wrong-endpoint 403 names the endpoint to use; a COS/OBS
-        redirect is not followed (metafs talks only to the endpoint it was
-        given or derived), but its Location is named in the error.
-        """
-        if self.dialect.name == "oss" and r.status_code == 403:
-            fields = _error_fields(r)
-            if fields.get("Endpoint"):
-                return errors.WrongRegionError(
-                    403, _oss_endpoint_region(fields) or "", what=what, endpoint=fields["Endpoint"])
-        if self.dialect.provider != "s3" and r.status_code in (301, 307):
-            return errors.S3Error(r.status_code, "PermanentRedirect",
-                                  f"the bucket is served elsewhere ({r.headers.get('location', '?')}):"
-                                  " check --region and --endpoint-url", what=what)
-        return _error_for(r, what, bucket_level=bucket_level)
-
-
-def _describe_transport(e: httpx.HTTPError, ep: Endpoint) -> str:
-    where = f"{ep.host}{':' + str(ep.port) if ep.port else ''}"
-    if isinstance(e, httpx.ConnectError):
-        return f"cannot connect to {where} ({_root_cause(e)})"
-    if isinstance(e, httpx.TimeoutException):
-        return f"timed out talking to {where}"
-    return f"{type(e).__name__} talking to {where} ({_root_cause(e)})"
-
-
-def _root_cause(e: BaseException) -> str:
-    """The innermost OS-level reason, e.g. 'Connection refused'."""
-    seen = 0
-    while seen < 10:
-        seen += 1
-        if isinstance(e, OSError) and e.strerror:
-            return e.strerror
-        if isinstance(e, BaseExceptionGroup) and e.exceptions:
-            e = e.exceptions[0]
-        elif e.__cause__ is not None or e.__context__ is not None:
-            e = e.__cause__ or e.__context__  # type: ignore[assignment]
-        else:
-            break
-    return str(e) or type(e).__name__
-
-
-def _oss_endpoint_region(fields: dict[str, str]) -> str | None:
-    """The region of the endpoint an OSS 403 tells us to use (``<Endpoint>``)."""
-    return region_from_host(OSS, fields.get("Endpoint"))
-
-
-def _redirect_region(r: httpx.Response) -> str | None:
-    """The region a 301/307/400 answer points to, if it names one (S3)."""
-    if r.status_code not in (301, 307, 400):
-        return None
-    region = r.headers.get("x-amz-bucket-region")
-    if region:
-        return region
-    if r.status_code == 400:
-        fields = _error_fields(r)
-        if fields.get("Code") in ("AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
-            return fields.get("Region") or None
-    return None
-
-
-def _error_fields(r: httpx.Response) -> dict[str, str]:
-    """The error document of an answer: its body, or for a bodiless one the
-    base64 XML OSS puts in ``x-oss-err``."""
-    fields = error_fields(r.content)
-    if not fields and "x-oss-err" in r.headers:
-        try:
-            fields = error_fields(base64.b64decode(r.headers["x-oss-err"], validate=True))
-        except (ValueError, TypeError):
-            pass
-    return fields
-
-
-def _error_code(r: httpx.Response) -> str:
-    return _error_fields(r).get("Code", "")
-
-
-def _error_for(r: httpx.Response, what: str, *, bucket_level: bool = False) -> errors.S3Error:
-    """The exception for an error answer (one table, by status then code)."""
-    fields = _error_fields(r)
-    code, message = fields.get("Code", ""), fields.get("Message", "")
-    status = r.status_code
-    if status == 404:
-        if bucket_level or code == "NoSuchBucket":
-            return errors.NoSuchBucketError(status, code or "NoSuchBucket",
-                                            message or "the bucket does not exist", what=what)
-        return errors.NotFoundError(status, code, message, what=what)
-    if status == 403:
-        if code in BAD_CREDENTIAL_CODES:
-            return errors.BadCredentialsError(status, code, message, what=what)
-        return errors.AccessDeniedError(status, code or "AccessDenied", message, what=what)
-    if status in (301, 307, 400) and (region := _redirect_region(r)):
-        return errors.WrongRegionError(status, region, what=what)
-    if status in RETRYABLE_STATUS or code in RETRYABLE_CODES:
-        return errors.ServerError(status, code, message, what=what)
-    return errors.S3Error(status, code, message, what=what)
+        raise answers.error_for(r, what, self.dialect)

@@ -17,11 +17,22 @@ short list of protocol details, which is all a :class:`Dialect` holds:
 * the default endpoint for a region, and the region an endpoint names;
 * whether user-metadata values come back percent-encoded (OBS keeps them
   as the client sent them, and clients percent-encode non-ASCII);
-* whether listings are lexicographic (not in S3 directory buckets).
+* whether listings are lexicographic (not in S3 directory buckets);
+* how a bucket in another region shows: S3 names the region in a
+  301/307/400 and is followed there, OSS names the endpoint in a 403, COS
+  and OBS redirect elsewhere (an error naming the ``Location``);
+* whether the region the bucket check reports is adopted: only SigV4
+  signs for a region that answer can contradict (COS and OBS sign none,
+  and an OSS answer that arrived was signed for the right region already);
+* where the starting region comes from when nothing names it.
 
 S3 directory buckets (``NAME--ZONE--x-s3``) are a dialect of their own,
 chosen by the bucket name: zonal endpoint, virtual-hosted only, session
 authentication (see :mod:`metafs.s3.express`), unordered listings.
+
+Every difference is a field: the client, :mod:`~metafs.s3.endpoint` and
+:mod:`~metafs.s3.answers` read fields and never ask which provider
+they talk to, so a new provider is a signer module and a constant here.
 
 See ``object-storage-protocols.md`` §0-§6 for the sources of each fact.
 """
@@ -129,9 +140,31 @@ def _obs(region: str, oss_signature: str) -> Signer:
     return ObsSigner()
 
 
+def _express_session(region: str) -> Signer:
+    # Data requests: session keys, token in x-amz-s3session-token.
+    return SigV4Signer(region, service="s3express", token_header="x-amz-s3session-token")
+
+
+# The cheapest listing, sent only to carry an error code in its body: S3
+# documents max-keys=0; not every vendor does, and one key costs the same.
+_S3_PROBE = (("list-type", "2"), ("max-keys", "0"))
+_V1_PROBE = tuple(_v1_list_query("", None, None, 1))
+_OSS_PROBE = tuple(_oss_list_query("", None, None, 1))
+
+# The region each vendor's endpoint names, as the endpoint tables spell them.
+_AWS_HOST_REGION = re.compile(r"(?:^|\.)s3[.-](?:dualstack\.)?(?!external-1\.)([a-z]{2}(?:-[a-z]+)+-\d+)"
+                              r"\.amazonaws\.com(?:\.cn)?$")
+_EXPRESS_HOST_REGION = re.compile(r"(?:^|\.)s3express-[a-z0-9-]+\.([a-z]{2}(?:-[a-z]+)+-\d+)"
+                                  r"\.amazonaws\.com(?:\.cn)?$")
+_COS_HOST_REGION = re.compile(
+    r"(?:^|\.)cos(?:-internal)?\.([a-z]+-[a-z0-9-]+?)\.(?:myqcloud\.com|tencentcos\.cn)$")
+_OSS_HOST_REGION = re.compile(r"(?:^|\.)oss-(?!accelerate)([a-z]+-[a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
+_OBS_HOST_REGION = re.compile(r"(?:^|\.)obs\.([a-z]+-[a-z0-9-]+?)\.myhuaweicloud\.(?:com|eu)$")
+
+
 @dataclasses.dataclass(frozen=True)
 class Dialect:
-    """What differs between providers (see the module docstring)."""
+    """What differs between providers (see the module docstring), one fact per field."""
 
     name: str                 # s3, s3express, cos, oss, obs
     provider: str             # the --provider value / source URL scheme
@@ -140,52 +173,69 @@ class Dialect:
     list_query: Callable[[str, str | None, str | None, int | None], list[tuple[str, str]]]
     list_plus_is_space: bool  # how URL-encoded keys in listings are decoded
     bucket_check: str         # "head" (HEAD Bucket) or "location" (GET /?location)
+    bucket_probe: tuple[tuple[str, str], ...]  # cheapest listing query, sent to learn an error code
     default_host: Callable[[str, str], str]  # (region, bucket) -> endpoint host
+    host_region: re.Pattern[str]  # group 1: the region one of the provider's endpoint hosts names
     make_signer: Callable[[str, str], Signer]  # (region, oss_signature) -> signer
     signs_region: bool        # the signature covers a region (SigV4, OSS V4)
-    percent_decode_values: bool = False
-    ordered_listings: bool = True
+    regionless_signatures: frozenset[str] = frozenset()  # --oss-signature values naming no region
+    region_prefix: str = ""   # the provider's own region spelling, stripped: oss-cn-hangzhou
+    region_from_profile: bool = False  # nothing names the region: the AWS profile's, else us-east-1
+    follows_region_redirects: bool = False  # follow a 301/307/400 naming the region (else: an error)
+    wrong_endpoint_403: bool = False  # a 403 naming an <Endpoint> gives the bucket's region (OSS)
+    adopts_bucket_region: bool = False  # the bucket check's region replaces the starting one
+    percent_decode_values: bool = False  # user-metadata values come back percent-encoded (OBS)
+    ordered_listings: bool = True  # listings are in key order (not in S3 directory buckets)
     # COS signs the path without the bucket and OBS signs "/bucket/" for
     # bucket requests, both right only for virtual-hosted requests (and
     # both vendors refuse path style for new buckets); directory buckets
     # have no path style at all.
     path_style_allowed: bool = True
+    path_style_for_dotted_bucket: bool = False  # dots break the provider's *.host certificate (S3)
     checksum_mode: bool = False  # ask HEAD for x-amz-checksum-* (S3 only)
-    session_auth: bool = False   # S3 Express: data requests use CreateSession keys
+    make_session_signer: Callable[[str], Signer] | None = None  # S3 Express: signs with session keys
 
     def signing_region_needed(self, oss_signature: str) -> bool:
-        return self.signs_region and not (self.name == "oss" and oss_signature == "v1")
+        return self.signs_region and oss_signature not in self.regionless_signatures
 
 
 S3 = Dialect(
     name="s3", provider="s3", title="AWS S3", region_header="x-amz-bucket-region",
     list_query=_s3_list_query, list_plus_is_space=True, bucket_check="head",
-    default_host=_aws_host, make_signer=_sigv4, signs_region=True, checksum_mode=True,
+    bucket_probe=_S3_PROBE, default_host=_aws_host, host_region=_AWS_HOST_REGION,
+    make_signer=_sigv4, signs_region=True, region_from_profile=True,
+    follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
+    checksum_mode=True,
 )
 S3EXPRESS = Dialect(
     name="s3express", provider="s3", title="S3 directory bucket",
     region_header="x-amz-bucket-region", list_query=_s3_list_query, list_plus_is_space=True,
-    bucket_check="head", default_host=_express_host, make_signer=_express_iam,
-    signs_region=True, ordered_listings=False, path_style_allowed=False, checksum_mode=True,
-    session_auth=True,
+    bucket_check="head", bucket_probe=_S3_PROBE, default_host=_express_host,
+    host_region=_EXPRESS_HOST_REGION, make_signer=_express_iam, signs_region=True,
+    region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
+    ordered_listings=False, path_style_allowed=False, checksum_mode=True,
+    make_session_signer=_express_session,
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
     list_query=_v1_list_query, list_plus_is_space=False, bucket_check="head",
-    default_host=lambda region, bucket: f"cos.{region}.myqcloud.com",
-    make_signer=_cos, signs_region=False, path_style_allowed=False,
+    bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"cos.{region}.myqcloud.com",
+    host_region=_COS_HOST_REGION, make_signer=_cos, signs_region=False, path_style_allowed=False,
 )
 OSS = Dialect(
     name="oss", provider="oss", title="Alibaba Cloud OSS", region_header=None,
     list_query=_oss_list_query, list_plus_is_space=False, bucket_check="location",
+    bucket_probe=_OSS_PROBE,
     default_host=lambda region, bucket: f"oss-{region.removeprefix('oss-')}.aliyuncs.com",
-    make_signer=_oss, signs_region=True,
+    host_region=_OSS_HOST_REGION, make_signer=_oss, signs_region=True,
+    regionless_signatures=frozenset({"v1"}), region_prefix="oss-", wrong_endpoint_403=True,
 )
 OBS = Dialect(
     name="obs", provider="obs", title="Huawei Cloud OBS", region_header="x-obs-bucket-location",
     list_query=_v1_list_query, list_plus_is_space=True, bucket_check="head",
-    default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
-    make_signer=_obs, signs_region=False, percent_decode_values=True, path_style_allowed=False,
+    bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
+    host_region=_OBS_HOST_REGION, make_signer=_obs, signs_region=False,
+    percent_decode_values=True, path_style_allowed=False,
 )
 
 _BY_PROVIDER = {"s3": S3, "cos": COS, "oss": OSS, "obs": OBS}
@@ -221,22 +271,9 @@ def infer_provider(host: str | None) -> str:
     return "s3"
 
 
-# The region each vendor's endpoint names, as the endpoint tables spell them.
-_REGION_IN_HOST = {
-    "s3": re.compile(r"(?:^|\.)s3[.-](?:dualstack\.)?(?!external-1\.)([a-z]{2}(?:-[a-z]+)+-\d+)"
-                     r"\.amazonaws\.com(?:\.cn)?$"),
-    "s3express": re.compile(r"(?:^|\.)s3express-[a-z0-9-]+\.([a-z]{2}(?:-[a-z]+)+-\d+)"
-                            r"\.amazonaws\.com(?:\.cn)?$"),
-    "cos": re.compile(r"(?:^|\.)cos(?:-internal)?\.([a-z]+-[a-z0-9-]+?)\.(?:myqcloud\.com|tencentcos\.cn)$"),
-    "oss": re.compile(r"(?:^|\.)oss-(?!accelerate)([a-z]+-[a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$"),
-    "obs": re.compile(r"(?:^|\.)obs\.([a-z]+-[a-z0-9-]+?)\.myhuaweicloud\.(?:com|eu)$"),
-}
-
-
 def region_from_host(dialect: Dialect, host: str | None) -> str | None:
     """The region a provider's own endpoint host names, e.g. ``oss-cn-hangzhou…`` -> ``cn-hangzhou``."""
     if not host:
         return None
-    pattern = _REGION_IN_HOST.get(dialect.name)
-    m = pattern.search(host.lower().rstrip(".")) if pattern else None
+    m = dialect.host_region.search(host.lower().rstrip("."))
     return m.group(1) if m else None

@@ -1,9 +1,14 @@
-"""What the S3 layer hands up: object metadata and listing pages.
+"""What the S3 layer hands up: object metadata, HEAD outcomes and listing pages.
 
 Pure parsing, no I/O.  The two sources of object metadata, a listing
 entry and a HEAD response, produce the same :class:`ObjectMeta`, with
 ``mtime`` truncated to whole seconds in both, so ``stat`` never flips
 between values depending on which request filled the cache.
+
+A HEAD answer is normalised once, here: :func:`meta_from_head` builds the
+object's whole xattr table (:func:`metafs.xattrs.object_xattrs`, with the
+dialect's value-decoding rule), so the layers above look names up in
+``ObjectMeta.xattrs`` and never see headers or dialect flags.
 """
 
 from __future__ import annotations
@@ -13,26 +18,21 @@ import dataclasses
 import datetime
 import email.utils
 import xml.etree.ElementTree as ET
-from typing import Sequence
+from typing import Sequence, TypeAlias
 from urllib.parse import unquote, unquote_plus
 
 from ..errors import MalformedResponseError
-
-# Headers that describe the transport, not the object: never exposed.
-_HOP_HEADERS = frozenset({
-    "connection", "keep-alive", "transfer-encoding", "date", "server",
-    "accept-ranges", "access-control-allow-origin", "vary", "content-security-policy",
-})
+from ..xattrs import object_xattrs
 
 
 @dataclasses.dataclass(slots=True)
 class ObjectMeta:
     """Metadata of one object.
 
-    ``headers`` is ``None`` for an entry known only from a listing; a HEAD
-    fills it with the response headers (lowercase names, in order), which
-    is where user and system metadata live.  ``etag`` is kept exactly as
-    the server sent it (quotes, case) because revalidation sends it back.
+    ``xattrs`` is ``None`` for an entry known only from a listing; a HEAD
+    fills it with the object's xattr table (user and system metadata).
+    ``etag`` is kept exactly as the server sent it (quotes, case) because
+    revalidation sends it back.
     """
 
     key: str
@@ -51,15 +51,16 @@ class Fresh:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NotModified:
-    """HEAD answered 304: the ETag sent is still current."""
+    """HEAD answered 304: the ETag sent as If-None-Match is still current."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Absent:
-    """HEAD answered 404 (or a COS delete marker): no such object."""
+    """HEAD answered 404: no such object (a COS delete marker included)."""
 
 
-HeadOutcome = Fresh | NotModified | Absent
+# The outcome of a (conditional) HEAD Object; any other answer is an exception.
+HeadOutcome: TypeAlias = Fresh | NotModified | Absent
 
 
 @dataclasses.dataclass(slots=True)
@@ -109,17 +110,20 @@ def parse_iso8601(value: str) -> int:
 
 
 def meta_from_head(key: str, headers: Sequence[tuple[str, str]], *,
-                   percent_decode_values: bool = False) -> ObjectMeta:
-    """Build metadata from HEAD Object response headers (lowercase names)."""
-    from ..xattrs import object_xattrs
-    kept = tuple((k, v) for k, v in headers if k not in _HOP_HEADERS)
-    h = dict(kept)
+                   percent_decode_values: bool) -> ObjectMeta:
+    """Build metadata, xattr table included, from HEAD Object response headers.
+
+    ``headers`` has lowercase names, repeated ones as they came;
+    ``percent_decode_values`` is the dialect's rule for user-metadata
+    values (see :class:`~metafs.s3.dialects.Dialect`).
+    """
+    h = dict(headers)
     try:
         size = int(h.get("content-length", "0"))
     except ValueError as e:
         raise MalformedResponseError(f"bad Content-Length for {key!r}") from e
     return ObjectMeta(key, size, parse_http_date(h.get("last-modified")), h.get("etag"),
-                      object_xattrs(kept, percent_decode_values=percent_decode_values))
+                      object_xattrs(headers, percent_decode_values=percent_decode_values))
 
 
 def _ns(tag: str) -> str:
@@ -197,12 +201,6 @@ def error_fields(body: bytes) -> dict[str, str]:
     return {_ns(c.tag): (c.text or "") for c in root}
 
 
-def parse_error(body: bytes) -> tuple[str, str, str | None]:
-    """(Code, Message, Region) of an S3 error body; empty strings if none."""
-    vals = error_fields(body)
-    return vals.get("Code", ""), vals.get("Message", ""), vals.get("Region") or None
-
-
 def _xml_root(body: bytes, what: str) -> ET.Element:
     try:
         return ET.fromstring(body)
@@ -243,8 +241,3 @@ def parse_create_session(body: bytes) -> SessionKeys:
         raise MalformedResponseError(f"CreateSession answer without {', '.join(missing)}")
     return SessionKeys(vals["AccessKeyId"], vals["SecretAccessKey"], vals["SessionToken"],
                        parse_iso8601(vals["Expiration"]))
-
-
-def percent_decode(value: str) -> str:
-    """Decode %XX escapes (values OBS stores as the client sent them)."""
-    return unquote(value) if "%" in value else value

@@ -87,24 +87,17 @@ class OssV4Signer:
 
     ``region`` is the general region id (``cn-hangzhou``); the OSS spelling
     ``oss-cn-hangzhou`` is accepted and normalised, because both appear in
-    configuration and in ``GetBucketLocation`` answers.  It is a property
-    of the signer so that region discovery can replace it.
+    configuration and in ``GetBucketLocation`` answers.  A signer signs for
+    one region: when region discovery finds another, the client builds a
+    new signer.
     ``additional_headers`` names extra headers to sign (e.g. ``host``);
     those that are signed anyway or absent from a request are skipped for
     that request, as the SDK does.
     """
 
     def __init__(self, region: str, additional_headers: Iterable[str] = ()) -> None:
-        self.region = region
+        self.region = region.removeprefix("oss-")
         self.additional_headers = frozenset(n.lower() for n in additional_headers)
-
-    @property
-    def region(self) -> str:
-        return self._region
-
-    @region.setter
-    def region(self, value: str) -> None:
-        self._region = value.removeprefix("oss-")
 
     def sign(self, req: SignableRequest, creds: Credentials, now: _dt.datetime) -> None:
         now = _utc(now)

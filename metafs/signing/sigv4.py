@@ -34,8 +34,8 @@ class SigV4Signer:
     ``service`` is ``s3`` (or ``s3express`` for directory buckets);
     ``token_header`` is where a session token goes: ``x-amz-security-token``
     for STS credentials, ``x-amz-s3session-token`` for S3 Express sessions.
-    Which region to sign for is a property of the signer, because region
-    discovery can replace it at run time.
+    A signer signs for one ``region``: when region discovery finds another,
+    the client builds a new signer.
     """
 
     def __init__(
