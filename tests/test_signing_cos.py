@@ -17,7 +17,7 @@ from metafs.signing.cos import CosSigner, cos_http_string, cos_sign_key, cos_sig
 DOC_AK = "AKIDQjz3ltompVjBni5LitkWHFlFpwkn9U5q"
 DOC_SK = "BQYIM75p8x0iWVFSIgqEKwFprpRSVHlz"
 DOC_HOST = "examplebucket-1250000000.cos.ap-beijing.myqcloud.com"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _at(start: int) -> dt.datetime:
@@ -161,9 +161,9 @@ def _case(rng: random.Random):
     if rng.random() < 0.4:
         headers["range"] = f"bytes=0-{rng.randint(0, 10**9)}"
     if rng.random() < 0.3:
-        headers["if-match"] = '"%032x"' % rng.getrandbits(128)
+        headers["if-match"] = f'"{rng.getrandbits(128):032x}"'
     if rng.random() < 0.3:
-        headers["if-none-match"] = '"%032x"' % rng.getrandbits(128)
+        headers["if-none-match"] = f'"{rng.getrandbits(128):032x}"'
     if rng.random() < 0.3:
         headers["if-modified-since"] = "Wed, 21 Oct 2015 07:28:00 GMT"
     if rng.random() < 0.2:
@@ -206,7 +206,7 @@ def test_differential_against_sdk(monkeypatch):
         prepared = requests.Request(method, url, headers=sdk_headers).prepare()
         conf = CosConfig(Region="ap-guangzhou", SecretId=creds.access_key,
                          SecretKey=creds.secret_key, Token=token)
-        monkeypatch.setattr(cos_auth, "time", types.SimpleNamespace(time=lambda: ts))
+        monkeypatch.setattr(cos_auth, "time", types.SimpleNamespace(time=lambda ts=ts: ts))
         cos_auth.CosS3Auth(conf, key or None, params=dict(query), expire=expires)(prepared)
 
         assert req.headers["authorization"] == prepared.headers["Authorization"], (method, key, query)

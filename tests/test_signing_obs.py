@@ -14,7 +14,7 @@ from obs.convertor import Adapter
 from metafs.signing import Credentials, SignableRequest, uri_encode
 from metafs.signing.obs import ObsSigner, canonical_resource, signature, string_to_sign
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SERVER = "obs.cn-north-4.myhuaweicloud.com"
 
 
@@ -80,7 +80,7 @@ def _case(rng: random.Random):
     if rng.random() < 0.4:
         headers["range"] = f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"
     if rng.random() < 0.3:
-        headers["if-none-match"] = '"%032x"' % rng.getrandbits(128)
+        headers["if-none-match"] = f'"{rng.getrandbits(128):032x}"'
     if rng.random() < 0.3:
         headers["if-unmodified-since"] = "Wed, 21 Oct 2015 07:28:00 GMT"
     if rng.random() < 0.2:

@@ -12,7 +12,7 @@ from alibabacloud_oss_v2.types import HttpRequest, SigningContext
 from metafs.signing import Credentials, SignableRequest, uri_encode
 from metafs.signing.oss import OssV1Signer, OssV4Signer, v1_canonical_resource
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # --- published vectors: alibabacloud-oss-python-sdk-v2 tests/unit/signer -----
 # (reference §9 #10, #11)
@@ -138,7 +138,7 @@ def _case(rng: random.Random):
     if rng.random() < 0.4:
         headers["range"] = f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"
     if rng.random() < 0.3:
-        headers["if-match"] = '"%032X"' % rng.getrandbits(128)
+        headers["if-match"] = f'"{rng.getrandbits(128):032X}"'
     if rng.random() < 0.3:
         headers["if-modified-since"] = "Wed, 21 Oct 2015 07:28:00 GMT"
     if rng.random() < 0.2:

@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSRequest
 from metafs.signing import EMPTY_SHA256, Credentials, SignableRequest, uri_encode
 from metafs.signing.sigv4 import SigV4Signer
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # --- AWS sig-v4-header-based-auth examples (reference §9 #3, #4, #5) ------------
 
@@ -129,7 +129,7 @@ def _case(rng: random.Random):
     if rng.random() < 0.4:
         headers["range"] = f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"
     if rng.random() < 0.3:
-        headers["if-match"] = '"%032x"' % rng.getrandbits(128)
+        headers["if-match"] = f'"{rng.getrandbits(128):032x}"'
     if rng.random() < 0.3:
         headers["if-modified-since"] = "Wed,  21 Oct 2015 07:28:00 GMT"  # inner spaces collapse
     if rng.random() < 0.2:
