@@ -17,6 +17,7 @@ import logging.handlers
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from . import errors
 from .config import Config, parse_args
@@ -49,7 +50,7 @@ def _provider_title(cfg: Config) -> str:
 
     try:
         return dialects.dialect_for(cfg.provider, cfg.bucket).title
-    except Exception:  # naming the service must never hide the real error
+    except Exception:  # noqa: BLE001 - naming the service must never hide the real error
         return cfg.provider
 
 
@@ -76,7 +77,7 @@ def setup_logging(cfg: Config, detached: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.DEBUG if cfg.log_level == "debug" else logging.WARNING)
 
 
-def _serve(cfg: Config, on_ready=None) -> int:  # noqa: ANN001
+def _serve(cfg: Config, on_ready: Callable[[], None] | None = None) -> int:
     import trio
 
     from . import mount
@@ -85,7 +86,7 @@ def _serve(cfg: Config, on_ready=None) -> int:  # noqa: ANN001
     faulthandler.register(signal.SIGUSR1)  # dump stacks of a hung mount
     try:
         trio.run(mount.run, cfg, on_ready)
-    except BaseException as e:  # noqa: BLE001 - everything ends as one line and an exit code
+    except BaseException as e:  # everything ends as one line and an exit code
         if isinstance(e, KeyboardInterrupt):
             return 0
         msg = explain(_unwrap(e), cfg)

@@ -24,13 +24,17 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import trio
 
 from .errors import CredentialsError
 from .signing import Credentials
+
+if TYPE_CHECKING:  # botocore is imported only when the AWS chain is used
+    import botocore.credentials
+    import botocore.session
 
 log = logging.getLogger(__name__)
 
@@ -124,27 +128,31 @@ class CredentialSource:
 
     ``anonymous`` (``--no-sign-request``) sends unsigned requests;
     ``provider`` chooses where keys come from when no ``credentials_file``
-    is given (see the module docstring).
+    is given (see the module docstring).  ``clock`` (monotonic seconds)
+    paces the re-checks of the credentials file.
     """
 
     FILE_RECHECK = 1.0  # seconds between checks of the file's mtime
 
     def __init__(self, profile: str | None = None, anonymous: bool = False, *,
                  provider: str = "s3", credentials_file: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.profile = profile
         self.anonymous = anonymous
         self.provider = provider
         self.credentials_file = credentials_file
         self.environ = os.environ if environ is None else environ
-        self._creds: Any = None  # botocore Credentials or RefreshableCredentials
+        self._clock = clock
+        # botocore's Credentials, or RefreshableCredentials (which refresh themselves)
+        self._creds: botocore.credentials.Credentials | None = None
         self._static: Credentials | None = None  # file or vendor variables
         self._file_mtime = 0.0
         self._file_checked = 0.0
         self._file_warned = False
-        self._session: Any = None
+        self._session: botocore.session.Session | None = None
 
-    def session(self) -> Any:
+    def session(self) -> botocore.session.Session:
         """The botocore session (also the source of the profile's region)."""
         if self._session is None:
             import botocore.exceptions
@@ -163,11 +171,12 @@ class CredentialSource:
         if self.provider != "s3" or (self.anonymous and self.profile is None):
             return None
         try:
-            return self.session().get_config_variable("region")
+            region: str | None = self.session().get_config_variable("region")
         except CredentialsError:
             raise
-        except Exception:  # a malformed config file must not stop an explicit --region
+        except Exception:  # noqa: BLE001 - a malformed config file must not stop an explicit --region
             return None
+        return region
 
     def resolve(self) -> None:
         """Find credentials (blocking; call before the trio loop serves FUSE)."""
@@ -176,7 +185,7 @@ class CredentialSource:
         if self.credentials_file:
             self._static, self._file_mtime = read_credentials_file(self.credentials_file,
                                                                    self.provider)
-            self._file_checked = time.monotonic()
+            self._file_checked = self._clock()
             return
         if self.provider in VENDOR_ENV:
             self._static = static_from_env(self.provider, self.environ)
@@ -201,22 +210,21 @@ class CredentialSource:
             )
         self._creds = creds
 
-    def _recheck_file(self) -> None:
-        """Re-read the credentials file if it changed (at most once a second).
+    def _recheck_file(self, path: str) -> None:
+        """Re-read the credentials file ``path`` if it changed (at most once a second).
 
         A file that has become unreadable or invalid keeps the keys we
         have, with a warning: the next check may find it fixed.
         """
-        now = time.monotonic()
+        now = self._clock()
         if now - self._file_checked < self.FILE_RECHECK:
             return
         self._file_checked = now
         try:
-            mtime = os.stat(self.credentials_file).st_mtime  # type: ignore[arg-type]
+            mtime = os.stat(path).st_mtime
             if mtime != self._file_mtime:
-                self._static, self._file_mtime = read_credentials_file(
-                    self.credentials_file, self.provider)  # type: ignore[arg-type]
-                log.info("credentials file %s re-read", self.credentials_file)
+                self._static, self._file_mtime = read_credentials_file(path, self.provider)
+                log.info("credentials file %s re-read", path)
             self._file_warned = False
         except (OSError, CredentialsError) as e:
             if not self._file_warned:  # once per breakage, not once a second
@@ -228,7 +236,7 @@ class CredentialSource:
         if self.anonymous:
             return None
         if self.credentials_file and self._static is not None:
-            self._recheck_file()
+            self._recheck_file(self.credentials_file)
             return self._static
         if self._static is not None:
             return self._static
@@ -237,9 +245,12 @@ class CredentialSource:
             if self._static is not None:
                 return self._static
         c = self._creds
+        assert c is not None  # resolve() found AWS credentials or raised
         refresh_needed = getattr(c, "refresh_needed", None)
         if refresh_needed is not None and refresh_needed():
             frozen = await trio.to_thread.run_sync(c.get_frozen_credentials)
         else:
             frozen = c.get_frozen_credentials()
+        if frozen.access_key is None or frozen.secret_key is None:  # botocore's types allow it
+            raise CredentialsError("the AWS credential chain gave no access key pair")
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)

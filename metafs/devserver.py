@@ -33,8 +33,10 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 # moto reads its settings at import; keep it off any network but loopback
 # and make sure nothing in this process looks for instance metadata.
@@ -87,6 +89,9 @@ _KEPT_HEADERS = ("if-none-match", "if-match", "range", "authorization", "host",
                  "x-amz-security-token")
 
 
+_LIST_V1_PARAMS = {"prefix", "delimiter", "marker", "max-keys", "encoding-type"}
+
+
 def classify(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> str:
     """Name the S3 operation of a path-style request."""
     parts = path.lstrip("/").split("/", 1)
@@ -100,7 +105,7 @@ def classify(method: str, path: str, query: dict[str, str], headers: dict[str, s
     if method == "GET":
         if has_key:
             return "GET"
-        if "list-type" in query or not (set(query) - {"prefix", "delimiter", "marker", "max-keys", "encoding-type"}):
+        if "list-type" in query or not (set(query) - _LIST_V1_PARAMS):
             return "LIST"
     return "OTHER"
 
@@ -121,10 +126,10 @@ class CountingS3Server:
     # -- lifecycle -----------------------------------------------------
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]  # = server_address, typed str, not str | bytes
         return f"http://{host}:{port}"
 
-    def start(self) -> "CountingS3Server":
+    def start(self) -> CountingS3Server:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -166,9 +171,10 @@ class CountingS3Server:
         ActionAuthenticatorMixin.request_count = 0
 
     # -- WSGI ----------------------------------------------------------
-    def _control(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    def _control(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         action = environ["PATH_INFO"].rsplit("/", 1)[-1]
         q = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        body: Mapping[str, object]
         if action == "stats":
             body = self.counts()
         elif action == "reset":
@@ -189,7 +195,7 @@ class CountingS3Server:
                                   ("Content-Length", str(len(data)))])
         return [data]
 
-    def _wsgi(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    def _wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path.startswith("/__counter__/"):
             return self._control(environ, start_response)
@@ -218,11 +224,13 @@ class CountingS3Server:
                            [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
             return [] if method == "HEAD" else [body]
 
-        def recording_start_response(status: str, hdrs: list, exc_info: Any = None) -> Any:
+        def recording_start_response(status: str, hdrs: list[tuple[str, str]],
+                                     exc_info: Any = None) -> Callable[[bytes], object]:
             rec.status, rec.finished = int(status.split(" ", 1)[0]), time.monotonic()
             return start_response(status, hdrs, exc_info) if exc_info else start_response(status, hdrs)
 
-        return self._app(environ, recording_start_response)
+        answer: Iterable[bytes] = self._app(environ, recording_start_response)
+        return answer
 
 
 def main() -> None:

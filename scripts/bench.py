@@ -42,6 +42,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -50,6 +52,10 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"  # before moto/botocore are imp
 
 import bench_bare  # noqa: E402  (scripts/bench_bare.py)
 from metafs.devserver import CountingS3Server  # noqa: E402  (needs moto only to start a server)
+
+# One result: delay_ms, workload, tool, status, then what the run measured (JSON-ready).
+Record = dict[str, Any]
+Dataset = dict[str, list[tuple[str, int, dict[str, str]]]]  # bucket -> [(key, size, metadata)]
 
 BUCKET = "bench"             # 2,000-key directory, 200 files with metadata, nested tree
 BIG_BUCKET = "bench-100k"    # the 100,000-key directory, alone so it slows no other LIST
@@ -77,14 +83,15 @@ def user_metadata(i: int) -> dict[str, str]:
             "x-amz-meta-index": str(i)}
 
 
-def dataset(quick: bool) -> dict[str, list[tuple[str, int, dict[str, str]]]]:
+def dataset(quick: bool) -> Dataset:
     """bucket -> [(key, size, metadata)]"""
     small = [(k, (i * 37) % 1000, user_metadata(i)) for i, k in enumerate(D2K + M200 + TREE)]
-    big = [] if quick else [(k, i % 100, {}) for i, k in enumerate(D100K)]
+    big: list[tuple[str, int, dict[str, str]]] = (
+        [] if quick else [(k, i % 100, {}) for i, k in enumerate(D100K)])
     return {BUCKET: small, BIG_BUCKET: big}
 
 
-def load_into_moto(data: dict) -> None:
+def load_into_moto(data: Dataset) -> None:
     """Create buckets and objects in moto's in-process backend (seconds, not minutes)."""
     from moto.s3.models import s3_backends
 
@@ -96,7 +103,7 @@ def load_into_moto(data: dict) -> None:
             obj.set_metadata({"Content-Type": "text/plain", **meta})
 
 
-def build_tmpfs_copy(data: dict, root: Path) -> None:
+def build_tmpfs_copy(data: Dataset, root: Path) -> None:
     """The same names (sizes, user.* xattrs) in a tmpfs directory, one subdir per bucket."""
     for bucket, objects in data.items():
         for key, size, meta in objects:
@@ -119,7 +126,7 @@ class Workload:
     cmd: str             # shell command, cwd = mount root; {names} = dir of name lists
     fresh: bool          # True: on a new mount; False: on the mount of the workload before
     bucket: str = BUCKET
-    bare: tuple | None = None       # ("list", bucket, prefix, delimiter) | ("head", bucket, keys)
+    bare: tuple[Any, ...] | None = None  # ("list", bucket, prefix, delimiter) | ("head", bucket, keys)
     expect_out: int | None = None   # stdout lines a correct filesystem prints
     expect_err: int | None = None   # stderr lines a correct filesystem prints
     full_only: bool = False         # skipped with --quick
@@ -173,17 +180,17 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def metafs_command(url: str, bucket: str, mnt: str, ctx: "Context") -> tuple[list[str], dict]:
+def metafs_command(url: str, bucket: str, mnt: str, ctx: Context) -> tuple[list[str], dict[str, str]]:
     return ([sys.executable, "-m", "metafs", "--endpoint-url", url, "--region", REGION,
              "--foreground", bucket, mnt], child_env())
 
 
-def s3fs_command(url: str, bucket: str, mnt: str, ctx: "Context") -> tuple[list[str], dict]:
+def s3fs_command(url: str, bucket: str, mnt: str, ctx: Context) -> tuple[list[str], dict[str, str]]:
     return (["s3fs", bucket, mnt, "-o", f"url={url}", "-o", "use_path_request_style",
              "-o", f"passwd_file={ctx.passwd_file}", "-o", "ro", "-f"], child_env())
 
 
-def rclone_command(url: str, bucket: str, mnt: str, ctx: "Context") -> tuple[list[str], dict]:
+def rclone_command(url: str, bucket: str, mnt: str, ctx: Context) -> tuple[list[str], dict[str, str]]:
     env = child_env()
     env.pop("AWS_CA_BUNDLE", None)  # Debian's rclone refuses to start an S3 remote with it set
     return (["rclone", "mount", f":s3:{bucket}", mnt, "--read-only", "--s3-provider", "Other",
@@ -198,7 +205,7 @@ FUSE_TOOLS = {"metafs": metafs_command, "s3fs": s3fs_command, "rclone": rclone_c
 class Mount:
     tool: str
     path: str
-    proc: subprocess.Popen | None  # None for the tmpfs copy
+    proc: subprocess.Popen[bytes] | None  # None for the tmpfs copy
     seconds: float = 0.0
 
 
@@ -214,7 +221,7 @@ def is_mounted(path: str) -> bool:
         return any(line.split()[1] == path for line in f)
 
 
-def mount(tool: str, bucket: str, mnt: str, ctx: "Context", log: Path) -> Mount:
+def mount(tool: str, bucket: str, mnt: str, ctx: Context, log: Path) -> Mount:
     if tool == "tmpfs":
         return Mount(tool, str(ctx.tmpfs_root / bucket), None)
     argv, env = FUSE_TOOLS[tool](ctx.url, bucket, mnt, ctx)
@@ -262,7 +269,7 @@ def unmount(m: Mount, force: bool = False) -> None:
             ACTIVE.remove(m)
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after 5 s."""
     if proc.poll() is None:
         proc.terminate()
@@ -303,7 +310,7 @@ class Context:
     passwd_file: Path
     out: Path
     timeout: float
-    records: list[dict]
+    records: list[Record]
     mount_count: int = 0
 
     def new_mountpoint(self, tool: str) -> str:
@@ -324,7 +331,7 @@ def count_lines(path: Path) -> tuple[int, str]:
     return n, first
 
 
-def run_shell(ctx: Context, w: Workload, cwd: str) -> dict:
+def run_shell(ctx: Context, w: Workload, cwd: str) -> Record:
     """Run one workload command; returns seconds, status, exit code and output line counts."""
     cmd = w.cmd.format(names=ctx.names)
     out, err = ctx.work / "stdout", ctx.work / "stderr"
@@ -355,7 +362,7 @@ def run_shell(ctx: Context, w: Workload, cwd: str) -> dict:
                     pass
     out_lines, _ = count_lines(out)
     err_lines, err_first = count_lines(err)
-    rec = {"status": status, "seconds": seconds, "requests": requests, "rc": p.returncode,
+    rec: Record = {"status": status, "seconds": seconds, "requests": requests, "rc": p.returncode,
            "out_lines": out_lines, "err_lines": err_lines,
            "err_first": err_first.replace(cwd + "/", "").replace(cwd, "MNT")[:120]}
     problems = []
@@ -368,8 +375,8 @@ def run_shell(ctx: Context, w: Workload, cwd: str) -> dict:
     return rec
 
 
-def record(ctx: Context, delay: float, workload: str, tool: str, **fields) -> dict:
-    rec = {"delay_ms": delay, "workload": workload, "tool": tool, **fields}
+def record(ctx: Context, delay: float, workload: str, tool: str, **fields: object) -> Record:
+    rec: Record = {"delay_ms": delay, "workload": workload, "tool": tool, **fields}
     ctx.records.append(rec)
     t = rec.get("seconds")
     shown = fmt_seconds(t) if t is not None and rec.get("status", "ok") == "ok" else rec.get("status")
@@ -387,7 +394,7 @@ def run_tool(ctx: Context, tool: str, delay: float, workloads: list[Workload]) -
             groups.append([])
         groups[-1].append(w)
     mount_times: list[float] = []
-    mount_requests: dict | None = None
+    mount_requests: dict[str, int] | None = None
     rss: dict[str, int] = {}
     failures = 0
     for group in groups:
@@ -472,32 +479,34 @@ def fmt_mb(kb: int) -> str:
     return f"{kb / 1024:.1f} MB"
 
 
-def find(records: list[dict], delay: float, workload: str, tool: str) -> dict | None:
+def find(records: list[Record], delay: float, workload: str, tool: str) -> Record | None:
     for r in records:
         if r["delay_ms"] == delay and r["workload"] == workload and r["tool"] == tool:
             return r
     return None
 
 
-def cell(r: dict, timeout: float) -> str:
+def cell(r: Record, timeout: float) -> str:
     if r["status"] == "timeout":
         return f"timeout >{timeout:.0f}s"
-    if r["status"] in ("error", "skipped"):
-        return r["status"]
+    status: str = r["status"]
+    if status in ("error", "skipped"):
+        return status
     if "rss_kb" in r:
         return fmt_mb(r["rss_kb"])
     return fmt_seconds(r["seconds"])
 
 
-def value(r: dict | None) -> float | None:
+def value(r: Record | None) -> float | None:
     if r is None or r["status"] not in ("ok", "timeout"):
         return None
     return r.get("rss_kb", r.get("seconds"))
 
 
-def note(r: dict) -> str:
+def note(r: Record) -> str:
     if r["status"] in ("error", "skipped"):
-        return r.get("error", "")[:150]
+        error: str = r.get("error", "")
+        return error[:150]
     if r["tool"] == "bare":
         unit = "entries listed" if r["requests"].get("LIST") else "x 200 OK"
         return f"{r['out_lines']} {unit}; {r['requests_sent']}"
@@ -515,7 +524,7 @@ def note(r: dict) -> str:
     return ", ".join(parts)
 
 
-def table(records: list[dict], delay: float, tools: list[str], workloads: list[Workload],
+def table(records: list[Record], delay: float, tools: list[str], workloads: list[Workload],
           timeout: float) -> str:
     lines = [f"=== round trip {delay:g} ms (added to every S3 request) ===",
              f"{'workload / tool':24s} {'wall':>16s} {'LIST':>6s} {'HEAD':>7s} {'HEAD_COND':>9s} "
@@ -534,13 +543,13 @@ def table(records: list[dict], delay: float, tools: list[str], workloads: list[W
             counts = (f"{req.get('LIST', 0):6d} {req.get('HEAD', 0):7d} {req.get('HEAD_COND', 0):9d} "
                       f"{other:6d}" if req else " " * 31)
             lines.append(f"  {tool:22s} {cell(r, timeout):>16s} {counts}  {note(r)}")
-        m = value(find(records, delay, name, "metafs"))
         m_rec = find(records, delay, name, "metafs")
+        m = value(m_rec)
         ratios = []
         for peer in [t for t in tools if t != "metafs"] + ["bare"]:
             p_rec = find(records, delay, name, peer)
             p = value(p_rec)
-            if m is None or not p or m_rec["status"] != "ok":
+            if m_rec is None or p_rec is None or m is None or not p or m_rec["status"] != "ok":
                 continue
             prefix = "<" if p_rec["status"] == "timeout" else ""
             ratios.append(f"metafs/{peer} {prefix}{m / p:.3g}")
@@ -553,7 +562,7 @@ COLORS = {"bare": "#999999", "tmpfs": "#cccccc", "metafs": "#1f77b4", "s3fs": "#
           "rclone": "#2ca02c"}
 
 
-def chart(records: list[dict], delays: list[float], tools: list[str], workloads: list[Workload],
+def chart(records: list[Record], delays: list[float], tools: list[str], workloads: list[Workload],
           timeout: float, paths: list[Path]) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -564,7 +573,7 @@ def chart(records: list[dict], delays: list[float], tools: list[str], workloads:
     width = 0.84 / len(series)
     fig, axes = plt.subplots(len(delays), 1, squeeze=False,
                              figsize=(max(10.0, 1.25 * len(rows) + 2), 4.6 * len(delays)))
-    for ax, delay in zip(axes[:, 0], delays):
+    for ax, delay in zip(axes[:, 0], delays, strict=True):  # one row of axes per delay
         labelled: set[str] = set()
         heights: list[float] = []
         for j, tool in enumerate(series):
@@ -643,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
 
-    def on_sigterm(signum, frame):
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_sigterm)
 
@@ -653,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     server = CountingS3Server().start()
     ctx = Context(server, server.url, work, tmpfs_root, work / "names", work / "passwd-s3fs",
                   out, args.timeout, [])
-    results: dict = {
+    results: dict[str, Any] = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "quick": args.quick, "delays_ms": delays, "tools": tools, "timeout_s": args.timeout,

@@ -20,14 +20,15 @@ import os
 import sys
 import time
 import xml.etree.ElementTree as ET
+from typing import Any
 from urllib.parse import quote, urlencode
 
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-import httpx  # noqa: E402
-from botocore.auth import S3SigV4Auth  # noqa: E402
-from botocore.awsrequest import AWSRequest  # noqa: E402
-from botocore.credentials import Credentials  # noqa: E402
+import httpx
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 CONCURRENCY = 8
 REGION = "us-east-1"
@@ -38,7 +39,8 @@ def credentials() -> Credentials:
     return Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
 
 
-def s3_request(http: httpx.Client, method: str, url: str, params: dict | None = None) -> httpx.Response:
+def s3_request(http: httpx.Client, method: str, url: str,
+               params: dict[str, str] | None = None) -> httpx.Response:
     if params:
         url += "?" + urlencode(sorted(params.items()), quote_via=quote)
     req = AWSRequest(method=method, url=url)
@@ -73,7 +75,7 @@ def head_all(http: httpx.Client, url: str, bucket: str, keys: list[str]) -> int:
         return sum(status == 200 for status in pool.map(head, keys))
 
 
-def describe(spec: list) -> str:
+def describe(spec: list[Any]) -> str:
     kind, bucket, *rest = spec
     if kind == "list":
         prefix, delimiter = rest

@@ -18,7 +18,7 @@ from tests.fakes import CaseSpace, count, signing_case, text, url_encoding, valu
 DOC_AK = "AKIDQjz3ltompVjBni5LitkWHFlFpwkn9U5q"
 DOC_SK = "BQYIM75p8x0iWVFSIgqEKwFprpRSVHlz"
 DOC_HOST = "examplebucket-1250000000.cos.ap-beijing.myqcloud.com"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _at(start: int) -> dt.datetime:
@@ -184,7 +184,7 @@ def test_differential_against_sdk(monkeypatch):
         prepared = requests.Request(method, url, headers=sdk_headers).prepare()
         conf = CosConfig(Region="ap-guangzhou", SecretId=creds.access_key,
                          SecretKey=creds.secret_key, Token=token)
-        monkeypatch.setattr(cos_auth, "time", types.SimpleNamespace(time=lambda: ts))
+        monkeypatch.setattr(cos_auth, "time", types.SimpleNamespace(time=lambda ts=ts: ts))
         cos_auth.CosS3Auth(conf, key or None, params=dict(query), expire=expires)(prepared)
 
         assert req.headers["authorization"] == prepared.headers["Authorization"], (method, key, query)

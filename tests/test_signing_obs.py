@@ -15,7 +15,7 @@ from metafs.signing import Credentials, SignableRequest, uri_encode
 from metafs.signing.obs import ObsSigner, canonical_resource, signature, string_to_sign
 from tests.fakes import CaseSpace, count, signing_case, text, url_encoding, valueless
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SERVER = "obs.cn-north-4.myhuaweicloud.com"
 
 

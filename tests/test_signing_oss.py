@@ -13,7 +13,7 @@ from metafs.signing import Credentials, SignableRequest, uri_encode
 from metafs.signing.oss import OssV1Signer, OssV4Signer, v1_canonical_resource
 from tests.fakes import CaseSpace, count, signing_case, text, url_encoding, valueless
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # --- published vectors: alibabacloud-oss-python-sdk-v2 tests/unit/signer -----
 # (reference §9 #10, #11)

@@ -13,7 +13,7 @@ from metafs.signing import EMPTY_SHA256, Credentials, SignableRequest, uri_encod
 from metafs.signing.sigv4 import SigV4Signer
 from tests.fakes import CaseSpace, count, signing_case, text, url_encoding, valueless
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # --- AWS sig-v4-header-based-auth examples (reference §9 #3, #4, #5) ------------
 

@@ -62,7 +62,13 @@ from metafs.signing.sigv4 import SigV4Signer
 
 DIALECTS = ("cos", "oss", "obs", "s3express")
 KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "LOCATION", "SESSION", "GET", "OTHER")
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
+
+# The providers' own error messages, word for word.
+_NO_SUCH_OSS_KEY = "The OSS Access Key Id you provided does not exist in our records."
+_NO_SUCH_AWS_KEY = "The AWS Access Key Id you provided does not exist in our records."
+_SKEWED = "The difference between the request time and the current time is too large."
+_MISMATCH = "The request signature we calculated does not match the signature you provided."
 
 
 def crc64_xz(data: bytes) -> int:
@@ -150,7 +156,7 @@ class VendorServer:
     def endpoint_url(self) -> str:
         return f"http://{self.endpoint_host}"
 
-    def start(self) -> "VendorServer":
+    def start(self) -> VendorServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -309,12 +315,12 @@ class VendorServer:
         creds = StaticCredentialsProvider(self.access_key, self.secret_key).get_credentials()
         if auth.startswith("OSS4-HMAC-SHA256 "):
             parts = dict(p.strip().partition("=")[::2] for p in auth[17:].split(","))
-            ak, _, scope = parts.get("Credential", "").partition("/")
+            ak = parts.get("Credential", "").partition("/")[0]
             if ak != self.access_key:
-                raise _Reject(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.")
+                raise _Reject(403, "InvalidAccessKeyId", _NO_SUCH_OSS_KEY)
             when = dt.datetime.strptime(headers.get("x-oss-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=_UTC)
             if abs(time.time() - when.timestamp()) > 900:
-                raise _Reject(403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
+                raise _Reject(403, "RequestTimeTooSkewed", _SKEWED)
             extra = {h for h in parts.get("AdditionalHeaders", "").split(";") if h}
             ctx = SigningContext(product="oss", region=self.region.removeprefix("oss-"),
                                  bucket=self.bucket, key=key or None, request=sdk_req,
@@ -323,7 +329,7 @@ class VendorServer:
             SignerV4().sign(ctx)
         elif auth.startswith("OSS "):
             if auth[4:].partition(":")[0] != self.access_key:
-                raise _Reject(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.")
+                raise _Reject(403, "InvalidAccessKeyId", _NO_SUCH_OSS_KEY)
             when = email.utils.parsedate_to_datetime(headers.get("date", ""))
             ctx = SigningContext(bucket=self.bucket, key=key or None, request=sdk_req,
                                  signing_time=when, credentials=creds)
@@ -331,8 +337,7 @@ class VendorServer:
         else:
             raise _Reject(400, "InvalidArgument", "Authorization header is invalid.")
         if sdk_req.headers["Authorization"] != auth:
-            raise _Reject(403, "SignatureDoesNotMatch",
-                          "The request signature we calculated does not match the signature you provided.")
+            raise _Reject(403, "SignatureDoesNotMatch", _MISMATCH)
         self._check_token("x-oss-security-token", headers)
 
     def _verify_obs(self, method: str, query: list[tuple[str, str]], headers: dict[str, str],
@@ -341,18 +346,17 @@ class VendorServer:
         from obs.convertor import Adapter
 
         if not auth.startswith("OBS ") or auth[4:].partition(":")[0] != self.access_key:
-            raise _Reject(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+            raise _Reject(403, "InvalidAccessKeyId", _NO_SUCH_AWS_KEY)
         date = headers.get("x-obs-date") or headers.get("date", "")
         if abs(time.time() - email.utils.parsedate_to_datetime(date).timestamp()) > 900:
-            raise _Reject(403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.")
+            raise _Reject(403, "RequestTimeTooSkewed", _SKEWED)
         path_args = {k: (v if v != "" else None) for k, v in query}
         signer = obs_auth.Authentication(self.access_key, self.secret_key, False, Adapter("obs"),
                                          self.endpoint_host, False)
         expected = signer.doAuth(method, self.bucket, key, path_args,
                                  {k: v for k, v in headers.items() if k != "authorization"})
         if expected["Authorization"] != auth:
-            raise _Reject(403, "SignatureDoesNotMatch",
-                          "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
+            raise _Reject(403, "SignatureDoesNotMatch", _MISMATCH + " Check your key and signing method.")
         self._check_token("x-obs-security-token", headers)
 
     def _verify_express(self, method: str, raw_path: str, query: list[tuple[str, str]],
@@ -361,14 +365,14 @@ class VendorServer:
             raise _Reject(400, "InvalidRequest", "SigV4 only")
         parts = dict(p.strip().partition("=")[::2] for p in auth[17:].split(","))
         ak, _, scope = parts.get("Credential", "").partition("/")
-        date, region, service, _ = (scope.split("/") + ["", "", "", ""])[:4]
+        _date, region, service, _ = (scope.split("/") + ["", "", "", ""])[:4]
         if service != "s3express" or region != self.region:
             raise _Reject(403, "SignatureDoesNotMatch", f"wrong scope {scope}")
         iam_only = rec.kind in ("HEAD_BUCKET", "SESSION")
         session = None
         if iam_only:
             if ak != self.access_key:
-                raise _Reject(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+                raise _Reject(403, "InvalidAccessKeyId", _NO_SUCH_AWS_KEY)
             if "x-amz-s3session-token" in headers:
                 raise _Reject(400, "InvalidRequest", "this operation takes IAM credentials")
             creds = Credentials(ak, self.secret_key, self.token)
@@ -393,8 +397,7 @@ class VendorServer:
         now = dt.datetime.strptime(headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=_UTC)
         SigV4Signer(self.region, service="s3express", token_header=token_header).sign(sreq, creds, now)
         if sreq.headers["authorization"] != auth:
-            raise _Reject(403, "SignatureDoesNotMatch",
-                          "The request signature we calculated does not match the signature you provided.")
+            raise _Reject(403, "SignatureDoesNotMatch", _MISMATCH)
         if iam_only:
             self._check_token("x-amz-security-token", headers)
         return session
@@ -479,7 +482,8 @@ class VendorServer:
             return 304, out + [("etag", obj.etag)], b""
         im = headers.get("if-match")
         if im is not None and im != obj.etag:
-            raise _Reject(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.")
+            raise _Reject(412, "PreconditionFailed",
+                          "At least one of the pre-conditions you specified did not hold.")
         if method == "HEAD":
             return 200, out + meta + [("content-length", str(len(obj.body)))], b""
         rng = headers.get("range", "")
@@ -508,7 +512,8 @@ class VendorServer:
         v2 = query.get("list-type") == "2"
         if v2 != (self.dialect in ("oss", "s3express")):
             # COS/OBS are listed with V1 here; OSS and directory buckets with V2.
-            raise _Reject(400, "InvalidArgument", f"this fake serves {'V2' if not v2 else 'V1'} listings only")
+            raise _Reject(400, "InvalidArgument",
+                          f"this fake serves {'V2' if not v2 else 'V1'} listings only")
         with self._lock:
             keys = sorted(k for k in self.objects if k.startswith(prefix) and k not in self.delete_markers)
             objects = dict(self.objects)
@@ -617,7 +622,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.rfile.read(length)
         try:
             status, out, body = self.server_ref.handle(self.command, self.path, headers)
-        except Exception:  # a bug in the fake: a 500 the test will notice, not a hang
+        except Exception:  # noqa: BLE001 - a bug in the fake: a 500 the test will notice, not a hang
             import traceback
             traceback.print_exc()
             status, out, body = 500, [], b""

@@ -61,8 +61,8 @@ SUBRESOURCES = frozenset({
 def _utc(now: _dt.datetime) -> _dt.datetime:
     """``now`` as aware UTC; a naive value is taken to be UTC already."""
     if now.tzinfo is None:
-        return now.replace(tzinfo=_dt.timezone.utc)
-    return now.astimezone(_dt.timezone.utc)
+        return now.replace(tzinfo=_dt.UTC)
+    return now.astimezone(_dt.UTC)
 
 
 def canonical_resource(bucket: str, key: str, query: Iterable[tuple[str, str]]) -> str:

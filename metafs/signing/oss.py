@@ -58,8 +58,8 @@ V1_SUBRESOURCES = frozenset({
 def _utc(now: _dt.datetime) -> _dt.datetime:
     """``now`` as aware UTC; a naive value is taken to be UTC already."""
     if now.tzinfo is None:
-        return now.replace(tzinfo=_dt.timezone.utc)
-    return now.astimezone(_dt.timezone.utc)
+        return now.replace(tzinfo=_dt.UTC)
+    return now.astimezone(_dt.UTC)
 
 
 def _hmac(key: bytes, msg: str) -> bytes:

@@ -52,7 +52,7 @@ class SigV4Signer:
 
     def sign(self, req: SignableRequest, creds: Credentials, now: _dt.datetime) -> None:
         if now.tzinfo is not None:  # the scope date is UTC's, whatever the caller's zone
-            now = now.astimezone(_dt.timezone.utc)
+            now = now.astimezone(_dt.UTC)
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         date = amz_date[:8]
         h = req.headers
