@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uid", type=int, default=None, help="owner of every file (default: yours)")
     p.add_argument("--gid", type=int, default=None, help="group of every file (default: yours)")
     p.add_argument("--file-mode", type=_mode, default=0o444, help="permission bits of files (default 0444)")
-    p.add_argument("--dir-mode", type=_mode, default=0o555, help="permission bits of directories (default 0555)")
+    p.add_argument("--dir-mode", type=_mode, default=0o555,
+                   help="permission bits of directories (default 0555)")
     p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
     p.add_argument("--foreground", "-f", action="store_true",
                    help="stay attached; without it, return once the mount is live")

@@ -34,9 +34,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 from wsgiref.types import StartResponse, WSGIEnvironment
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo  # StartResponse's exc_info; _typeshed exists only for checkers
 
 # moto reads its settings at import; keep it off any network but loopback
 # and make sure nothing in this process looks for instance metadata.
@@ -61,7 +64,8 @@ def _moto_server(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> t
                           f"pip install -e '.[server]' ({e})") from e
 
     class QuietHandler(MotoRequestHandler):
-        def log_request(self, *args: Any, **kwargs: Any) -> None:  # one line per request drowns output
+        # werkzeug's WSGIRequestHandler.log_request, silenced: one line per request drowns output.
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass
 
     moto_app = DomainDispatcherApplication(create_backend_app)
@@ -225,7 +229,7 @@ class CountingS3Server:
             return [] if method == "HEAD" else [body]
 
         def recording_start_response(status: str, hdrs: list[tuple[str, str]],
-                                     exc_info: Any = None) -> Callable[[bytes], object]:
+                                     exc_info: OptExcInfo | None = None) -> Callable[[bytes], object]:
             rec.status, rec.finished = int(status.split(" ", 1)[0]), time.monotonic()
             return start_response(status, hdrs, exc_info) if exc_info else start_response(status, hdrs)
 

@@ -20,8 +20,8 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 from pyfuse3 import FUSEError
@@ -40,15 +40,20 @@ from .xattrs import SYSTEM_NS, USER_NS, is_foreign
 
 log = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+P = ParamSpec("P")
+R = TypeVar("R")
 _XATTR_PREFIXES = (USER_NS.encode(), SYSTEM_NS.encode())
 
 
-def _boundary(fn: F) -> F:
-    """The one place where exceptions become errno (see the module docstring)."""
+def _boundary(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The one place where exceptions become errno (see the module docstring).
+
+    The wrapper keeps ``fn``'s parameters, and returns a coroutine (not just an
+    awaitable) because that is what pyfuse3.Operations' async handlers return.
+    """
 
     @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
         except FUSEError:
@@ -61,7 +66,7 @@ def _boundary(fn: F) -> F:
             log.exception("%s failed unexpectedly", fn.__name__)
             raise FUSEError(errno.EIO) from None
 
-    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature F promises
+    return wrapper
 
 
 class _DirHandle:
@@ -190,7 +195,8 @@ class Operations(pyfuse3.Operations):
         return file_attrs(node.ino, found.meta, self.own, self._remaining(found.expires))
 
     @_boundary
-    async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         """Read-only: EROFS (the kernel normally refuses first, because of ``ro``)."""
         raise FUSEError(errno.EROFS)
 
@@ -349,12 +355,12 @@ class Operations(pyfuse3.Operations):
         return list(found)
 
     @_boundary
-    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
         """Read-only: EROFS."""
         raise FUSEError(errno.EROFS)
 
     @_boundary
-    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         """Read-only: EROFS."""
         raise FUSEError(errno.EROFS)
 

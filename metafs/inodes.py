@@ -19,7 +19,7 @@ Rules (pyfuse3's lookup-count contract, mountpoint-s3's InodeMap):
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,9 @@ class InodeTable:
         """
         slot = (parent.ino, name)
         node = self.children.get(slot)
-        if node is not None:
-            if node.is_dir == is_dir:
-                return node
-            # Kind changed: the old inode lives on until forgotten, detached.
+        if node is not None and node.is_dir == is_dir:
+            return node
+        # Absent, or the kind changed: then the old inode lives on until forgotten, detached.
         if key is None:  # callers that hold the key pass it: one string, not two
             key = parent.key + name + ("/" if is_dir else "")
         node = Node(self._next, parent.ino, name, key, is_dir)

@@ -29,7 +29,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from .dirlist import Listing, split_key
 from .inodes import InodeTable
@@ -105,7 +104,7 @@ class KernelInvalidation:
         self._submit = submit
         self.count = 0
 
-    def evicted(self, table: str, key: str, value: Any) -> None:
+    def evicted(self, table: str, key: str, value: object) -> None:
         """The cache's bound dropped an entry.  Must not raise (it runs inside cache operations)."""
         try:
             if table == "listings":

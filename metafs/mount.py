@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pyfuse3

@@ -149,7 +149,7 @@ class Namespace:
     async def _list_ahead(self, lst: Listing) -> None:
         try:
             await self._listings.fill(lst, len(lst.entries))  # one more page
-        except Exception as e:  # a failed guess costs nothing but this line
+        except Exception as e:  # noqa: BLE001 - a failed guess costs only this line; raising would end the mount
             log.debug("listing %r ahead of lookups failed: %s", lst.dir_key, e)
 
     # -- probes -------------------------------------------------------------------

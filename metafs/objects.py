@@ -64,7 +64,7 @@ class Readahead:
             if st is None or pos != st[0]:
                 self._state[lst.dir_key] = [pos, 0, pos + 1]
             return range(0)
-        last, window, ahead = st
+        _last, window, ahead = st
         window = min(self.max_window, max(2, window * 2))
         start = max(pos + 1, ahead)
         end = min(pos + 1 + window, len(lst.entries))
@@ -187,5 +187,5 @@ class ObjectMetadata:
         async with self._limiter:
             try:
                 await self._get(key, head_level=True)
-            except Exception as e:  # a failed guess costs nothing but this line
+            except Exception as e:  # noqa: BLE001 - a failed guess costs only this line; raising would end the mount
                 log.debug("readahead of %r failed: %s", key, e)

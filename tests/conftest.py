@@ -14,8 +14,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -50,7 +50,7 @@ def s3(s3server: CountingS3Server) -> Iterator[CountingS3Server]:
 
 
 @pytest.fixture(scope="session")
-def boto(s3server: CountingS3Server):  # noqa: ANN201
+def boto(s3server: CountingS3Server):
     import boto3
 
     return boto3.client("s3", endpoint_url=s3server.url, region_name="us-east-1",
@@ -61,7 +61,7 @@ _bucket_ids = itertools.count()
 
 
 @pytest.fixture
-def bucket(boto, request) -> str:  # noqa: ANN001
+def bucket(boto, request) -> str:
     """A fresh, empty bucket named after the test."""
     stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"t{next(_bucket_ids)}-{stem}"
@@ -103,7 +103,7 @@ def _require_fuse() -> None:
 
 
 @pytest.fixture
-def mount(s3: CountingS3Server, tmp_path: Path):  # noqa: ANN201
+def mount(s3: CountingS3Server, tmp_path: Path):
     """Factory: ``mount(bucket, *options)`` -> a live :class:`Mount`.
 
     Teardown unmounts, requires exit status 0, and fails the test if the
@@ -134,11 +134,11 @@ def mount(s3: CountingS3Server, tmp_path: Path):  # noqa: ANN201
             subprocess.run([FUSERMOUNT, "-u", str(m.path)], capture_output=True)
             try:
                 rc = m.proc.wait(15)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired as e:
                 subprocess.run([FUSERMOUNT, "-uz", str(m.path)], capture_output=True)
                 m.proc.send_signal(signal.SIGKILL)
                 m.proc.wait(5)
-                raise AssertionError("metafs did not exit after unmount")
+                raise AssertionError("metafs did not exit after unmount") from e
             assert rc == 0, f"metafs exited {rc}: {m.log_text()}"
         elif m.proc.poll() is None:
             m.proc.kill()

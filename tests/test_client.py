@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import httpx
@@ -84,7 +85,8 @@ def test_force_path_style():
     assert str(srv.requests[0].url) == "https://s3.example.com/bkt/k"
 
 
-# Regression (was a bug): IPv6 endpoint loses its brackets: netloc '::1:9000' makes httpx raise InvalidURL (not even a MetafsError)
+# Regression (was a bug): IPv6 endpoint loses its brackets: netloc '::1:9000' makes httpx raise
+# InvalidURL (not even a MetafsError)
 def test_ipv6_endpoint_path_style():
     srv = Server(200)
     run(srv, head("k"), endpoint_url="http://[::1]:9000")
@@ -113,7 +115,8 @@ def test_wire_path_encoding_of_odd_keys_virtual_hosted():
 
 
 @pytest.mark.parametrize("key", ["a/./b", "a/../b", "./x"])
-# Regression (was a bug): '.'/'..' segments of a key are left literal by uri_encode and httpx removes them from the URL, so another key is requested than was signed
+# Regression (was a bug): '.'/'..' segments of a key are left literal by uri_encode and httpx removes
+# them from the URL, so another key is requested than was signed
 def test_dot_segments_in_keys_reach_the_wire(key):
     srv = Server(200)
     run(srv, head(key), credentials=StaticCredentials())
@@ -522,7 +525,8 @@ def test_get_range_404_is_not_found():
     fails(errors.NotFoundError, Server(404), lambda c: c.get_range("k", 0, 9, None))
 
 
-# Regression (was a bug): _send parses every 2xx body as an S3 error; object data that is an <Error> document with a throttling code is retried and reported as ServerError
+# Regression (was a bug): _send parses every 2xx body as an S3 error; object data that is an <Error>
+# document with a throttling code is retried and reported as ServerError
 def test_get_range_data_that_looks_like_an_error_document():
     data = xml_error("SlowDown", "example of a throttling answer")
     srv = Server(httpx.Response(206, content=data))

@@ -9,8 +9,12 @@ import pytest
 import trio
 
 from metafs import errors
-from metafs.credentials import (CredentialSource, parse_credentials_file, read_credentials_file,
-                                static_from_env)
+from metafs.credentials import (
+    CredentialSource,
+    parse_credentials_file,
+    read_credentials_file,
+    static_from_env,
+)
 from metafs.signing import Credentials
 from tests.fakes import SECRET, TOKEN, no_secret_in
 

@@ -27,8 +27,21 @@ from metafs.s3.model import Absent, Fresh, parse_list, parse_location
 from metafs.signing import Credentials, SignableRequest
 from metafs.signing.cos import cos_signature
 from metafs.signing.sigv4 import SigV4Signer
-from tests.fakes import (EXPRESS_BUCKET, NOW, SECRET, TOKEN, ExpressServer, Server, StaticCredentials,
-                         headers_of, listing, no_secret_in, run, wire_query, xml_error)
+from tests.fakes import (
+    EXPRESS_BUCKET,
+    NOW,
+    SECRET,
+    TOKEN,
+    ExpressServer,
+    Server,
+    StaticCredentials,
+    headers_of,
+    listing,
+    no_secret_in,
+    run,
+    wire_query,
+    xml_error,
+)
 
 COS_BUCKET = "examplebucket-1250000000"
 
@@ -62,7 +75,8 @@ def _verify_cos(req: httpx.Request, key: str, secret: str = SECRET) -> None:
     fields = dict(p.partition("=")[::2] for p in h["authorization"].split("&"))
     header_list = fields["q-header-list"].split(";")
     params = wire_query(req)
-    assert sorted(k.lower() for k, _ in params) == sorted(p for p in fields["q-url-param-list"].split(";") if p)
+    assert sorted(k.lower() for k, _ in params) == sorted(
+        p for p in fields["q-url-param-list"].split(";") if p)
     expected = cos_signature(secret, fields["q-key-time"], req.method, "/" + key, params,
                              [(n, h[n]) for n in header_list])
     assert fields["q-signature"] == expected
@@ -132,7 +146,7 @@ def test_cos_delete_marker_is_absent():
 
 def test_vendor_redirect_is_an_error_naming_the_location():
     srv = Server(httpx.Response(301, headers={"location": "https://b.obs.cn-east-3.myhuaweicloud.com/"}))
-    with pytest.raises(errors.S3Error, match="cn-east-3.*check --region"):
+    with pytest.raises(errors.S3Error, match=r"cn-east-3.*check --region"):
         run(srv, lambda c: c.head_object("k"), dialect=OBS, region="cn-north-4")
     assert len(srv.requests) == 1
 
@@ -154,7 +168,7 @@ def _verify_oss(req: httpx.Request, bucket: str, key: str, region: str, v1: bool
         SignerV1().sign(SigningContext(bucket=bucket, key=key or None, request=sdk, credentials=creds,
                                        signing_time=parsedate_to_datetime(h["date"])))
     else:
-        when = dt.datetime.strptime(h["x-oss-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(h["x-oss-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
         SignerV4().sign(SigningContext(product="oss", region=region, bucket=bucket, key=key or None,
                                        request=sdk, signing_time=when, credentials=creds))
     assert sdk.headers["Authorization"] == h["authorization"]
@@ -236,7 +250,8 @@ def test_oss_wrong_endpoint_is_followed_on_default_endpoints(caplog):
     wrong = httpx.Response(403, content=xml_error(
         "AccessDenied", "The bucket you are attempting to access must be addressed using the "
         "specified endpoint.", Endpoint="oss-cn-beijing.aliyuncs.com"))
-    srv = Server(wrong, httpx.Response(200, content=b"<LocationConstraint>oss-cn-beijing</LocationConstraint>"))
+    srv = Server(wrong,
+                 httpx.Response(200, content=b"<LocationConstraint>oss-cn-beijing</LocationConstraint>"))
 
     async def go(c: S3Client) -> str:
         await c.check_bucket()
@@ -253,7 +268,8 @@ def test_oss_wrong_endpoint_is_followed_on_default_endpoints(caplog):
     assert len([r for r in caplog.records if "is in region" in r.getMessage()]) == 1
     # A custom domain cannot be re-pointed: one clear error.
     custom = Server(wrong)
-    with pytest.raises(errors.WrongRegionError, match="must be addressed at oss-cn-beijing.aliyuncs.com"):
+    with pytest.raises(errors.WrongRegionError,
+                       match=re.escape("must be addressed at oss-cn-beijing.aliyuncs.com")):
         run(custom, lambda c: c.check_bucket(), dialect=OSS, region="cn-hangzhou",
             endpoint_url="https://files.example.com")
     assert len(custom.requests) == 1
@@ -288,7 +304,7 @@ def test_obs_requests_paging_and_sdk_agreement():
         head = await c.head_object("dir one/c+d")
         return info, p1, p2, head
 
-    info, p1, p2, head = run(srv, go, dialect=OBS, region="cn-north-4",
+    info, p1, _p2, head = run(srv, go, dialect=OBS, region="cn-north-4",
                              credentials=StaticCredentials(TOKEN))
     assert info.region == "cn-north-4"
     assert str(srv.requests[0].url) == "https://bkt.obs.cn-north-4.myhuaweicloud.com/"
@@ -296,7 +312,7 @@ def test_obs_requests_paging_and_sdk_agreement():
     assert [o.key for o in p1.objects] == ["a b", "c+d"] and p1.next_token == "c+d"
     assert wire_query(srv.requests[2]) == [("prefix", "dir one/"), ("encoding-type", "url"),
                                            ("marker", "c+d")]
-    for r, key in zip(srv.requests, ["", "", "", "dir one/c+d"]):
+    for r, key in zip(srv.requests, ["", "", "", "dir one/c+d"], strict=True):
         h = headers_of(r)
         assert h["authorization"].startswith("OBS AKID:")
         assert h["x-obs-security-token"] == TOKEN and "date" in h
@@ -417,7 +433,7 @@ def test_follows_region_redirects_in_the_client():
     assert [r.url.host for r in srv.requests] == ["bkt.obs.cn-north-4.myhuaweicloud.com",
                                                   "bkt.obs.cn-east-3.myhuaweicloud.com"]
     srv = Server(moved, 200)
-    with pytest.raises(errors.S3Error, match="PermanentRedirect.*cn-east-3"):
+    with pytest.raises(errors.S3Error, match=r"PermanentRedirect.*cn-east-3"):
         run(srv, go, dialect=dataclasses.replace(S3, follows_region_redirects=False))
     assert len(srv.requests) == 1
 

@@ -17,8 +17,17 @@ from metafs.s3.client import S3Client
 from metafs.s3.express import Session, SessionCache, renewal_margin
 from metafs.s3.model import Fresh, parse_create_session
 from metafs.signing import Credentials
-from tests.fakes import (EXPRESS_BUCKET, NOW, ExpressServer, Server, headers_of, no_secret_in, run,
-                         session_answer, xml_error)
+from tests.fakes import (
+    EXPRESS_BUCKET,
+    NOW,
+    ExpressServer,
+    Server,
+    headers_of,
+    no_secret_in,
+    run,
+    session_answer,
+    xml_error,
+)
 
 
 def test_directory_bucket_session_renewed_before_expiry_and_shared():

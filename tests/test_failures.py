@@ -35,14 +35,14 @@ def assert_one_line_failure(r: subprocess.CompletedProcess, *needles: str) -> st
 
 
 @pytest.mark.parametrize("foreground", [True, False])
-def test_wrong_bucket(s3, tmp_path, foreground):  # noqa: ANN001
+def test_wrong_bucket(s3, tmp_path, foreground):
     args = ["--foreground"] if foreground else []
     r = run_metafs(*args, "--endpoint-url", s3.url, "no-such-bucket", str(tmp_path))
     assert_one_line_failure(r, "bucket 'no-such-bucket' does not exist")
     assert not os.path.ismount(tmp_path)
 
 
-def test_bad_credentials(s3, boto, bucket, tmp_path):  # noqa: ANN001
+def test_bad_credentials(s3, boto, bucket, tmp_path):
     # moto checks real SigV4 signatures once auth is on: create an IAM user
     # with a key, then present that key with the wrong secret.
     import boto3
@@ -63,13 +63,13 @@ def test_bad_credentials(s3, boto, bucket, tmp_path):  # noqa: ANN001
     assert not os.path.ismount(tmp_path)
 
 
-def test_no_credentials_at_all(s3, bucket, tmp_path):  # noqa: ANN001
+def test_no_credentials_at_all(s3, bucket, tmp_path):
     env = {k: v for k, v in base_env().items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     r = run_metafs("--endpoint-url", s3.url, bucket, str(tmp_path), env=env)
     assert_one_line_failure(r, "no AWS credentials found")
 
 
-def test_unreachable_endpoint(tmp_path):  # noqa: ANN001
+def test_unreachable_endpoint(tmp_path):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -80,7 +80,7 @@ def test_unreachable_endpoint(tmp_path):  # noqa: ANN001
     assert time.monotonic() - t0 < 15
 
 
-def test_hanging_endpoint_at_start(s3, bucket, tmp_path):  # noqa: ANN001
+def test_hanging_endpoint_at_start(s3, bucket, tmp_path):
     s3.set_fault("hang", hang_seconds=30)
     t0 = time.monotonic()
     r = run_metafs("--endpoint-url", s3.url, "--request-timeout", "0.5", "--retries", "1",
@@ -90,7 +90,7 @@ def test_hanging_endpoint_at_start(s3, bucket, tmp_path):  # noqa: ANN001
     assert len(s3.log("HEAD_BUCKET")) == 2  # one attempt + one retry
 
 
-def test_server_errors_give_eio_after_retries_then_recover(mount, bucket, s3):  # noqa: ANN001
+def test_server_errors_give_eio_after_retries_then_recover(mount, bucket, s3):
     put_many(bucket, ["cached.txt", "later.txt"])
     m = mount(bucket, "--metadata-ttl", "1", "--retries", "2", "--request-timeout", "2")
     m.run("getfattr -d cached.txt")
@@ -111,7 +111,7 @@ def test_server_errors_give_eio_after_retries_then_recover(mount, bucket, s3):  
     assert "serving cached metadata" in m.log_text()
 
 
-def test_hanging_server_gives_eio_within_timeout(mount, bucket, s3):  # noqa: ANN001
+def test_hanging_server_gives_eio_within_timeout(mount, bucket, s3):
     put_many(bucket, ["f"])
     m = mount(bucket, "--request-timeout", "0.5", "--retries", "1")
     s3.set_fault("hang", hang_seconds=20)
@@ -124,12 +124,12 @@ def test_hanging_server_gives_eio_within_timeout(mount, bucket, s3):  # noqa: AN
     assert m.run("stat -c %s f").stdout.strip() == "1"  # recovered
 
 
-def test_malformed_listing_gives_eio_not_a_crash(mount, bucket, s3, monkeypatch):  # noqa: ANN001
+def test_malformed_listing_gives_eio_not_a_crash(mount, bucket, s3, monkeypatch):
     put_many(bucket, ["d/a", "d/b"])
     m = mount(bucket)
     original = s3._app
 
-    def broken(environ, start_response):  # noqa: ANN001, ANN202
+    def broken(environ, start_response):
         if environ.get("QUERY_STRING", "").find("delimiter") >= 0:
             body = b"<ListBucketResult><Contents><Key>unterminated"
             start_response("200 OK", [("Content-Type", "application/xml"),
@@ -145,20 +145,21 @@ def test_malformed_listing_gives_eio_not_a_crash(mount, bucket, s3, monkeypatch)
     assert "not valid XML" in m.log_text()
 
 
-def test_sigterm_unmounts_and_exits_zero(s3, bucket, tmp_path):  # noqa: ANN001
+def test_sigterm_unmounts_and_exits_zero(s3, bucket, tmp_path):
     put_many(bucket, ["x"])
     proc = subprocess.Popen([sys.executable, "-m", "metafs", "--foreground", "--endpoint-url", s3.url,
                              bucket, str(tmp_path)], env=base_env(), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    wait_for_mount(tmp_path, proc)
-    assert os.listdir(tmp_path) == ["x"]
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(15) == 0
-    assert not os.path.ismount(tmp_path)
-    assert b"Traceback" not in proc.stdout.read()
+    with proc.stdout:  # the pipe is closed however the test ends
+        wait_for_mount(tmp_path, proc)
+        assert os.listdir(tmp_path) == ["x"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert not os.path.ismount(tmp_path)
+        assert b"Traceback" not in proc.stdout.read()
 
 
-def test_detached_mount_is_live_when_command_returns(s3, bucket, tmp_path):  # noqa: ANN001
+def test_detached_mount_is_live_when_command_returns(s3, bucket, tmp_path):
     put_many(bucket, ["y"])
     t0 = time.monotonic()
     r = run_metafs("--endpoint-url", s3.url, bucket, str(tmp_path))
@@ -178,7 +179,7 @@ def test_detached_mount_is_live_when_command_returns(s3, bucket, tmp_path):  # n
     assert str(tmp_path) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
 
-def test_bad_command_lines(tmp_path):  # noqa: ANN001
+def test_bad_command_lines(tmp_path):
     r = run_metafs("bkt", str(tmp_path / "missing"))
     assert r.returncode == 2 and "is not a directory" in r.stderr
     r = run_metafs("-o", "bogus=1", "bkt", str(tmp_path))

@@ -6,8 +6,8 @@ import threading
 import time
 
 from metafs.dirlist import Listing
-from metafs.invalidate import Invalidator, KernelInvalidation
 from metafs.inodes import InodeTable
+from metafs.invalidate import Invalidator, KernelInvalidation
 from metafs.s3.model import ListPage, ObjectMeta
 from tests.helpers import wait_until as wait_for
 

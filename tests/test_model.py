@@ -249,7 +249,7 @@ def test_head_outcomes_are_values():
     assert Fresh(meta) == Fresh(ObjectMeta("k", 1, T0, '"e"', {})) != Fresh(ObjectMeta("k", 2, T0, None))
     assert NotModified() == NotModified() != Absent()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        setattr(Fresh(meta), "meta", meta)
+        Fresh(meta).meta = meta
 
 
 # -- error_fields ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from tests.helpers import ls_names, put_many, stat_fields, xattr
 pytestmark = pytest.mark.mount
 
 
-def test_ls_l_and_stat_match_uploaded_objects(mount, boto, bucket):  # noqa: ANN001
+def test_ls_l_and_stat_match_uploaded_objects(mount, boto, bucket):
     sizes = {"empty": 0, "small.txt": 5, "one-k": 1024, "odd": 4097}
     for name, size in sizes.items():
         boto.put_object(Bucket=bucket, Key=name, Body=b"z" * size)
@@ -41,7 +41,7 @@ def test_ls_l_and_stat_match_uploaded_objects(mount, boto, bucket):  # noqa: ANN
     assert m.run("stat -c %b odd").stdout.strip() == str((4097 + 511) // 512)
 
 
-def test_nested_prefixes_markers_and_find(mount, boto, bucket):  # noqa: ANN001
+def test_nested_prefixes_markers_and_find(mount, boto, bucket):
     for k in ["a/b/c/deep.txt", "a/b/mid.txt", "a/top.txt", "root.txt",
               "marked/", "marked/inside.txt", "emptydir/"]:
         boto.put_object(Bucket=bucket, Key=k, Body=b"" if k.endswith("/") else b"data")
@@ -55,7 +55,7 @@ def test_nested_prefixes_markers_and_find(mount, boto, bucket):  # noqa: ANN001
     assert stat_fields(m, "a/b", "%F|%A") == ["directory", "dr-xr-xr-x"]
 
 
-def test_large_directory_pages_through_readdir_without_head(mount, bucket, s3):  # noqa: ANN001
+def test_large_directory_pages_through_readdir_without_head(mount, bucket, s3):
     # Long names: each readdir reply holds few of them, so one listing takes
     # many readdir calls, and ListObjectsV2 needs two pages of 1,000.
     names = [f"{i:05d}-" + "n" * 150 for i in range(2000)]
@@ -76,7 +76,7 @@ def test_large_directory_pages_through_readdir_without_head(mount, bucket, s3): 
     assert s3.counts()["LIST"] == 0 and s3.counts()["HEAD"] == 0
 
 
-def test_ls_l_of_listed_directory_sends_no_head(mount, bucket, s3):  # noqa: ANN001
+def test_ls_l_of_listed_directory_sends_no_head(mount, bucket, s3):
     put_many(bucket, [f"d/file{i}" for i in range(50)])
     m = mount(bucket)
     m.run("ls -l")  # lists the root: 'd' is known from the listing
@@ -92,7 +92,7 @@ ODD = ["with space.txt", "plus+sign", "per%cent", "tilde~", "équipe-日本語.t
        "semi;colon", "amp&and=eq", "quote'single", "emoji-😀"]
 
 
-def test_odd_names(mount, boto, bucket):  # noqa: ANN001
+def test_odd_names(mount, boto, bucket):
     for i, n in enumerate(ODD):
         boto.put_object(Bucket=bucket, Key=f"odd dir/{n}", Body=b"x" * (i + 1),
                         Metadata={"idx": str(i)})
@@ -103,7 +103,7 @@ def test_odd_names(mount, boto, bucket):  # noqa: ANN001
         assert xattr(m, f"odd dir/{n}", "user.idx") == str(i).encode()
 
 
-def test_file_and_prefix_clash_directory_wins(mount, boto, bucket, s3):  # noqa: ANN001
+def test_file_and_prefix_clash_directory_wins(mount, boto, bucket, s3):
     boto.put_object(Bucket=bucket, Key="clash", Body=b"i am a file")
     boto.put_object(Bucket=bucket, Key="clash/inner.txt", Body=b"inside")
     boto.put_object(Bucket=bucket, Key="clash-after", Body=b"sorted between")
@@ -114,7 +114,7 @@ def test_file_and_prefix_clash_directory_wins(mount, boto, bucket, s3):  # noqa:
     assert sorted(ls_names(m)) == ["clash", "clash-after"]
 
 
-def test_invalid_keys_are_left_out_with_a_log_line(mount, boto, bucket):  # noqa: ANN001
+def test_invalid_keys_are_left_out_with_a_log_line(mount, boto, bucket):
     good = ["ok.txt", "dir/fine.txt"]
     bad = ["dir//empty-component", "dots/./x", "dots/../y", "long/" + "L" * 256]
     for k in good + bad:
@@ -129,7 +129,7 @@ def test_invalid_keys_are_left_out_with_a_log_line(mount, boto, bucket):  # noqa
     assert "leaving out key 'dir//'" in log
 
 
-def test_getfattr_user_and_system_metadata(mount, boto, bucket):  # noqa: ANN001
+def test_getfattr_user_and_system_metadata(mount, boto, bucket):
     boto.put_object(Bucket=bucket, Key="doc.json", Body=b"{}", ContentType="application/json",
                     ContentEncoding="identity", CacheControl="max-age=60",
                     StorageClass="STANDARD_IA", ServerSideEncryption="AES256",
@@ -163,7 +163,7 @@ def test_getfattr_user_and_system_metadata(mount, boto, bucket):  # noqa: ANN001
             raise AssertionError(f"{path} has {name}")
 
 
-def test_version_id_xattr_on_versioned_bucket(mount, boto, bucket):  # noqa: ANN001
+def test_version_id_xattr_on_versioned_bucket(mount, boto, bucket):
     boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     v = boto.put_object(Bucket=bucket, Key="v.txt", Body=b"1")["VersionId"]
     m = mount(bucket)
@@ -175,7 +175,7 @@ STATS = ["metafs.inodes", "metafs.cache.objects", "metafs.cache.negatives", "met
          "metafs.invalidations"]
 
 
-def test_root_exposes_head_bucket(mount, bucket, s3):  # noqa: ANN001
+def test_root_exposes_head_bucket(mount, bucket, s3):
     put_many(bucket, ["sub/deeper/x"])
     m = mount(bucket)
     assert xattr(m, ".", "s3.bucket-region") == b"us-east-1"
@@ -195,7 +195,7 @@ def test_root_exposes_head_bucket(mount, bucket, s3):  # noqa: ANN001
     assert os.listxattr(m.path / "sub") == ["s3.prefix"]
 
 
-def test_security_and_system_probes_cost_no_request(mount, bucket, s3):  # noqa: ANN001
+def test_security_and_system_probes_cost_no_request(mount, bucket, s3):
     put_many(bucket, ["f1", "f2"])
     m = mount(bucket)
     m.run("ls -l")
@@ -206,7 +206,7 @@ def test_security_and_system_probes_cost_no_request(mount, bucket, s3):  # noqa:
     assert sum(s3.counts().values()) == 0
 
 
-def test_repeated_stat_and_getfattr_within_ttl_cost_nothing(mount, bucket, s3):  # noqa: ANN001
+def test_repeated_stat_and_getfattr_within_ttl_cost_nothing(mount, bucket, s3):
     put_many(bucket, ["a.txt"])
     m = mount(bucket)
     m.run("stat a.txt")
@@ -220,7 +220,7 @@ def test_repeated_stat_and_getfattr_within_ttl_cost_nothing(mount, bucket, s3): 
     assert s3.counts()["HEAD"] <= 1 and s3.counts()["HEAD_COND"] == 0
 
 
-def test_unlisted_name_probe_sends_head_and_list_concurrently(mount, bucket, s3):  # noqa: ANN001
+def test_unlisted_name_probe_sends_head_and_list_concurrently(mount, bucket, s3):
     put_many(bucket, ["x.txt"])
     m = mount(bucket)
     s3.delay = 0.3
@@ -233,7 +233,7 @@ def test_unlisted_name_probe_sends_head_and_list_concurrently(mount, bucket, s3)
     assert head.started < lst.finished and lst.started < head.finished
 
 
-def test_revalidation_after_ttl_is_conditional(mount, boto, bucket, s3):  # noqa: ANN001
+def test_revalidation_after_ttl_is_conditional(mount, boto, bucket, s3):
     boto.put_object(Bucket=bucket, Key="r.txt", Body=b"same", Metadata={"k": "v"})
     etag = boto.head_object(Bucket=bucket, Key="r.txt")["ETag"]
     m = mount(bucket, "--metadata-ttl", "1")
@@ -247,7 +247,7 @@ def test_revalidation_after_ttl_is_conditional(mount, boto, bucket, s3):  # noqa
     assert cond[0].headers["if-none-match"] == etag and cond[0].status == 304
 
 
-def test_change_and_deletion_behind_the_mount_seen_after_ttl(mount, boto, bucket, s3):  # noqa: ANN001
+def test_change_and_deletion_behind_the_mount_seen_after_ttl(mount, boto, bucket, s3):
     boto.put_object(Bucket=bucket, Key="c.txt", Body=b"old", Metadata={"gen": "1"})
     m = mount(bucket, "--metadata-ttl", "1")
     assert stat_fields(m, "c.txt", "%s") == ["3"]
@@ -263,7 +263,7 @@ def test_change_and_deletion_behind_the_mount_seen_after_ttl(mount, boto, bucket
     assert r.returncode != 0 and "No such file" in r.stderr
 
 
-def test_name_known_as_a_file_is_revalidated_by_head_only(mount, boto, bucket, s3):  # noqa: ANN001
+def test_name_known_as_a_file_is_revalidated_by_head_only(mount, boto, bucket, s3):
     boto.put_object(Bucket=bucket, Key="f", Body=b"file")
     m = mount(bucket, "--metadata-ttl", "1")
     assert stat_fields(m, "f", "%F") == ["regular file"]  # the probe: HEAD + LIST, no prefix
@@ -281,7 +281,7 @@ def test_name_known_as_a_file_is_revalidated_by_head_only(mount, boto, bucket, s
     assert ls_names(m, "f") == ["inner"]
 
 
-def test_negative_lookups_are_cached(mount, boto, bucket, s3):  # noqa: ANN001
+def test_negative_lookups_are_cached(mount, boto, bucket, s3):
     m = mount(bucket, "--negative-ttl", "1")
     assert m.run("stat nope", check=False).returncode != 0
     assert s3.counts()["HEAD"] == 1 and s3.counts()["LIST"] == 1
@@ -294,7 +294,7 @@ def test_negative_lookups_are_cached(mount, boto, bucket, s3):  # noqa: ANN001
     assert stat_fields(m, "nope", "%s") == ["8"]
 
 
-def test_concurrent_getfattr_share_one_head(mount, bucket, s3):  # noqa: ANN001
+def test_concurrent_getfattr_share_one_head(mount, bucket, s3):
     put_many(bucket, ["shared.txt"])
     m = mount(bucket)
     m.run("ls -l")
@@ -306,7 +306,7 @@ def test_concurrent_getfattr_share_one_head(mount, bucket, s3):  # noqa: ANN001
     assert s3.counts()["HEAD"] == 1
 
 
-def test_read_contents(mount, boto, bucket):  # noqa: ANN001
+def test_read_contents(mount, boto, bucket):
     data = os.urandom(3 * 1024 * 1024 + 17)
     boto.put_object(Bucket=bucket, Key="blob.bin", Body=data)
     m = mount(bucket)
@@ -315,7 +315,7 @@ def test_read_contents(mount, boto, bucket):  # noqa: ANN001
     assert r.returncode != 0 and "Read-only file system" in r.stderr
 
 
-def test_reads_are_pinned_to_the_etag_and_a_changed_object_is_estale(mount, boto, bucket, s3):  # noqa: ANN001
+def test_reads_are_pinned_to_the_etag_and_a_changed_object_is_estale(mount, boto, bucket, s3):
     mib = 1 << 20
     data = os.urandom(3 * mib)
     boto.put_object(Bucket=bucket, Key="pinned.bin", Body=data)
@@ -345,7 +345,7 @@ def test_reads_are_pinned_to_the_etag_and_a_changed_object_is_estale(mount, boto
         os.close(fd)
 
 
-def test_statfs_reports_no_blocks_and_no_free_space(mount, bucket, s3):  # noqa: ANN001
+def test_statfs_reports_no_blocks_and_no_free_space(mount, bucket, s3):
     m = mount(bucket)
     st = os.statvfs(m.path)
     assert (st.f_bsize, st.f_frsize, st.f_namemax) == (4096, 4096, 255)
@@ -358,11 +358,12 @@ def test_statfs_reports_no_blocks_and_no_free_space(mount, bucket, s3):  # noqa:
     assert sum(s3.counts().values()) == 0
 
 
-def test_prefix_mount_and_mount_options(mount, boto, bucket, s3):  # noqa: ANN001
+def test_prefix_mount_and_mount_options(mount, boto, bucket, s3):
     put_many(bucket, ["outside.txt", "sub/inside.txt", "sub/deeper/x"])
     m = mount(f"{bucket}/sub", "-o", "metadata-ttl=30,file_mode=0440,_netdev,ro")
     assert sorted(ls_names(m)) == ["deeper", "inside.txt"]
     assert stat_fields(m, "inside.txt", "%a") == ["440"]
-    mounts = open("/proc/mounts").read()
+    with open("/proc/mounts") as f:
+        mounts = f.read()
     line = next(ln for ln in mounts.splitlines() if f" {m.path} " in ln)
     assert line.startswith(f"s3://{bucket}/sub/ ") and " fuse.metafs ro," in line

@@ -85,7 +85,7 @@ def test_400_authorization_header_malformed_body_names_the_region(caplog):
 
     srv = Bucket("ap-southeast-2", wrong)
     with caplog.at_level(logging.INFO, logger="metafs"):
-        client, info = mount_prepare(srv, region=None)
+        client, _info = mount_prepare(srv, region=None)
     assert client.region == "ap-southeast-2"
     # HEAD (bare 400) -> the listing that learns the code -> its body's region -> retried there.
     assert [(r.method, scope_region(r)) for r in srv.requests[:3]] == [
@@ -117,7 +117,7 @@ def test_200_head_bucket_with_a_different_region_header(caplog):
 def test_custom_endpoint_keeps_its_host_and_switches_the_signature(caplog):
     srv = Bucket("eu-west-1", lambda r: httpx.Response(301, headers={"x-amz-bucket-region": "eu-west-1"}))
     with caplog.at_level(logging.INFO, logger="metafs"):
-        client, _ = mount_prepare(srv, region="us-east-1", endpoint_url="https://s3.example.com")
+        _client, _ = mount_prepare(srv, region="us-east-1", endpoint_url="https://s3.example.com")
     assert {r.url.host for r in srv.requests} == {"bkt.s3.example.com"}
     assert [scope_region(r) for r in srv.requests] == ["us-east-1"] + ["eu-west-1"] * 4
     assert len(region_lines(caplog)) == 1
@@ -126,14 +126,14 @@ def test_custom_endpoint_keeps_its_host_and_switches_the_signature(caplog):
 def test_right_region_costs_nothing_and_logs_nothing(caplog):
     srv = Bucket("us-east-1", lambda r: httpx.Response(500))
     with caplog.at_level(logging.INFO, logger="metafs"):
-        client, info = mount_prepare(srv, region="us-east-1")
+        _client, _info = mount_prepare(srv, region="us-east-1")
     assert len(srv.requests) == 4 and region_lines(caplog) == []
 
 
 def test_region_from_endpoint_host_needs_no_discovery(caplog):
     srv = Bucket("eu-west-3", lambda r: httpx.Response(301, headers={"x-amz-bucket-region": "eu-west-3"}))
     with caplog.at_level(logging.INFO, logger="metafs"):
-        client, _ = mount_prepare(srv, endpoint_url="https://s3.eu-west-3.amazonaws.com")
+        _client, _ = mount_prepare(srv, endpoint_url="https://s3.eu-west-3.amazonaws.com")
     assert len(srv.requests) == 4 and region_lines(caplog) == []
 
 
@@ -143,7 +143,7 @@ def test_directory_bucket_region_from_head_bucket_moves_the_zonal_endpoint(caplo
     srv = ExpressServer(lambda r: httpx.Response(200, content=listing()) if r.method == "GET"
                         else httpx.Response(200, headers={"x-amz-bucket-region": "us-west-2"}))
     with caplog.at_level(logging.INFO, logger="metafs"):
-        client, _ = mount_prepare(srv, bucket=EXPRESS_BUCKET, region="us-east-1")
+        _client, _ = mount_prepare(srv, bucket=EXPRESS_BUCKET, region="us-east-1")
     assert srv.requests[0].url.host == f"{EXPRESS_BUCKET}.s3express-usw2-az1.us-east-1.amazonaws.com"
     assert {r.url.host for r in srv.requests[1:]} == {
         f"{EXPRESS_BUCKET}.s3express-usw2-az1.us-west-2.amazonaws.com"}

@@ -6,6 +6,7 @@ request counts and memory bookkeeping that the times rest on.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -15,11 +16,11 @@ from tests.helpers import put_many, wait_until, xattr
 pytestmark = pytest.mark.mount
 
 
-def stat_int(m, name: str) -> int:  # noqa: ANN001
+def stat_int(m, name: str) -> int:
     return int(xattr(m, ".", f"metafs.{name}"))
 
 
-def test_forget_releases_inodes(mount, bucket):  # noqa: ANN001
+def test_forget_releases_inodes(mount, bucket):
     put_many(bucket, [f"many/{i:04d}" for i in range(2000)])
     m = mount(bucket)
     m.run("ls -l many >/dev/null")
@@ -35,7 +36,7 @@ def test_forget_releases_inodes(mount, bucket):  # noqa: ANN001
     assert m.run("stat -c %s many/1999").stdout.strip() == "1"
 
 
-def test_sequential_getfattr_reads_ahead_with_bounded_overshoot(mount, bucket, s3):  # noqa: ANN001
+def test_sequential_getfattr_reads_ahead_with_bounded_overshoot(mount, bucket, s3):
     put_many(bucket, [f"scan/f{i:03d}" for i in range(300)])
     m = mount(bucket)
     m.run("ls scan >/dev/null")
@@ -50,11 +51,11 @@ def test_sequential_getfattr_reads_ahead_with_bounded_overshoot(mount, bucket, s
     assert 150 <= heads <= 150 * 1.5 - 1
     # The scan ran ahead: HEADs were in flight together.
     recs = sorted(s3.log("HEAD"), key=lambda r: r.started)
-    overlapping = sum(1 for a, b in zip(recs, recs[1:]) if b.started < a.finished)
+    overlapping = sum(1 for a, b in itertools.pairwise(recs) if b.started < a.finished)
     assert overlapping > 50
 
 
-def test_relisted_unchanged_directory_keeps_head_metadata(mount, boto, bucket, s3):  # noqa: ANN001
+def test_relisted_unchanged_directory_keeps_head_metadata(mount, boto, bucket, s3):
     for i in range(20):
         boto.put_object(Bucket=bucket, Key=f"bulk/f{i:02d}", Body=b"x", Metadata={"n": str(i)})
     m = mount(bucket, "--metadata-ttl", "1")
@@ -71,7 +72,7 @@ def test_relisted_unchanged_directory_keeps_head_metadata(mount, boto, bucket, s
     assert c["HEAD"] == 1 and c["HEAD_COND"] == 0  # only the changed one
 
 
-def test_first_entries_arrive_after_the_first_page(mount, bucket, s3):  # noqa: ANN001
+def test_first_entries_arrive_after_the_first_page(mount, bucket, s3):
     put_many(bucket, [f"huge/entry-{i:06d}-padding" for i in range(3500)])
     m = mount(bucket)
     out = m.run("ls -f huge | head -3").stdout.split()
@@ -85,7 +86,7 @@ def test_first_entries_arrive_after_the_first_page(mount, bucket, s3):  # noqa: 
     assert len(pages) == 3 and all(p.query.get("continuation-token") for p in pages)
 
 
-def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):  # noqa: ANN001
+def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):
     """Lookups in *different* directories run together.
 
     (Lookups within one directory are serialized by the kernel: Debian's
@@ -110,7 +111,7 @@ def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):  # noqa:
     assert sum(1 for r in heads if r.started < first_done) >= 6  # in flight together
 
 
-def test_missing_name_storm_converges_on_one_listing(mount, bucket, s3):  # noqa: ANN001
+def test_missing_name_storm_converges_on_one_listing(mount, bucket, s3):
     put_many(bucket, [f"d/f{i:04d}" for i in range(1500)])  # two LIST pages
     m = mount(bucket)
     m.run("stat d >/dev/null")
@@ -126,7 +127,7 @@ def test_missing_name_storm_converges_on_one_listing(mount, bucket, s3):  # noqa
     assert sum(s3.counts().values()) == 0
 
 
-def test_cache_bound_holds_for_listings(mount, bucket, s3):  # noqa: ANN001
+def test_cache_bound_holds_for_listings(mount, bucket, s3):
     put_many(bucket, [f"big/f{i:04d}" for i in range(2000)])
     m = mount(bucket, "--cache-entries", "500")
     assert len(m.run("ls -f big").stdout.split()) == 2002
@@ -141,7 +142,7 @@ def test_cache_bound_holds_for_listings(mount, bucket, s3):  # noqa: ANN001
     assert len([x for x in s3.log("LIST") if "delimiter" in x.query]) == 2
 
 
-def test_evicted_listings_are_invalidated_in_the_kernel(mount, bucket, s3):  # noqa: ANN001
+def test_evicted_listings_are_invalidated_in_the_kernel(mount, bucket, s3):
     """The bound holds for inodes too: evicted names are invalidated, then forgotten."""
     put_many(bucket, [f"d{d}/f{i:03d}" for d in range(3) for i in range(300)])
     m = mount(bucket, "--cache-entries", "500")
@@ -157,7 +158,7 @@ def test_evicted_listings_are_invalidated_in_the_kernel(mount, bucket, s3):  # n
     assert s3.counts()["HEAD"] + s3.counts()["LIST"] >= 1  # the kernel did re-ask
 
 
-def test_find_sends_one_list_per_directory_and_no_head(mount, bucket, s3):  # noqa: ANN001
+def test_find_sends_one_list_per_directory_and_no_head(mount, bucket, s3):
     keys = [f"t/a{a}/b{b}/f{f}" for a in range(3) for b in range(3) for f in range(4)]
     put_many(bucket, keys)
     m = mount(bucket)

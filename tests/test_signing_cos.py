@@ -142,8 +142,8 @@ SPACE = CaseSpace(
                   "list-type": lambda rng: "2", "encoding-type": url_encoding},
     headers=[
         (0.4, lambda rng: {"range": f"bytes=0-{rng.randint(0, 10**9)}"}),
-        (0.3, lambda rng: {"if-match": '"%032x"' % rng.getrandbits(128)}),
-        (0.3, lambda rng: {"if-none-match": '"%032x"' % rng.getrandbits(128)}),
+        (0.3, lambda rng: {"if-match": f'"{rng.getrandbits(128):032x}"'}),
+        (0.3, lambda rng: {"if-none-match": f'"{rng.getrandbits(128):032x}"'}),
         (0.3, lambda rng: {"if-modified-since": "Wed, 21 Oct 2015 07:28:00 GMT"}),
         (0.2, lambda rng: {"if-unmodified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}),
         (0.2, lambda rng: {"x-cos-server-side-encryption-customer-algorithm": "AES256",

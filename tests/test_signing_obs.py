@@ -67,7 +67,7 @@ SPACE = CaseSpace(
                   "max-keys": count, "list-type": count, "encoding-type": url_encoding},
     headers=[
         (0.4, lambda rng: {"range": f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"}),
-        (0.3, lambda rng: {"if-none-match": '"%032x"' % rng.getrandbits(128)}),
+        (0.3, lambda rng: {"if-none-match": f'"{rng.getrandbits(128):032x}"'}),
         (0.3, lambda rng: {"if-unmodified-since": "Wed, 21 Oct 2015 07:28:00 GMT"}),
         (0.2, lambda rng: {"x-obs-server-side-encryption-customer-algorithm": "AES256",
                            "x-obs-server-side-encryption-customer-key-md5": "U5L61r7jcwdNvT7frmUG8g=="}),
@@ -79,7 +79,7 @@ SPACE = CaseSpace(
 )
 
 
-def _case(rng: random.Random):  # noqa: ANN202
+def _case(rng: random.Random):
     """Our request for a random case, the SDK's inputs for it, and the signing time."""
     case = signing_case(rng, SPACE)
     creds = Credentials(text(rng, SECRET_CHARS, 20, 20), text(rng, SECRET_CHARS, 30, 40), case.token)

@@ -124,7 +124,7 @@ SPACE = CaseSpace(
                   "fetch-owner": lambda rng: rng.choice(["true", "false"])},
     headers=[
         (0.4, lambda rng: {"range": f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"}),
-        (0.3, lambda rng: {"if-match": '"%032X"' % rng.getrandbits(128)}),
+        (0.3, lambda rng: {"if-match": f'"{rng.getrandbits(128):032X}"'}),
         (0.3, lambda rng: {"if-modified-since": "Wed, 21 Oct 2015 07:28:00 GMT"}),
         (0.2, lambda rng: {"x-oss-request-payer": "requester"}),
         (0.2, lambda rng: {"x-oss-traffic-limit": str(rng.randint(819200, 838860800))}),

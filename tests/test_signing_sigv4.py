@@ -109,7 +109,7 @@ SPACE = CaseSpace(
                   "encoding-type": url_encoding},
     headers=[
         (0.4, lambda rng: {"range": f"bytes={rng.randint(0, 99)}-{rng.randint(100, 10**9)}"}),
-        (0.3, lambda rng: {"if-match": '"%032x"' % rng.getrandbits(128)}),
+        (0.3, lambda rng: {"if-match": f'"{rng.getrandbits(128):032x}"'}),
         # Inner spaces collapse in the canonical form.
         (0.3, lambda rng: {"if-modified-since": "Wed,  21 Oct 2015 07:28:00 GMT"}),
         (0.2, lambda rng: {"x-amz-server-side-encryption-customer-algorithm": "AES256",
@@ -123,7 +123,7 @@ SPACE = CaseSpace(
 )
 
 
-def _case(rng: random.Random):  # noqa: ANN202
+def _case(rng: random.Random):
     """A random request, virtual-hosted or path style, and the region it is signed for."""
     case = signing_case(rng, SPACE)
     bucket = rng.choice(["examplebucket", "b-1", "metafs.test.bucket"])

@@ -57,7 +57,7 @@ def test_unit_is_notify_type_with_clean_stop():
     assert "--foreground" in d["ExecStart"]
 
 
-def test_exec_start_notifies_ready_then_stopping(s3, bucket, tmp_path):  # noqa: ANN001
+def test_exec_start_notifies_ready_then_stopping(s3, bucket, tmp_path):
     put_many(bucket, ["boot.txt"])
     mnt = tmp_path / "mnt"
     mnt.mkdir()

@@ -8,9 +8,14 @@ from metafs.mount import root_xattrs
 from metafs.s3 import dialects
 from metafs.s3.client import BucketInfo
 from metafs.s3.dialects import OBS, OSS
-from metafs.xattrs import (bucket_xattrs, decode_rfc2047, is_foreign, object_xattrs, percent_decode,
-                           system_name)
-
+from metafs.xattrs import (
+    bucket_xattrs,
+    decode_rfc2047,
+    is_foreign,
+    object_xattrs,
+    percent_decode,
+    system_name,
+)
 
 # -- user.* ---------------------------------------------------------------------------
 
@@ -51,7 +56,8 @@ def test_invalid_or_absent_encoded_words_left_as_is(value):
     assert object_xattrs([("x-amz-meta-k", value)]) == {b"user.k": value.encode()}
 
 
-# Regression (was a bug): a B-word whose text is not base64 decodes to '' (Python's lenient base64 drops the invalid characters) instead of being kept
+# Regression (was a bug): a B-word whose text is not base64 decodes to '' (Python's lenient base64
+# drops the invalid characters) instead of being kept
 def test_invalid_base64_encoded_word_left_as_is():
     value = "=?UTF-8?B?!!!?="
     assert decode_rfc2047(value) == value

@@ -21,7 +21,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import random
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import trio
@@ -33,14 +33,24 @@ from . import answers
 from .dialects import Dialect, dialect_for
 from .endpoint import Endpoint
 from .express import Session, SessionCache
-from .model import (Absent, Fresh, HeadOutcome, ListPage, NotModified, meta_from_head,
-                    parse_create_session, parse_http_date, parse_list, parse_location)
+from .model import (
+    Absent,
+    Fresh,
+    HeadOutcome,
+    ListPage,
+    NotModified,
+    meta_from_head,
+    parse_create_session,
+    parse_http_date,
+    parse_list,
+    parse_location,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 @dataclasses.dataclass(slots=True)
@@ -229,12 +239,12 @@ class S3Client:
                     log.info("%s: the S3 session expired early: renewing it", what)
                     self._sessions.invalidate(creds)
                     continue
-                if response.status_code not in answers.RETRYABLE_STATUS:
-                    # Only error answers carry error codes: a 2xx body is data,
-                    # even when it looks like an <Error> document.
-                    if (response.status_code < 300
-                            or answers.error_code(response) not in answers.RETRYABLE_CODES):
-                        return response
+                # Only error answers carry error codes: a 2xx body is data,
+                # even when it looks like an <Error> document.
+                if response.status_code not in answers.RETRYABLE_STATUS and (
+                        response.status_code < 300
+                        or answers.error_code(response) not in answers.RETRYABLE_CODES):
+                    return response
                 last = answers.error_for(response, what, self.dialect)
             attempt += 1
             if attempt < self.attempts:

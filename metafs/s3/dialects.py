@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..signing import Signer

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import SplitResult, urlsplit
 
 from ..errors import ConfigError
@@ -44,7 +44,7 @@ def _split(endpoint_url: str) -> SplitResult:
     """
     try:
         u = urlsplit(endpoint_url if "://" in endpoint_url else "https://" + endpoint_url)
-        u.port  # urlsplit checks the port only when it is read
+        _ = u.port  # not used: read only to validate, as urlsplit checks the port only when it is read
     except ValueError as e:
         raise ConfigError(f"bad endpoint URL {endpoint_url!r} ({e})") from None
     return u

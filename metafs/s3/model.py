@@ -18,7 +18,8 @@ import dataclasses
 import datetime
 import email.utils
 import xml.etree.ElementTree as ET
-from typing import Sequence, TypeAlias
+from collections.abc import Sequence
+from typing import TypeAlias
 from urllib.parse import unquote, unquote_plus
 
 from ..errors import MalformedResponseError
@@ -82,7 +83,7 @@ def parse_http_date(value: str | None) -> int:
     except (TypeError, ValueError):
         return 0
     if dt.tzinfo is None:  # asctime and '-0000' forms: HTTP dates are always GMT
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
+        dt = dt.replace(tzinfo=datetime.UTC)
     return int(dt.timestamp())
 
 
