@@ -220,10 +220,6 @@ class MetaCache:
         lst: Listing | None = self._listings.get(dir_key)
         return lst if lst is not None and lst.usable(self.clock()) else None
 
-    def keeps(self, listing: Listing) -> bool:
-        """Whether this very listing is (still) the one kept for its directory."""
-        return self._listings.get(listing.dir_key) is listing
-
     def put_listing(self, listing: Listing) -> None:
         self._listings[listing.dir_key] = listing
 

@@ -290,12 +290,13 @@ class Operations(pyfuse3.Operations):
         """Free the handle and its reference to the listing.  Never fails.
 
         If the cache keeps no listing of this directory (it was larger than
-        the bound, or evicted meanwhile), the names this handle gave the
-        kernel are backed by nothing: the kernel is told to drop them.
+        the bound, or evicted meanwhile), the kernel's entries for the names
+        this handle's listing shows are backed by nothing: the kernel is
+        told to drop them.
         """
         h = self._dirs.pop(fh, None)
         if (h is not None and h.listing is not None and self._invalidation is not None
-                and not self.listings.kept(h.listing)):
+                and not self.listings.backed(h.listing.dir_key)):
             self._invalidation.released(h.listing)
 
     # -- extended attributes ------------------------------------------------------------
@@ -317,7 +318,8 @@ class Operations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         """Value of one xattr (see xattrs.py for names).
 
-        ``security.*``, ``system.*``, ``trusted.*``: ENOTSUP, no request.
+        ``security.*``, ``system.*``, ``trusted.*``: ENOTSUP, no request,
+        before anything else (even for a forgotten inode).
         Other names outside ``user.``/``s3.``: ENOATTR, no request.  For a
         file, the first access sends HEAD (cached, revalidated after the
         TTL); pyfuse3's size probe and the real call share that answer.

@@ -51,9 +51,12 @@ class Listings:
         """The kept listing of ``dir_key`` if it may answer lookups now."""
         return self._cache.fresh_listing(dir_key)
 
-    def kept(self, lst: Listing) -> bool:
-        """Whether ``lst`` is still kept (not evicted, not over the bound, not replaced)."""
-        return self._cache.keeps(lst)
+    def backed(self, dir_key: str) -> bool:
+        """Whether a listing of ``dir_key`` is kept (fresh or not) to back its names.
+
+        False once the bound evicted it, or when it was too large to keep.
+        """
+        return self._cache.listing(dir_key) is not None
 
     async def fill(self, lst: Listing, upto: int) -> None:
         """Fetch pages until ``lst`` has an entry at index ``upto`` or is complete.

@@ -41,8 +41,13 @@ import httpx
 import trio
 import trio.testing
 
+from metafs.attrs import Ownership
 from metafs.cache import MetaCache
+from metafs.contents import FileReader
 from metafs.credentials import CredentialSource
+from metafs.fuse_ops import Operations
+from metafs.inodes import InodeTable
+from metafs.invalidate import KernelInvalidation
 from metafs.listings import Listings
 from metafs.namespace import Namespace
 from metafs.objects import ObjectMetadata
@@ -92,7 +97,8 @@ class Bucket:
 
     def reads(self) -> list[httpx.Request]:
         """GET Object requests (``lists()`` counts every GET, these included)."""
-        return [r for r in self.requests if r.method == "GET" and r.url.raw_path.split(b"?")[0] != b"/bkt/"]
+        return [r for r in self.requests if r.method == "GET"
+                and r.url.raw_path.split(b"?")[0] not in (b"/bkt", b"/bkt/")]
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -229,8 +235,8 @@ async def list_all(env: Env, dir_key: str = "") -> None:
 
 SECRET = "fake/SECRET+key=never-logged"
 TOKEN = "FAKE-TOKEN/never+logged"
-NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-UTC = dt.timezone.utc
+NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+UTC = dt.UTC
 
 Handler = Callable[[httpx.Request], Any]
 
@@ -441,3 +447,66 @@ def count(rng: random.Random) -> str:
 
 def url_encoding(rng: random.Random) -> str:
     return "url"
+
+
+# -- the FUSE handlers over the metadata layer ----------------------------------------------
+
+OWN = Ownership(uid=1000, gid=1000, file_mode=0o444, dir_mode=0o555, dir_mtime=MTIME)
+ROOT_XATTRS = {b"s3.bucket": b"bkt"}
+
+
+class OpsEnv(Env):
+    """:class:`Env` plus the handlers wired on it as :func:`metafs.mount.build` does.
+
+    ``invalidated`` collects what :class:`~metafs.invalidate.KernelInvalidation`
+    would send to the kernel, as (parent inode, name).
+    """
+
+    def __init__(self, env: Env, inodes: InodeTable, invalidation: KernelInvalidation,
+                 invalidated: list[tuple[int, bytes]], ops: Operations) -> None:
+        super().__init__(env.bucket, env.clock, env.cache, env.listings, env.objects, env.ns)
+        self.inodes, self.invalidation, self.invalidated, self.ops = (
+            inodes, invalidation, invalidated, ops)
+
+
+def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
+            negative_ttl: float = NEG_TTL, attempts: int = 2, stale_grace: float = 1.0,
+            max_entries: int = 100_000, read_chunk: int | None = None) -> Any:
+    """Run ``fn(env)`` under trio with :class:`~metafs.fuse_ops.Operations` over ``bucket``.
+
+    The wiring is :func:`metafs.mount.build`'s: one InodeTable, a
+    KernelInvalidation whose submit function collects into
+    ``env.invalidated``, the cache's ``on_evict`` wired to it, the cache's
+    clock and TTL as the handlers' ``clock`` and ``dir_ttl``, and the
+    cache's and invalidation's figures as the root's ``metafs.*`` xattrs.
+    No background services run (no readahead, no list-ahead).
+    """
+    clock = Clock()
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(bucket)) as http:
+            client = S3Client(http, bucket="bkt", region="us-east-1",
+                              endpoint_url="http://127.0.0.1:9000", attempts=attempts,
+                              sleep=no_sleep, rng=lambda: 0.5)
+            view = LiveView(client)
+            inodes = InodeTable("")
+            invalidated: list[tuple[int, bytes]] = []
+            invalidation = KernelInvalidation(
+                inodes, submit=lambda ino, name: invalidated.append((ino, name)))
+            cache = MetaCache(TTL, negative_ttl, max_entries=max_entries, clock=clock,
+                              on_evict=invalidation.evicted)
+            listings = Listings(view, cache)
+            objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
+            ns = Namespace(view, cache, listings, objects)
+            reader = FileReader(view) if read_chunk is None else FileReader(view, read_chunk)
+
+            def figures() -> dict[str, int]:
+                return {**cache.figures(), "invalidations": invalidation.count}
+
+            ops = Operations(ns, objects, listings, reader, inodes, OWN, clock=cache.clock,
+                             dir_ttl=TTL, root_xattrs=dict(ROOT_XATTRS),
+                             invalidation=invalidation, figures=figures)
+            env = Env(bucket, clock, cache, listings, objects, ns)
+            return await fn(OpsEnv(env, inodes, invalidation, invalidated, ops))
+
+    return trio.run(main)

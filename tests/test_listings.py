@@ -74,25 +74,24 @@ def test_fresh_listing_is_reused_and_expired_one_replaced():
     run_layers(b, go)
 
 
-def test_kept_until_replaced():
+def test_backed_while_any_listing_of_the_directory_is_kept():
     b = Bucket()
     b.put("d/f")
 
     async def go(env: Env) -> None:
+        assert not env.listings.backed("d/")
         lst = env.listings.current("d/")
-        assert env.listings.kept(lst)  # in progress
+        assert env.listings.backed("d/")  # in progress
         await env.listings.fill(lst, 10**9)
-        assert env.listings.kept(lst)
         env.clock.t += TTL
-        assert env.listings.kept(lst)  # expired, but nothing replaced it yet
+        assert env.listings.backed("d/")  # expired, but kept
         new = env.listings.current("d/")
-        assert new is not lst
-        assert not env.listings.kept(lst) and env.listings.kept(new)
+        assert new is not lst and env.listings.backed("d/")  # replaced: the new one backs the names
 
     run_layers(b, go)
 
 
-def test_kept_ends_when_another_listing_evicts_it():
+def test_backing_ends_when_another_listing_evicts_it():
     b = Bucket()
     for k in ("a/1", "a/2", "b/1", "b/2"):
         b.put(k)
@@ -101,10 +100,10 @@ def test_kept_ends_when_another_listing_evicts_it():
         # The bound is 4 entries; a listing weighs 1 + its entries.
         a = env.listings.current("a/")
         await env.listings.fill(a, 10**9)
-        assert env.listings.kept(a)
+        assert env.listings.backed("a/")
         bl = env.listings.current("b/")
         await env.listings.fill(bl, 10**9)  # 3 + 3 > 4: the least recently used goes
-        assert env.listings.kept(bl) and not env.listings.kept(a)
+        assert env.listings.backed("b/") and not env.listings.backed("a/")
         assert env.listings.fresh("a/") is None
         assert [e.name for e in a.entries] == ["1", "2"]  # its reader keeps it
 
@@ -120,7 +119,7 @@ def test_listing_larger_than_the_bound_is_served_but_not_kept():
         lst = env.listings.current("d/")
         await env.listings.fill(lst, 10**9)
         assert lst.complete and [e.name for e in lst.entries] == list("abcde")
-        assert not env.listings.kept(lst)
+        assert not env.listings.backed("d/")
         assert env.listings.current("d/") is not lst
 
     run_layers(b, go, max_entries=4)

@@ -23,14 +23,6 @@ continuation lines (indented lines, nested bullets), or any other paragraph
 (there are none today; one added later must name a test too).  Each claim must
 name at least one test.  Not claims, and so allowed to name none: the preamble
 and headings, and the sections of ``NOT_CLAIMS``.
-
-**Pending references** (temporary): the direct ``Operations`` test layer,
-``tests/test_fuse_ops.py``, is being written separately.  Until that file
-exists, a reference to one of the three names of ``PENDING_FUSE_OPS`` is
-accepted if its claim also says ``TODO``; any other ``test_fuse_ops.py``
-reference is still an error.  Once the file exists, the allowance switches
-itself off and those references are checked like any other -- then delete
-``PENDING_FUSE_OPS`` and the TODO markers in SEMANTICS.md.
 """
 
 from __future__ import annotations
@@ -47,13 +39,6 @@ SEMANTICS = TESTS.parent / "SEMANTICS.md"
 
 # Sections whose paragraphs are principles, not claims (the claims below make them concrete).
 NOT_CLAIMS = frozenset({"Tenets"})
-
-PENDING_FILE = "test_fuse_ops.py"
-PENDING_FUSE_OPS = frozenset({
-    "test_statfs_constants",
-    "test_rewinddir_takes_the_current_listing",
-    "test_read_of_changed_object_is_estale",
-})
 
 _SPAN = re.compile(r"`([^`]+)`")
 _REF = re.compile(r"(?:tests/)?(?P<file>test_\w+\.py)?(?P<path>(?:::\w+)*)")
@@ -134,7 +119,6 @@ def defined_tests(path: Path) -> set[tuple[str, ...]]:
 def problems(text: str, tests_dir: Path) -> list[str]:
     """Everything wrong between a SEMANTICS-style document and a tests directory."""
     out: list[str] = []
-    pending_open = not (tests_dir / PENDING_FILE).exists()
     cache: dict[str, set[tuple[str, ...]] | None] = {}
     for c in claims(text):
         out += c.errors
@@ -142,10 +126,6 @@ def problems(text: str, tests_dir: Path) -> list[str]:
             out.append(f"line {c.line} ({c.section}): claim names no test: {c.text[:80]}…")
         for file, path in c.refs:
             ref = "::".join((file, *path))
-            if pending_open and file == PENDING_FILE and len(path) == 1 and path[0] in PENDING_FUSE_OPS:
-                if "TODO" not in c.text:
-                    out.append(f"line {c.line}: pending `{ref}` must be marked TODO in its claim")
-                continue
             if file not in cache:
                 f = tests_dir / file
                 cache[file] = defined_tests(f) if f.is_file() else None
@@ -244,17 +224,3 @@ def test_checker_on_a_small_document(tests_dir: Path):
 def test_checker_reports_dangling_references(tests_dir: Path, ref: str, error: str):
     out = problems(f"## S\n\n- claim (`{ref}`)\n", tests_dir)
     assert len(out) >= 1 and error in out[0], out
-
-
-def test_pending_fuse_ops_references_are_tolerated_only_until_the_file_exists(tests_dir: Path):
-    todo = "## S\n\n- claim (TODO: `test_fuse_ops.py::test_statfs_constants`)\n"
-    assert problems(todo, tests_dir) == []
-    unmarked = "## S\n\n- claim (`test_fuse_ops.py::test_statfs_constants`)\n"
-    assert "must be marked TODO" in problems(unmarked, tests_dir)[0]
-    other = "## S\n\n- claim (TODO: `test_fuse_ops.py::test_something_else`)\n"
-    assert "no file tests/test_fuse_ops.py" in problems(other, tests_dir)[0]
-    # Once the file exists, the allowance is gone: the name must be defined there.
-    (tests_dir / "test_fuse_ops.py").write_text("def test_rewinddir_takes_the_current_listing(): pass\n")
-    assert "defines no such test" in problems(todo, tests_dir)[0]
-    done = "## S\n\n- claim (`test_fuse_ops.py::test_rewinddir_takes_the_current_listing`)\n"
-    assert problems(done, tests_dir) == []
