@@ -23,15 +23,22 @@ decides which names the directory shows.  The rules, each tested in
 Entries only ever get appended, so an index into ``entries`` is a stable
 readdir offset for as long as a handle keeps this listing.
 
-A listing also decides its own trust: it is *usable* while fresh and not
-failed (:meth:`Listing.usable`); its trust runs from its creation, which
-is before its first request, and ends for good when a page fails
-(:meth:`Listing.fail`).  Who fetches pages, and when, is
+A listing also decides its own trust, page by page.  Each entry is trusted
+for a TTL from the request of the page that showed it
+(:meth:`Listing.entry_expires`): a listing that takes longer than the TTL
+to fetch (100,000 keys from a slow server) must not hand out entries that
+are already expired, or every ``stat`` after ``ls`` would probe again.
+That a name is *absent* is trusted from the listing's creation, before
+its first request (``expires``), because the pages that settle an absence
+are not tracked one by one.  A listing is *usable* (may be shared, and
+answer lookups) while not failed and its newest page is fresh
+(:meth:`Listing.usable`); a failed page ends its trust for good.  Who fetches pages, and when, is
 :mod:`metafs.listings`'s business; where listings are kept, the cache's.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 from typing import ClassVar
@@ -101,7 +108,8 @@ class Listing:
     """Entries of one directory (prefix ``dir_key``), as they arrive."""
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
-                 "expires", "_failed", "lock", "_pending", "pages", "watermark")
+                 "expires", "page_ends", "page_expires", "_failed", "lock", "_pending", "pages",
+                 "watermark")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -110,7 +118,10 @@ class Listing:
         self.index: dict[str, Entry] = {}
         self.complete = False
         self.token: str | None = None
-        self.expires = expires
+        self.expires = expires  # absences are trusted until then (see the module docstring)
+        # Page k showed entries[page_ends[k-1]:page_ends[k]], trusted until page_expires[k].
+        self.page_ends: list[int] = []
+        self.page_expires: list[float] = []
         self._failed = False
         self.pages = 0
         # One page fetch at a time, shared by all readers; held while a page
@@ -121,8 +132,13 @@ class Listing:
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
-        """Whether this listing may answer for its directory at ``now``."""
-        return not self._failed and self.expires > now
+        """Whether this listing may be shared and answer lookups at ``now``."""
+        newest = self.page_expires[-1] if self.page_expires else self.expires
+        return not self._failed and newest > now
+
+    def entry_expires(self, pos: int) -> float:
+        """Until when the entry at ``pos`` is trusted: a TTL from its page's request."""
+        return self.page_expires[bisect.bisect_right(self.page_ends, pos)]
 
     @property
     def failed(self) -> bool:
@@ -157,8 +173,12 @@ class Listing:
         if i:
             del pending[:i]
 
-    def add_page(self, page: ListPage) -> list[Entry]:
-        """Merge one page; return the entries it made visible (for the cache)."""
+    def add_page(self, page: ListPage, expires: float | None = None) -> list[Entry]:
+        """Merge one page; return the entries it made visible (for the cache).
+
+        ``expires``: the trust of what the page shows (its request time +
+        TTL); by default the listing's own.
+        """
         start = len(self.entries)
         base = len(self.dir_key)
         items: list[tuple[str, bool, ObjectMeta | None]] = [
@@ -199,6 +219,10 @@ class Listing:
         self.token = page.next_token if page.truncated else None
         if not page.truncated or not page.next_token:
             self._finish()
+        # Held-back files emitted now were shown by an earlier page: trusting
+        # them as long as this one over-trusts them by at most a page's time.
+        self.page_ends.append(len(self.entries))
+        self.page_expires.append(self.expires if expires is None else expires)
         return self.entries[start:]
 
     def covers(self, name: str) -> bool:

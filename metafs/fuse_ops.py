@@ -16,6 +16,7 @@ the mount.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import functools
 import logging
@@ -251,13 +252,16 @@ class Operations(pyfuse3.Operations):
         i = pos - 2
         replied = 0
         # The hot loop of `ls -l`: no await between entries, so the clock is
-        # read once, one EntryAttributes per kind is refilled (ReaddirAttrs),
-        # and per-key entries (HEAD-level metadata that may be fresher than
-        # the listing) are consulted only if any exist at all.
+        # read once and each page's remaining trust computed once, one
+        # EntryAttributes per kind is refilled (ReaddirAttrs), and per-key
+        # entries (HEAD-level metadata that may be fresher than the listing)
+        # are consulted only if any exist at all.
         reuse = self._readdir_attrs
         ensure, entries = self.inodes.ensure, lst.entries
         now = self._clock()
         overridden = self.listings.overridden()
+        page_end = 0  # entries[i] belongs to a page that ends before page_end...
+        page_ttl = 0.0  # ...and is trusted for page_ttl more seconds
         while True:
             if i >= len(entries):
                 if lst.complete or replied:
@@ -267,17 +271,22 @@ class Operations(pyfuse3.Operations):
                     return
                 entries, now = lst.entries, self._clock()
                 overridden = self.listings.overridden()
+                page_end = 0
+            if i >= page_end:
+                k = bisect.bisect_right(lst.page_ends, i)
+                page_end, page_ttl = lst.page_ends[k], max(0.0, lst.page_expires[k] - now)
             e = entries[i]
             if isinstance(e, DirEntry):
                 node = ensure(parent, e.name, True)
-                attrs = reuse.dir(node.ino, max(0.0, lst.expires - now))
+                attrs = reuse.dir(node.ino, page_ttl)
             else:
                 meta = e.meta
                 node = ensure(parent, e.name, False, meta.key)
-                expires = lst.expires
+                timeout = page_ttl
                 if overridden:
-                    meta, expires = self.listings.entry_meta(lst, e)
-                attrs = reuse.file(node.ino, meta, max(0.0, expires - now))
+                    meta, expires = self.listings.entry_meta(e, now + page_ttl)
+                    timeout = max(0.0, expires - now)
+                attrs = reuse.file(node.ino, meta, timeout)
             if not pyfuse3.readdir_reply(token, e.name.encode("utf-8"), attrs, i + 3):
                 self.inodes.discard_if_unused(node)
                 return

@@ -10,8 +10,8 @@ the storage and bound the cache's):
 * **Pages on demand.**  A page is fetched only when a reader asks past
   what is listed (:meth:`Listings.fill`), one fetch at a time per listing
   (its lock), shared by every reader.
-* **Trust runs from the listing's creation** (before its first request),
-  not from when a page arrived; a failed page ends its trust for good.
+* **Trust runs page by page**, from each page's request (see
+  :mod:`dirlist`); a failed page ends the listing's trust for good.
 * **Listed files live in their listing only**: a page refreshes what the
   per-key tables already hold (:meth:`MetaCache.listed`) and adds nothing
   to them, so a huge directory costs its entries once.
@@ -67,12 +67,13 @@ class Listings:
             async with lst.lock:
                 if len(lst.entries) > upto or lst.complete:
                     return
+                expires = self._cache.now() + self._cache.ttl  # trust runs from the request
                 try:
                     page = await self._view.list_page(lst.dir_key, lst.token)
                 except errors.MetafsError:
                     lst.fail()
                     raise
-                self._absorb(lst, lst.add_page(page))
+                self._absorb(lst, lst.add_page(page, expires))
 
     def _absorb(self, lst: Listing, entries: list[Entry]) -> None:
         """Let a page refresh what the per-key tables hold (see the module docstring)."""
@@ -92,10 +93,13 @@ class Listings:
         """
         dir_key, name = split_key(key)
         lst = self._cache.listing(dir_key)
-        if lst is None or lst.failed or (fresh and not lst.usable(self._cache.now())):
+        if lst is None or lst.failed:
             return None
         e = lst.file(name)
-        return None if e is None else Trusted(e.meta, lst.expires)
+        if e is None:
+            return None
+        expires = lst.entry_expires(e.pos)
+        return None if fresh and expires <= self._cache.now() else Trusted(e.meta, expires)
 
     def locate(self, key: str) -> tuple[Listing, FileEntry] | None:
         """The kept listing that shows the file ``key``, and its entry (readahead's map)."""
@@ -108,9 +112,9 @@ class Listings:
         """Whether per-key entries may hold fresher metadata than listings (readdir's hint)."""
         return self._cache.holds_objects()
 
-    def entry_meta(self, lst: Listing, e: FileEntry) -> tuple[ObjectMeta, float]:
-        """The freshest metadata for a listed file, and until when to trust it."""
+    def entry_meta(self, e: FileEntry, expires: float) -> tuple[ObjectMeta, float]:
+        """The freshest metadata for a listed file (trusted until ``expires``), and its trust."""
         trusted = self._cache.fresh_object(e.meta.key)
         if trusted is not None:
             return trusted.meta, trusted.expires
-        return e.meta, lst.expires
+        return e.meta, expires

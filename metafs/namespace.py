@@ -101,13 +101,17 @@ class Namespace:
         # An emitted entry is final (rule 2 is settled before emitting); an
         # absent name is settled only where the pages cover it.
         if listing is not None and (name in listing.index or listing.covers(name)):
+            now = c.now()
             entry = listing.index.get(name)
             if entry is None:
-                return Missing(listing.expires)
-            if not isinstance(entry, FileEntry):
-                return FoundDir(listing.expires)
-            trusted = c.fresh_object(key)
-            return _file(trusted) if trusted is not None else FoundFile(entry.meta, listing.expires)
+                if listing.expires > now:
+                    return Missing(listing.expires)
+            elif (expires := listing.entry_expires(entry.pos)) > now:
+                if not isinstance(entry, FileEntry):
+                    return FoundDir(expires)
+                trusted = c.fresh_object(key)
+                return _file(trusted) if trusted is not None else FoundFile(entry.meta, expires)
+            # Known from a page older than the TTL: revalidate below.
         if (exp := c.prefix_expiry(key + "/")) is not None:
             return FoundDir(exp)
         if (trusted := c.fresh_object(key)) is not None:

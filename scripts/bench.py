@@ -182,7 +182,7 @@ def child_env() -> dict[str, str]:
 
 def metafs_command(url: str, bucket: str, mnt: str, ctx: Context) -> tuple[list[str], dict[str, str]]:
     return ([sys.executable, "-m", "metafs", "--endpoint-url", url, "--region", REGION,
-             "--foreground", bucket, mnt], child_env())
+             *ctx.metafs_args, "--foreground", bucket, mnt], child_env())
 
 
 def s3fs_command(url: str, bucket: str, mnt: str, ctx: Context) -> tuple[list[str], dict[str, str]]:
@@ -311,6 +311,7 @@ class Context:
     out: Path
     timeout: float
     records: list[Record]
+    metafs_args: list[str] = dataclasses.field(default_factory=list)
     mount_count: int = 0
 
     def new_mountpoint(self, tool: str) -> str:
@@ -637,6 +638,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=120.0, help="cap per workload, seconds")
     p.add_argument("--out", default=str(REPO / "bench-out"), help="output directory")
     p.add_argument("--chart", help="also write the chart here (e.g. docs/benchmark.png)")
+    p.add_argument("--metafs-args", default="",
+                   help="extra metafs options, e.g. '--metadata-ttl 600' (default: none)")
     return p.parse_args(argv)
 
 
@@ -661,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     tmpfs_root = Path(tempfile.mkdtemp(prefix="metafs-bench-", dir="/dev/shm"))
     server = CountingS3Server().start()
     ctx = Context(server, server.url, work, tmpfs_root, work / "names", work / "passwd-s3fs",
-                  out, args.timeout, [])
+                  out, args.timeout, [], shlex.split(args.metafs_args))
     results: dict[str, Any] = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

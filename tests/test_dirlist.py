@@ -278,3 +278,18 @@ def test_file_returns_only_files():
     lst.add_page(page(["a", "b"], ["c/"]))
     assert lst.file("a") is not None and lst.file("a").meta.key == "a"
     assert lst.file("c") is None and lst.file("zz") is None
+
+
+def test_each_page_is_trusted_from_its_own_request():
+    lst = Listing("", expires=1010.0)
+    lst.add_page(page(["a", "b"], [], token="b"), 1010.0)
+    lst.add_page(page(["c"], ["d/"], token="d/"), 1020.0)
+    assert not lst.complete
+    assert lst.usable(1015.0) and not lst.usable(1020.0)  # its newest page decides
+    lst.add_page(page(["e"]), 1030.0)
+    # A file is emitted with the page that proved no directory shadows it
+    # (rule 2): b and c with page 2, e with page 3.
+    assert [(e.name, lst.entry_expires(e.pos)) for e in lst.entries] == [
+        ("a", 1010.0), ("b", 1020.0), ("c", 1020.0), ("d", 1020.0), ("e", 1030.0)]
+    assert lst.expires == 1010.0  # absences: from the creation
+    assert lst.usable(1025.0)

@@ -333,3 +333,35 @@ def test_stale_directory_served_when_revalidation_fails():
         assert len(b.requests) == 2 and all(is_probe_list(q, "d") for q in b.requests)
 
     run_layers(b, go)
+
+
+def test_a_listing_slower_than_the_ttl_trusts_each_page_from_its_request():
+    # A listing that takes longer than the TTL (a huge directory, a slow
+    # server) must not hand out names that are already expired: `ls -l`
+    # would then probe every name again.
+    b = Bucket(page_size=2)
+    for k in ("d/a", "d/b", "d/c", "d/e", "d/f"):
+        b.put(k)
+
+    async def go(env: Env) -> None:
+        lst = env.listings.current("d/")          # created at 1000: absences trusted to 1010
+        await env.listings.fill(lst, 0)           # page 1 (a, b) requested at 1000
+        env.clock.t += 6
+        await env.listings.fill(lst, 10**9)       # pages 2, 3 (c, e, f) requested at 1006
+        assert lst.complete
+        # b was held back (rule 2) until page 2 proved no b/ follows: it goes with page 2.
+        assert [lst.entry_expires(e.pos) for e in lst.entries] == [1010.0] + [1016.0] * 4
+        env.clock.t += 6                          # 1012: page 1 and absences expired
+        b.reset()
+        assert await env.ns.lookup("d/", "e") == FoundFile(lst.index["e"].meta, 1016.0)
+        assert b.requests == []                   # a fresh page answers
+        r = await env.ns.lookup("d/", "a")        # an expired page: one conditional HEAD
+        assert isinstance(r, FoundFile) and r.expires == env.clock.t + TTL
+        (h,) = b.requests
+        assert h.method == "HEAD" and h.headers["if-none-match"] == b.objects["d/a"][1]
+        b.reset()
+        assert isinstance(await env.ns.lookup("d/", "zz"), Missing)
+        assert len(b.heads()) == 1 and len(b.lists()) == 1  # absences: from the creation only
+        assert env.listings.current("d/") is lst  # still shared: its newest page is fresh
+
+    run_layers(b, go)
