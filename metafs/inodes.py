@@ -87,11 +87,12 @@ class InodeTable:
         root = self.nodes[ROOT_INODE]
         if not dir_key.startswith(root.key):
             return None
-        node: Node | None = root
+        node = root
         for part in dir_key[len(root.key):].split("/")[:-1]:
-            node = self.children.get((node.ino, part))  # type: ignore[union-attr]
-            if node is None or not node.is_dir:
+            child = self.children.get((node.ino, part))
+            if child is None or not child.is_dir:
                 return None
+            node = child
         return node
 
     def dentries_for(self, dir_key: str, names: Iterable[str], *, known_only: bool = True

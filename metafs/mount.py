@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -158,7 +158,7 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                 log.info("unmounted %s", cfg.mountpoint)
 
 
-async def _terminate_on_signal(signals: trio.abc.AsyncIterator[int]) -> None:  # type: ignore[name-defined]
+async def _terminate_on_signal(signals: AsyncIterator[int]) -> None:
     async for signum in signals:
         log.info("received %s: unmounting", signal.Signals(signum).name)
         pyfuse3.terminate()
