@@ -16,11 +16,11 @@ Order matters (S3QL's mount.py, pyfuse3's examples and their bugs):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 import pyfuse3
@@ -30,7 +30,7 @@ from . import sdnotify
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
-from .contents import FileReader
+from .contents import READ_CHUNK, FileReader
 from .credentials import CredentialSource
 from .fuse_ops import Operations
 from .inodes import InodeTable
@@ -41,7 +41,7 @@ from .objects import ObjectMetadata
 from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import starting_region
-from .views import LiveView
+from .views import LiveView, View
 from .xattrs import bucket_xattrs
 
 log = logging.getLogger(__name__)
@@ -94,36 +94,62 @@ def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, 
     return bucket_xattrs(info.headers, extra)
 
 
-def build(cfg: Config, client: S3Client, info: BucketInfo,
-          submit: Callable[[int, bytes], None] | None) -> tuple[Operations, list[Any]]:
-    """Wire the layers for one mount: view -> cache -> listings, objects, namespace -> FUSE.
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """One mount's wired layers (see README "How it is built")."""
 
-    ``submit`` sends a kernel invalidation (the :class:`Invalidator`'s
-    queue).  Returns the handlers and the services whose background tasks
-    run in the mount's nursery.
+    inodes: InodeTable
+    invalidation: KernelInvalidation
+    cache: MetaCache
+    listings: Listings
+    objects: ObjectMetadata
+    namespace: Namespace
+    ops: Operations
+
+    @property
+    def background(self) -> list[ObjectMetadata | Namespace]:
+        """The services whose background tasks (readahead, list-ahead) run in the mount's nursery."""
+        return [self.objects, self.namespace]
+
+
+def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_entries: int,
+         root_key: str = "", root_xattrs: dict[bytes, bytes] | None = None,
+         ordered: bool = True, submit: Callable[[int, bytes], None] | None = None,
+         clock: Callable[[], float] = time.monotonic, stale_grace: float = 1.0,
+         read_chunk: int = READ_CHUNK) -> Layers:
+    """Wire the layers over one view: cache -> listings, objects, namespace -> FUSE handlers.
+
+    The one place they are put together, for the mount and for the tests
+    that drive the handlers without a kernel.  ``submit`` sends a kernel
+    invalidation (the :class:`Invalidator`'s queue); ``ordered`` is False
+    for directory buckets, which list in no order (dirlist sorts them).
     """
-    view = LiveView(client)
-    inodes = InodeTable(cfg.prefix)
+    inodes = InodeTable(root_key)
     invalidation = KernelInvalidation(inodes, submit)
     # The bound's evictions reach the kernel: the cache reports them downward
     # to the invalidation policy, never up to the FUSE layer.
-    cache = MetaCache(cfg.metadata_ttl, cfg.negative_ttl, cfg.cache_entries,
-                      on_evict=invalidation.evicted)
-    # Directory buckets list in no particular order: dirlist holds their
-    # pages and sorts once the listing is complete.
-    listings = Listings(view, cache, ordered=client.dialect.ordered_listings)
-    objects = ObjectMetadata(view, cache, listings)
+    cache = MetaCache(ttl, negative_ttl, max_entries, clock=clock, on_evict=invalidation.evicted)
+    listings = Listings(view, cache, ordered=ordered)
+    objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
     namespace = Namespace(view, cache, listings, objects)
-    own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
 
     def figures() -> dict[str, int]:
         return {**cache.figures(), "invalidations": invalidation.count}
 
-    ops = Operations(namespace, objects, listings, FileReader(view), inodes, own,
-                     clock=cache.clock, dir_ttl=cfg.metadata_ttl,
-                     root_xattrs=root_xattrs(cfg, client, info),
+    ops = Operations(namespace, objects, listings, FileReader(view, read_chunk), inodes, own,
+                     clock=cache.clock, dir_ttl=ttl, root_xattrs=root_xattrs,
                      invalidation=invalidation, figures=figures)
-    return ops, [objects, namespace]
+    return Layers(inodes, invalidation, cache, listings, objects, namespace, ops)
+
+
+def build(cfg: Config, client: S3Client, info: BucketInfo,
+          submit: Callable[[int, bytes], None] | None) -> Layers:
+    """The layers of a live mount of ``cfg`` (see :func:`wire`)."""
+    own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
+    return wire(LiveView(client), own, ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl,
+                max_entries=cfg.cache_entries, root_key=cfg.prefix,
+                root_xattrs=root_xattrs(cfg, client, info),
+                ordered=client.dialect.ordered_listings, submit=submit)
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
@@ -138,12 +164,12 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             await trio.to_thread.run_sync(creds.resolve)
             client, info = await prepare(cfg, http, creds)
             invalidator = Invalidator()
-            ops, background = build(cfg, client, info, invalidator.invalidate)
-            pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
+            layers = build(cfg, client, info, invalidator.invalidate)
+            pyfuse3.init(layers.ops, cfg.mountpoint, fuse_options(cfg))
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_terminate_on_signal, signals)
-                    for service in background:  # readahead, list-ahead: they end with the mount
+                    for service in layers.background:  # readahead, list-ahead: they end with the mount
                         service.start_background(nursery)
                     log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
                     sdnotify.notify("READY=1")

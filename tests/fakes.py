@@ -43,12 +43,13 @@ import trio.testing
 
 from metafs.attrs import Ownership
 from metafs.cache import MetaCache
-from metafs.contents import FileReader
+from metafs.contents import READ_CHUNK
 from metafs.credentials import CredentialSource
 from metafs.fuse_ops import Operations
 from metafs.inodes import InodeTable
 from metafs.invalidate import KernelInvalidation
 from metafs.listings import Listings
+from metafs.mount import wire
 from metafs.namespace import Namespace
 from metafs.objects import ObjectMetadata
 from metafs.s3.client import S3Client
@@ -195,26 +196,13 @@ class Env:
 
 
 def run_layers(bucket: Bucket, fn: Callable[[Env], Awaitable[Any]], *, negative_ttl: float = NEG_TTL,
-        attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000) -> Any:
-    """Run ``fn(env)`` under trio against ``bucket`` (retries do not sleep)."""
-    clock = Clock()
+               attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000) -> Any:
+    """Run ``fn(env)`` under trio against ``bucket`` (retries do not sleep).
 
-    async def no_sleep(_: float) -> None:
-        return None
-
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(bucket)) as http:
-            client = S3Client(http, bucket="bkt", region="us-east-1",
-                              endpoint_url="http://127.0.0.1:9000", attempts=attempts,
-                              sleep=no_sleep, rng=lambda: 0.5)
-            view = LiveView(client)
-            cache = MetaCache(TTL, negative_ttl, max_entries=max_entries, clock=clock)
-            listings = Listings(view, cache)
-            objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
-            ns = Namespace(view, cache, listings, objects)
-            return await fn(Env(bucket, clock, cache, listings, objects, ns))
-
-    return trio.run(main)
+    The layers are wired by :func:`metafs.mount.wire`, as a mount wires them.
+    """
+    return run_ops(bucket, fn, negative_ttl=negative_ttl, attempts=attempts,
+                   stale_grace=stale_grace, max_entries=max_entries)
 
 
 def is_probe_list(r: httpx.Request, key: str) -> bool:
@@ -474,8 +462,8 @@ def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
             max_entries: int = 100_000, read_chunk: int | None = None) -> Any:
     """Run ``fn(env)`` under trio with :class:`~metafs.fuse_ops.Operations` over ``bucket``.
 
-    The wiring is :func:`metafs.mount.build`'s: one InodeTable, a
-    KernelInvalidation whose submit function collects into
+    The wiring is :func:`metafs.mount.wire`'s, the mount's own: one
+    InodeTable, a KernelInvalidation whose submit function collects into
     ``env.invalidated``, the cache's ``on_evict`` wired to it, the cache's
     clock and TTL as the handlers' ``clock`` and ``dir_ttl``, and the
     cache's and invalidation's figures as the root's ``metafs.*`` xattrs.
@@ -488,25 +476,15 @@ def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
             client = S3Client(http, bucket="bkt", region="us-east-1",
                               endpoint_url="http://127.0.0.1:9000", attempts=attempts,
                               sleep=no_sleep, rng=lambda: 0.5)
-            view = LiveView(client)
-            inodes = InodeTable("")
             invalidated: list[tuple[int, bytes]] = []
-            invalidation = KernelInvalidation(
-                inodes, submit=lambda ino, name: invalidated.append((ino, name)))
-            cache = MetaCache(TTL, negative_ttl, max_entries=max_entries, clock=clock,
-                              on_evict=invalidation.evicted)
-            listings = Listings(view, cache)
-            objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
-            ns = Namespace(view, cache, listings, objects)
-            reader = FileReader(view) if read_chunk is None else FileReader(view, read_chunk)
-
-            def figures() -> dict[str, int]:
-                return {**cache.figures(), "invalidations": invalidation.count}
-
-            ops = Operations(ns, objects, listings, reader, inodes, OWN, clock=cache.clock,
-                             dir_ttl=TTL, root_xattrs=dict(ROOT_XATTRS),
-                             invalidation=invalidation, figures=figures)
-            env = Env(bucket, clock, cache, listings, objects, ns)
-            return await fn(OpsEnv(env, inodes, invalidation, invalidated, ops))
+            layers = wire(LiveView(client), OWN, ttl=TTL, negative_ttl=negative_ttl,
+                          max_entries=max_entries, root_xattrs=dict(ROOT_XATTRS),
+                          submit=lambda ino, name: invalidated.append((ino, name)),
+                          clock=clock, stale_grace=stale_grace,
+                          read_chunk=READ_CHUNK if read_chunk is None else read_chunk)
+            env = Env(bucket, clock, layers.cache, layers.listings, layers.objects,
+                      layers.namespace)
+            return await fn(OpsEnv(env, layers.inodes, layers.invalidation, invalidated,
+                                   layers.ops))
 
     return trio.run(main)
