@@ -32,7 +32,7 @@ from .cache import MetaCache
 from .config import Config
 from .contents import FileReader
 from .credentials import CredentialSource
-from .fuse_ops import Operations
+from .fuse_ops import Operations, handler_bound
 from .inodes import InodeTable
 from .invalidate import Invalidator, KernelInvalidation
 from .listings import Listings
@@ -119,8 +119,10 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
     def figures() -> dict[str, int]:
         return {**cache.figures(), "invalidations": invalidation.count}
 
+    # Every handler is bounded by what two requests may take with the
+    # configured retries and timeout (fuse_ops.handler_bound).
     ops = Operations(namespace, objects, listings, FileReader(view), inodes, own,
-                     clock=cache.clock, dir_ttl=cfg.metadata_ttl,
+                     clock=cache.clock, dir_ttl=cfg.metadata_ttl, bound=handler_bound(client.budget),
                      root_xattrs=root_xattrs(cfg, client, info),
                      invalidation=invalidation, figures=figures)
     return ops, [objects, namespace]

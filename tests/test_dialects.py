@@ -387,8 +387,8 @@ def test_parse_location():
 
 def test_listing_decoding_per_dialect():
     body = listing("a+b", "c%20d", "e%2Bf")
-    assert [o.key for o in parse_list(body).objects] == ["a b", "c d", "e+f"]
-    assert [o.key for o in parse_list(body, plus_is_space=False).objects] == ["a+b", "c d", "e+f"]
+    assert [o.key for o in parse_list(body, version=2).objects] == ["a b", "c d", "e+f"]
+    assert [o.key for o in parse_list(body, version=2, plus_is_space=False).objects] == ["a+b", "c d", "e+f"]
 
 
 # -- each Dialect field, changed alone ---------------------------------------------------------

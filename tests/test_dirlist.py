@@ -226,13 +226,6 @@ def test_unordered_listing_duplicates_shown_once():
 
 # -- complete and token -------------------------------------------------------------------
 
-def test_truncated_page_without_token_completes():
-    lst = Listing("", expires=0.0)
-    out = lst.add_page(ListPage([obj("a")], [], True, None))
-    assert lst.complete and lst.token is None
-    assert names(out) == [("a", False)]
-
-
 def test_token_is_ignored_on_a_final_page():
     lst = Listing("", expires=0.0)
     lst.add_page(ListPage([obj("a")], [], False, "stale-token"))
