@@ -474,3 +474,10 @@ def test_checksum_mode_and_percent_decode_values():
               dialect=dataclasses.replace(S3, checksum_mode=False, percent_decode_values=True))
     assert "x-amz-checksum-mode" not in srv.requests[0].headers
     assert isinstance(res, Fresh) and res.meta.xattrs == {b"user.city": "São".encode()}
+
+
+def test_listing_version_is_dialect_data():
+    # ListObjectsV2 (continuation token) for S3, directory buckets and OSS;
+    # V1 (marker) for COS and OBS, whose V2 is undocumented.
+    assert {d.name: d.list_version for d in (S3, S3EXPRESS, COS, OSS, OBS)} == {
+        "s3": 2, "s3express": 2, "cos": 1, "oss": 2, "obs": 1}
