@@ -12,7 +12,9 @@ S3, COS, OSS, OBS and S3 directory buckets is data in a
 
 Every request is bounded: each attempt runs under ``trio.move_on_after``
 (pyfuse3 has no FUSE INTERRUPT support, so a hung request would pin a
-worker and block unmount), and there are at most ``attempts`` attempts.
+worker and block unmount), there are at most ``attempts`` attempts, and
+the whole request, backoff and ``Retry-After`` waits included, ends
+within its budget (:func:`request_budget`).
 """
 
 from __future__ import annotations
