@@ -12,14 +12,19 @@ The counting layer is WSGI middleware around moto's own application, not
 a proxy process: each request is classified (LIST, HEAD, conditional HEAD,
 HEAD Bucket, GET, write), recorded with the headers that matter, and can be
 delayed (to emulate a network round trip) or failed (500s or a hang) for
-fault tests.  (werkzeug closes the connection after every response, so
-each request also pays a loopback TCP connect: the same for every client.)
+fault tests.  Listings can also be made endless, the three ways a server
+can keep a client listing forever (every LIST answered by the fault):
+``list-no-token`` (truncated, no continuation token or marker),
+``list-repeated-token`` (truncated, the same token every time) and
+``list-empty-pages`` (truncated and empty, a new token every time).
+(werkzeug closes the connection after every response, so each request
+also pays a loopback TCP connect: the same for every client.)
 Other processes (s3fs, rclone, the benchmark) reach the same
 controls over HTTP under ``/__counter__/``::
 
     GET  /__counter__/stats            -> {"LIST": 2, "HEAD": 0, ...}
     POST /__counter__/reset            -> clears counts and the request log
-    POST /__counter__/config?delay_ms=20&fault=500|hang|none
+    POST /__counter__/config?delay_ms=20&fault=500|hang|list-no-token|...|none
 
 Run standalone: ``python -m metafs.devserver --port 9000``.
 """
@@ -35,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 if TYPE_CHECKING:
@@ -73,6 +78,7 @@ def _moto_server(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> t
 
 
 KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "GET", "OTHER", "WRITE")
+LIST_FAULTS = ("list-no-token", "list-repeated-token", "list-empty-pages")
 
 
 @dataclasses.dataclass
@@ -121,7 +127,8 @@ class CountingS3Server:
         self._lock = threading.Lock()
         self.records: list[Record] = []
         self.delay = 0.0
-        self.fault: str | None = None  # None, "500" or "hang"
+        self.fault: str | None = None  # None, "500", "hang" or one of LIST_FAULTS
+        self._fault_pages = 0  # pages served by a listing fault: each empty page's new token
         self.hang_seconds = 30.0
         self._release = threading.Event()
         self._app, self._server = _moto_server(host, port, self._wsgi)
@@ -227,6 +234,12 @@ class CountingS3Server:
             start_response("500 Internal Server Error",
                            [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
             return [] if method == "HEAD" else [body]
+        if self.fault in LIST_FAULTS and rec.kind == "LIST":
+            body = self._endless_listing(self.fault, query)
+            rec.status, rec.finished = 200, time.monotonic()
+            start_response("200 OK", [("Content-Type", "application/xml"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
 
         def recording_start_response(status: str, hdrs: list[tuple[str, str]],
                                      exc_info: OptExcInfo | None = None) -> Callable[[bytes], object]:
@@ -235,6 +248,31 @@ class CountingS3Server:
 
         answer: Iterable[bytes] = self._app(environ, recording_start_response)
         return answer
+
+
+    def _endless_listing(self, fault: str, query: dict[str, str]) -> bytes:
+        """A listing page that says more follows, in the way ``fault`` names (see the module docstring).
+
+        ListObjectsV2 (``list-type=2``) goes on by NextContinuationToken, V1 by NextMarker.
+        """
+        with self._lock:
+            self._fault_pages += 1
+            n = self._fault_pages
+        prefix = query.get("prefix", "")
+        tag = "NextContinuationToken" if query.get("list-type") == "2" else "NextMarker"
+        contents, token = "", None
+        if fault == "list-empty-pages":
+            token = f"{prefix}empty-{n}"
+        else:
+            contents = (f"<Contents><Key>{quote(prefix)}looping</Key>"
+                        "<LastModified>2020-12-10T03:37:30.000Z</LastModified>"
+                        '<ETag>"e"</ETag><Size>1</Size></Contents>')
+            token = f"{prefix}looping" if fault == "list-repeated-token" else None
+        more = f"<{tag}>{quote(token)}</{tag}>" if token else ""
+        return ('<?xml version="1.0" encoding="UTF-8"?>'
+                '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Prefix>{quote(prefix)}</Prefix><EncodingType>url</EncodingType>"
+                f"<IsTruncated>true</IsTruncated>{more}{contents}</ListBucketResult>").encode()
 
 
 def main() -> None:

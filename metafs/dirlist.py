@@ -19,6 +19,26 @@ decides which names the directory shows.  The rules, each tested in
 5. Unordered listings (S3 directory buckets) cannot use rule 2's
    streaming argument: their entries are held until the listing is
    complete, then sorted by name.
+6. **A listing must end.**  A page is checked before it is merged, and a
+   server that would keep a reader listing forever fails the listing
+   with :class:`~metafs.errors.MalformedResponseError` naming its fault:
+   a truncated page without a continuation token or marker (no way
+   forward), a token an earlier page already gave (a loop), a truncated
+   page whose keys all come at or before what earlier pages showed (no
+   progress; for unordered listings: keys all seen before), and more than
+   ``MAX_EMPTY_PAGES`` truncated pages in a row with no key at all.  A few
+   empty pages are tolerated because servers that filter a page after
+   reading it (delete markers, pending uploads) can legitimately send
+   them; each still needs a token never seen before.  In ordered listings
+   a key at or before the watermark that comes with progress is dropped,
+   so a server that repeats a few keys cannot show a name twice.
+
+Keys and names are ``str`` holding the key's bytes decoded as UTF-8 with
+``surrogateescape``: a byte that is not UTF-8 is one lone surrogate, so a
+key that is not UTF-8 maps to a name losslessly and back to the same bytes
+in requests (:func:`key_bytes`, :func:`name_of`).  Servers order keys by
+their bytes, which for such keys is not the order of Python strings, so
+every comparison of keys here is on :func:`key_bytes`.
 
 Entries only ever get appended, so an index into ``entries`` is a stable
 readdir offset for as long as a handle keeps this listing.
@@ -45,12 +65,26 @@ from typing import ClassVar
 
 import trio
 
+from .errors import MalformedResponseError
 from .s3.model import ListPage, ObjectMeta
 
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255
+# Truncated pages without a key tolerated in a row (rule 6): enough for a
+# server that filters pages, few enough that a looping one costs little.
+MAX_EMPTY_PAGES = 10
 _logged_invalid: set[str] = set()
+
+
+def key_bytes(key: str) -> bytes:
+    """The bytes of a key or name: what the server stores, orders by, and the kernel sees."""
+    return key.encode("utf-8", "surrogateescape")
+
+
+def name_of(raw: bytes) -> str:
+    """The name of a kernel name's bytes (any bytes: the inverse of :func:`key_bytes`)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -70,7 +104,11 @@ def invalid_reason(name: str) -> str | None:
         return "contains NUL"
     if "/" in name:
         return "contains '/'"
-    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+    try:
+        size = len(key_bytes(name))
+    except UnicodeEncodeError:  # a surrogate no decoding produced: no bytes to send
+        return "not a byte string"
+    if size > NAME_MAX:
         return f"longer than {NAME_MAX} bytes"
     return None
 
@@ -108,8 +146,8 @@ class Listing:
     """Entries of one directory (prefix ``dir_key``), as they arrive."""
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
-                 "expires", "page_ends", "page_expires", "_failed", "lock", "_pending", "pages",
-                 "watermark")
+                 "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
+                 "pages", "watermark", "_tokens", "_empty_run", "_seen")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -123,12 +161,19 @@ class Listing:
         self.page_ends: list[int] = []
         self.page_expires: list[float] = []
         self._failed = False
+        self.error: Exception | None = None  # why the listing failed, for readers that come later
         self.pages = 0
         # One page fetch at a time, shared by all readers; held while a page
         # is on the way, which lookups use as "an answer is coming".
         self.lock = trio.Lock()
-        self._pending: list[tuple[str, Entry]] = []  # (key, entry) held back
-        self.watermark = ""  # the greatest key any page has shown so far
+        self._pending: list[tuple[bytes, Entry]] = []  # (key bytes, entry) held back
+        self.watermark = b""  # the greatest key (bytes) any page has shown so far
+        self._tokens: set[str] = set()  # every token a page gave: one given again is a loop
+        self._empty_run = 0  # truncated pages without a key, in a row
+        # Unordered listings measure progress by keys never seen (their pages
+        # are in no order); the strings are the entries' own, so this costs a
+        # set slot per key.
+        self._seen: set[str] | None = None if ordered else set()
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
@@ -144,9 +189,14 @@ class Listing:
     def failed(self) -> bool:
         return self._failed
 
-    def fail(self) -> None:
-        """A page could not be fetched: never trust this listing again."""
+    def fail(self, error: Exception | None = None) -> None:
+        """A page could not be fetched or was refused: never trust this listing again.
+
+        ``error`` is what later readers of this listing get instead of
+        asking the server again.
+        """
         self._failed = True
+        self.error = error
 
     def fetching(self) -> bool:
         """A page is on the way."""
@@ -163,11 +213,11 @@ class Listing:
         self.entries.append(entry)
         self.index[entry.name] = entry
 
-    def _flush_before(self, key: str) -> None:
+    def _flush_before(self, key: bytes) -> None:
         """Emit held files that no prefix at or after ``key`` can shadow."""
         pending = self._pending
         i = 0
-        while i < len(pending) and pending[i][0] + "/" < key:
+        while i < len(pending) and pending[i][0] + b"/" < key:
             self._emit(pending[i][1])
             i += 1
         if i:
@@ -177,14 +227,21 @@ class Listing:
         """Merge one page; return the entries it made visible (for the cache).
 
         ``expires``: the trust of what the page shows (its request time +
-        TTL); by default the listing's own.
+        TTL); by default the listing's own.  Raises
+        :class:`~metafs.errors.MalformedResponseError` for a page that
+        would keep the listing from ending (rule 6), before merging any of it.
         """
         start = len(self.entries)
         base = len(self.dir_key)
-        items: list[tuple[str, bool, ObjectMeta | None]] = [
-            (m.key, False, m) for m in page.objects] + [(p, True, None) for p in page.prefixes]
+        items: list[tuple[bytes, str, bool, ObjectMeta | None]] = [
+            (key_bytes(m.key), m.key, False, m) for m in page.objects] + [
+            (key_bytes(p), p, True, None) for p in page.prefixes]
         items.sort(key=lambda t: t[0])
-        for key, is_dir, meta in items:
+        self._check(page, items)
+        after = self.watermark if self.ordered else None
+        for kb, key, is_dir, meta in items:
+            if after is not None and kb <= after:
+                continue  # an earlier page showed it (rule 6)
             if not key.startswith(self.dir_key):
                 _skip(key, f"outside the listed prefix {self.dir_key!r}")
                 continue
@@ -196,12 +253,12 @@ class Listing:
                 if self.ordered:
                     # Rule 2: a held file of the same name loses to the directory.
                     self._pending = [(k, e) for k, e in self._pending if e.name != name]
-                    self._flush_before(key)
+                    self._flush_before(kb)
                 if name in self.index:
                     if not self.index[name].is_dir:
                         log.debug("prefix %r shadows an object already listed", key)
                     continue
-                self._pend_or_emit(key, DirEntry(name), hold=False)
+                self._pend_or_emit(kb, DirEntry(name), hold=False)
             else:
                 name = key[base:]
                 if name == "":
@@ -210,20 +267,58 @@ class Listing:
                     _skip(key, reason)
                     continue
                 if self.ordered:
-                    self._flush_before(key)
+                    self._flush_before(kb)
                 assert meta is not None  # objects carry their metadata (built above)
-                self._pend_or_emit(key, FileEntry(name, meta), hold=True)
+                self._pend_or_emit(kb, FileEntry(name, meta), hold=True)
         self.pages += 1
         if items and items[-1][0] > self.watermark:
             self.watermark = items[-1][0]
-        self.token = page.next_token if page.truncated else None
-        if not page.truncated or not page.next_token:
+        if self._seen is not None:
+            self._seen.update(key for _, key, _, _ in items)
+        self._empty_run = 0 if items else self._empty_run + 1
+        if page.truncated:
+            assert page.next_token  # _check refused a truncated page without one
+            self.token = page.next_token
+            self._tokens.add(page.next_token)
+        else:
+            self.token = None
             self._finish()
         # Held-back files emitted now were shown by an earlier page: trusting
         # them as long as this one over-trusts them by at most a page's time.
         self.page_ends.append(len(self.entries))
         self.page_expires.append(self.expires if expires is None else expires)
         return self.entries[start:]
+
+    def _check(self, page: ListPage, items: list[tuple[bytes, str, bool, ObjectMeta | None]]
+               ) -> None:
+        """Refuse a page that would keep the listing from ending (rule 6).
+
+        Only a truncated page can: a final page ends the listing whatever
+        it holds.  The message names the server's fault, as the one log
+        line of the failed operation shows it.
+        """
+        if not page.truncated:
+            return
+        n = self.pages + 1
+        fault: str | None = None
+        if not page.next_token:
+            fault = (f"page {n} says the listing is truncated but gives no continuation "
+                     f"token or marker to go on with")
+        elif page.next_token in self._tokens:
+            fault = (f"page {n} gives again the continuation token {page.next_token!r} "
+                     f"of an earlier page")
+        elif not items:
+            if self._empty_run >= MAX_EMPTY_PAGES:
+                fault = f"{self._empty_run + 1} truncated pages in a row without a key"
+        elif self._seen is not None:
+            if all(key in self._seen for _, key, _, _ in items):
+                fault = f"page {n} holds only keys earlier pages showed"
+        elif items[-1][0] <= self.watermark:
+            fault = (f"page {n} holds no key after {name_of(self.watermark)!r}, "
+                     f"the last one earlier pages showed")
+        if fault is not None:
+            raise MalformedResponseError(
+                f"LIST {self.dir_key or '/'}: the server's listing would not end: {fault}")
 
     def covers(self, name: str) -> bool:
         """Whether the pages so far settle what ``name`` is (entry or absent).
@@ -235,11 +330,11 @@ class Listing:
         """
         if self.complete:
             return True
-        if not self.ordered or not self.dir_key + name + "/" < self.watermark:
+        if not self.ordered or not key_bytes(self.dir_key + name + "/") < self.watermark:
             return False
         return all(e.name != name for _, e in self._pending)
 
-    def _pend_or_emit(self, key: str, entry: Entry, *, hold: bool) -> None:
+    def _pend_or_emit(self, key: bytes, entry: Entry, *, hold: bool) -> None:
         if hold or not self.ordered:
             self._pending.append((key, entry))
         else:

@@ -12,6 +12,16 @@ errno (table in ``errors.py``), anything else is logged with its
 traceback and becomes EIO.  Nothing else may leave a handler, because an
 exception escaping a pyfuse3 worker ends ``pyfuse3.main()`` and with it
 the mount.
+
+The boundary also bounds every handler in time (``Operations.bound``, see
+:func:`handler_bound`): pyfuse3 has no FUSE INTERRUPT support, so a
+handler that never returns keeps its caller in uninterruptible sleep for
+good.  Past the bound the handler is cancelled and the request fails with
+EIO and one log line.  Cancellation strikes only at an ``await``, and
+every handler does its bookkeeping (lookup counts, handles) after its
+last one, so nothing is counted that the kernel did not get; a cancelled
+single flight or listing page is taken over by the next caller (see
+:mod:`metafs.flight`, :meth:`metafs.listings.Listings.fill`).
 """
 
 from __future__ import annotations
@@ -22,15 +32,16 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
+import trio
 from pyfuse3 import FUSEError
 
 from . import errors
 from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .contents import FileHandle, FileReader
-from .dirlist import DirEntry, Listing, invalid_reason
+from .dirlist import NAME_MAX, DirEntry, Listing, invalid_reason, key_bytes, name_of
 from .inodes import InodeTable, Node
 from .invalidate import KernelInvalidation
 from .listings import Listings
@@ -46,17 +57,38 @@ R = TypeVar("R")
 _XATTR_PREFIXES = (USER_NS.encode(), SYSTEM_NS.encode())
 
 
-def _boundary(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """The one place where exceptions become errno (see the module docstring).
+# A handler may wait on two requests in turn (a lookup waits for a listing
+# page in progress, then probes; a known name's HEAD says 404, then its LIST
+# runs), each bounded by the client's request budget; a handler that outlives
+# that is waiting on something no single request bounds: an endless listing,
+# pages that hold no name.
+REQUESTS_PER_HANDLER = 2
+
+
+def handler_bound(request_budget: float) -> float:
+    """The longest a FUSE handler may run: two requests' budgets (see above).
+
+    With the defaults (``--retries 2 --request-timeout 10``): 2 * 30.6 = 61.2 s.
+    """
+    return REQUESTS_PER_HANDLER * request_budget
+
+
+def _boundary(fn: Callable[Concatenate[Operations, P], Awaitable[R]]
+              ) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
+    """The one place where exceptions become errno, and time is bounded (see the module docstring).
 
     The wrapper keeps ``fn``'s parameters, and returns a coroutine (not just an
     awaitable) because that is what pyfuse3.Operations' async handlers return.
     """
 
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def wrapper(self: Operations, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return await fn(*args, **kwargs)
+            with trio.move_on_after(self.bound):
+                return await fn(self, *args, **kwargs)
+            log.warning("%s: no answer within %g s, the bound of one FUSE request: EIO",
+                        fn.__name__, self.bound)
+            raise FUSEError(errno.EIO)
         except FUSEError:
             raise
         except errors.MetafsError as e:
@@ -86,7 +118,8 @@ class Operations(pyfuse3.Operations):
     (readdir's pages), and the :class:`FileReader` for contents.  ``clock``
     is the cache's: it turns each answer's ``expires`` into the kernel's
     remaining timeout.  ``dir_ttl`` is the kernel timeout of directories,
-    ``.`` and ``..`` (synthetic, so the full TTL).
+    ``.`` and ``..`` (synthetic, so the full TTL).  ``bound`` is the
+    longest any handler may run (:func:`handler_bound`), in seconds.
     """
 
     supports_dot_lookup = True
@@ -95,7 +128,7 @@ class Operations(pyfuse3.Operations):
 
     def __init__(self, namespace: Namespace, objects: ObjectMetadata, listings: Listings,
                  reader: FileReader, inodes: InodeTable, own: Ownership, *,
-                 clock: Callable[[], float], dir_ttl: float,
+                 clock: Callable[[], float], dir_ttl: float, bound: float,
                  root_xattrs: dict[bytes, bytes] | None = None,
                  invalidation: KernelInvalidation | None = None,
                  figures: Callable[[], dict[str, int]] | None = None) -> None:
@@ -108,6 +141,7 @@ class Operations(pyfuse3.Operations):
         self.own = own
         self._clock = clock
         self._dir_ttl = dir_ttl
+        self.bound = bound
         self._readdir_attrs = ReaddirAttrs(own)
         self.root_xattrs = root_xattrs or {}
         self._invalidation = invalidation
@@ -141,22 +175,23 @@ class Operations(pyfuse3.Operations):
         Counts one lookup on the returned inode.  A name that does not
         exist is answered with ``st_ino == 0`` and an ``entry_timeout`` of
         the negative entry's remaining trust, so the kernel caches it too.
-        A name that is not valid UTF-8 or not a valid key component is
-        ENOENT with no request.  Raises ENOTDIR if the parent is a file,
-        ESTALE if it was forgotten, and the S3 error's errno if the server
-        cannot say.
+        A name longer than 255 bytes is ENAMETOOLONG, one that cannot be a
+        key component (empty, ``/``, NUL) ENOENT, both with no request.  Any
+        other bytes are a name, UTF-8 or not (:func:`~metafs.dirlist.name_of`),
+        so a key that is not UTF-8 can be looked up as ``readdir`` showed it.
+        Raises ENOTDIR if the parent is a file, ESTALE if it was forgotten,
+        and the S3 error's errno if the server cannot say.
         """
         parent = self._node(parent_inode)
         if not parent.is_dir:
             raise FUSEError(errno.ENOTDIR)
+        if len(name) > NAME_MAX:
+            raise FUSEError(errno.ENAMETOOLONG)
         if name in (b".", b".."):
             node = parent if name == b"." else self._node(parent.parent)
             self.inodes.remember(node)
             return dir_attrs(node.ino, self.own, self._dir_ttl)
-        try:
-            sname = name.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FUSEError(errno.ENOENT) from None  # S3 keys are UTF-8
+        sname = name_of(name)
         if invalid_reason(sname) is not None:
             raise FUSEError(errno.ENOENT)
         found = await self.namespace.lookup(parent.key, sname)
@@ -231,7 +266,9 @@ class Operations(pyfuse3.Operations):
         call that already replied some entries returns instead of waiting
         for the next page, so the first entries of a huge directory reach
         the reader after the first LIST page.  A listing error is raised
-        only if this call replied nothing (replied entries were counted).
+        only if this call replied nothing (replied entries were counted);
+        the only ``await`` is that page fetch, so the handler's bound can
+        only cancel a call that counted nothing either.
         """
         h = self._dirs.get(fh)
         if h is None:
@@ -287,7 +324,9 @@ class Operations(pyfuse3.Operations):
                     meta, expires = self.listings.entry_meta(e, now + page_ttl)
                     timeout = max(0.0, expires - now)
                 attrs = reuse.file(node.ino, meta, timeout)
-            if not pyfuse3.readdir_reply(token, e.name.encode("utf-8"), attrs, i + 3):
+            # dirlist.key_bytes, inlined in this loop: names that are not UTF-8 keep their bytes.
+            if not pyfuse3.readdir_reply(token, e.name.encode("utf-8", "surrogateescape"), attrs,
+                                         i + 3):
                 self.inodes.discard_if_unused(node)
                 return
             node.nlookup += 1  # InodeTable.remember, inlined in this loop
@@ -310,7 +349,7 @@ class Operations(pyfuse3.Operations):
 
     # -- extended attributes ------------------------------------------------------------
     def _dir_xattrs(self, node: Node) -> dict[bytes, bytes]:
-        table = {b"s3.prefix": node.key.encode("utf-8")}
+        table = {b"s3.prefix": key_bytes(node.key)}
         if node.ino == pyfuse3.ROOT_INODE:
             table.update(self.root_xattrs)
             table.update(self._stats())

@@ -30,7 +30,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 
-from .dirlist import Listing, split_key
+from .dirlist import Listing, key_bytes, split_key
 from .inodes import InodeTable
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,6 @@ class KernelInvalidation:
         n = 0
         for parent_ino, name in pairs:
             if self._submit is not None:
-                self._submit(parent_ino, name.encode("utf-8"))
+                self._submit(parent_ino, key_bytes(name))
             n += 1
         self.count += n

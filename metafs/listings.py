@@ -61,19 +61,31 @@ class Listings:
     async def fill(self, lst: Listing, upto: int) -> None:
         """Fetch pages until ``lst`` has an entry at index ``upto`` or is complete.
 
-        Raises the S3 error of a failed page (the listing is then failed).
+        Raises the S3 error of a failed page, or the
+        :class:`~metafs.errors.MalformedResponseError` of a page that would
+        keep the listing from ending (:mod:`metafs.dirlist`, rule 6); the
+        listing is then failed, and every later caller of this listing
+        (readers that waited for the page, handles that keep it) gets the
+        same error with no request.  A fetch cancelled by its FUSE
+        request's bound fails nothing: the lock is released and the next
+        reader asks for the same page again.
         """
         while len(lst.entries) <= upto and not lst.complete:
             async with lst.lock:
+                if lst.failed:
+                    if lst.error is not None:
+                        raise lst.error.with_traceback(None)  # the same error, not a growing traceback
+                    raise errors.MetafsError(f"LIST {lst.dir_key or '/'} failed")
                 if len(lst.entries) > upto or lst.complete:
                     return
                 expires = self._cache.now() + self._cache.ttl  # trust runs from the request
                 try:
                     page = await self._view.list_page(lst.dir_key, lst.token)
-                except errors.MetafsError:
-                    lst.fail()
+                    entries = lst.add_page(page, expires)
+                except errors.MetafsError as e:
+                    lst.fail(e)
                     raise
-                self._absorb(lst, lst.add_page(page, expires))
+                self._absorb(lst, entries)
 
     def _absorb(self, lst: Listing, entries: list[Entry]) -> None:
         """Let a page refresh what the per-key tables hold (see the module docstring)."""

@@ -32,7 +32,7 @@ from .cache import MetaCache
 from .config import Config
 from .contents import READ_CHUNK, FileReader
 from .credentials import CredentialSource
-from .fuse_ops import Operations
+from .fuse_ops import Operations, handler_bound
 from .inodes import InodeTable
 from .invalidate import Invalidator, KernelInvalidation
 from .listings import Listings
@@ -116,13 +116,14 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
          root_key: str = "", root_xattrs: dict[bytes, bytes] | None = None,
          ordered: bool = True, submit: Callable[[int, bytes], None] | None = None,
          clock: Callable[[], float] = time.monotonic, stale_grace: float = 1.0,
-         read_chunk: int = READ_CHUNK) -> Layers:
+         read_chunk: int = READ_CHUNK, bound: float) -> Layers:
     """Wire the layers over one view: cache -> listings, objects, namespace -> FUSE handlers.
 
     The one place they are put together, for the mount and for the tests
     that drive the handlers without a kernel.  ``submit`` sends a kernel
     invalidation (the :class:`Invalidator`'s queue); ``ordered`` is False
-    for directory buckets, which list in no order (dirlist sorts them).
+    for directory buckets, which list in no order (dirlist sorts them);
+    ``bound`` is the longest any FUSE request may run (seconds).
     """
     inodes = InodeTable(root_key)
     invalidation = KernelInvalidation(inodes, submit)
@@ -136,8 +137,10 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     def figures() -> dict[str, int]:
         return {**cache.figures(), "invalidations": invalidation.count}
 
+    # Every handler is bounded by what two requests may take with the
+    # configured retries and timeout (fuse_ops.handler_bound).
     ops = Operations(namespace, objects, listings, FileReader(view, read_chunk), inodes, own,
-                     clock=cache.clock, dir_ttl=ttl, root_xattrs=root_xattrs,
+                     clock=cache.clock, dir_ttl=ttl, bound=bound, root_xattrs=root_xattrs,
                      invalidation=invalidation, figures=figures)
     return Layers(inodes, invalidation, cache, listings, objects, namespace, ops)
 
@@ -149,7 +152,8 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
     return wire(LiveView(client), own, ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl,
                 max_entries=cfg.cache_entries, root_key=cfg.prefix,
                 root_xattrs=root_xattrs(cfg, client, info),
-                ordered=client.dialect.ordered_listings, submit=submit)
+                ordered=client.dialect.ordered_listings, submit=submit,
+                bound=handler_bound(client.budget))
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:

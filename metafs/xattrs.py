@@ -27,9 +27,12 @@ import base64
 import binascii
 import email.errors
 import email.header
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote
+
+log = logging.getLogger(__name__)
 
 META_PREFIXES = ("x-amz-meta-", "x-cos-meta-", "x-oss-meta-", "x-obs-meta-")
 VENDOR_PREFIXES = ("x-amz-", "x-cos-", "x-oss-", "x-obs-")
@@ -111,20 +114,25 @@ def system_name(header: str) -> str | None:
     return None
 
 
-def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: bool = False
-                  ) -> dict[bytes, bytes]:
+def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: bool = False,
+                  key: str = "") -> dict[bytes, bytes]:
     """All xattrs of an object from its HEAD response headers (lowercase names).
 
     Repeated headers are joined with ``,`` as HTTP allows.  With
     ``percent_decode_values`` (the dialect's rule, OBS), user-metadata
-    values are percent-decoded first.  Called once per HEAD answer, by
-    :func:`metafs.s3.model.meta_from_head`.
+    values are percent-decoded first.  A user-metadata header with an empty
+    name (``x-amz-meta-``) is left out with one log line naming ``key``:
+    ``user.`` is no xattr name a tool can ask for.  Called once per HEAD
+    answer, by :func:`metafs.s3.model.meta_from_head`.
     """
     out: dict[bytes, bytes] = {}
     for h, v in headers:
         name: str | None = None
         for p in META_PREFIXES:
             if h.startswith(p):
+                if h == p:
+                    log.warning("leaving out user metadata %r of %r: it has an empty name", h, key)
+                    break
                 value = percent_decode(v) if percent_decode_values else v
                 name, v = USER_NS + h[len(p):], decode_rfc2047(value)
                 break

@@ -5,14 +5,17 @@ The metadata layer over an in-memory bucket:
 * :class:`Clock`: a settable clock (``clock.t``), injected into
   :class:`~metafs.cache.MetaCache` so a test steps time instead of sleeping.
 * :class:`Bucket`: a tiny in-memory S3, an ``httpx.MockTransport`` handler
-  that answers HEAD Object (with ``If-None-Match``) and ListObjectsV2
-  (delimiter, paging), logs every request it receives, and can be told
+  that answers HEAD Bucket, HEAD Object (with ``If-None-Match``), ranged GET
+  and ListObjectsV2 (delimiter, paging, in the keys' byte order; keys that
+  are not UTF-8 hold lone surrogates, as in metafs), logs every request it
+  receives, and can be told
   to fail (``fail``: an HTTP status), break (``broken``: a transport
   error) or hold every answer until an event is set (``gate``).
 * :func:`run_layers`: wires a real :class:`~metafs.s3.client.S3Client` over a
-  :class:`Bucket` into the metadata layer as :func:`metafs.mount.build`
-  does (LiveView, MetaCache, Listings, ObjectMetadata, Namespace) and runs
-  a test body under trio with an :class:`Env` holding all of them.
+  :class:`Bucket` (or a :class:`tests.faults.Faults` around one) into the
+  metadata layer as :func:`metafs.mount.build` does (LiveView, MetaCache,
+  Listings, ObjectMetadata, Namespace) and runs a test body under trio
+  with an :class:`Env` holding all of them.
 
 The S3 client alone:
 
@@ -45,7 +48,7 @@ from metafs.attrs import Ownership
 from metafs.cache import MetaCache
 from metafs.contents import READ_CHUNK
 from metafs.credentials import CredentialSource
-from metafs.fuse_ops import Operations
+from metafs.fuse_ops import Operations, handler_bound
 from metafs.inodes import InodeTable
 from metafs.invalidate import KernelInvalidation
 from metafs.listings import Listings
@@ -69,6 +72,15 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def _key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _q(key: str) -> str:
+    """A key (or token) as S3 writes it with ``encoding-type=url``: its bytes, percent-encoded."""
+    return quote(key, errors="surrogateescape")
 
 
 class Bucket:
@@ -109,15 +121,18 @@ class Bucket:
             raise httpx.ConnectError("[Errno 111] Connection refused")
         if self.fail is not None:
             return httpx.Response(self.fail, content=b"<Error><Code>InternalError</Code></Error>")
-        path = request.url.raw_path.decode("ascii").partition("?")[0]
+        path, _, query = request.url.raw_path.decode("ascii").partition("?")
         assert path.startswith("/bkt")
-        key = unquote(path[len("/bkt/"):])
+        # Keys are bytes: those that are not UTF-8 travel as lone surrogates (metafs.dirlist).
+        key = unquote(path[len("/bkt/"):], errors="surrogateescape")
+        if request.method == "HEAD" and key == "":
+            return httpx.Response(200, headers={"x-amz-bucket-region": "us-east-1"})
         if request.method == "HEAD":
             return self._head(key, request)
         if request.method == "GET" and key:
             return self._get(key, request)
         assert request.method == "GET" and key == ""
-        return self._list(dict(request.url.params))
+        return self._list(dict(parse_qsl(query, keep_blank_values=True, errors="surrogateescape")))
 
     def _head(self, key: str, request: httpx.Request) -> httpx.Response:
         if key not in self.objects:
@@ -133,9 +148,9 @@ class Bucket:
         assert q["list-type"] == "2"
         prefix, delim = q.get("prefix", ""), q.get("delimiter")
         max_keys = min(int(q.get("max-keys", "1000")), self.page_size)
-        after = q.get("continuation-token", "")
+        after = unquote(q.get("continuation-token", ""), errors="surrogateescape")
         entries: list[tuple[str, bool]] = []
-        for k in sorted(self.objects):
+        for k in sorted(self.objects, key=_key_bytes):  # S3's order: the keys' bytes
             if not k.startswith(prefix):
                 continue
             if delim and delim in k[len(prefix):]:
@@ -144,21 +159,21 @@ class Bucket:
                     entries.append((cp, True))
             else:
                 entries.append((k, False))
-        entries = [e for e in entries if e[0] > after] if after else entries
+        entries = [e for e in entries if _key_bytes(e[0]) > _key_bytes(after)] if after else entries
         page, rest = entries[:max_keys], entries[max_keys:]
         parts = [('<?xml version="1.0" encoding="UTF-8"?>'
                   '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                  f"<Name>bkt</Name><Prefix>{quote(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount>"
+                  f"<Name>bkt</Name><Prefix>{_q(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount>"
                   f"<MaxKeys>{max_keys}</MaxKeys><EncodingType>url</EncodingType>"
                   f"<IsTruncated>{'true' if rest else 'false'}</IsTruncated>")]
         if rest:
-            parts.append(f"<NextContinuationToken>{page[-1][0]}</NextContinuationToken>")
+            parts.append(f"<NextContinuationToken>{_q(page[-1][0])}</NextContinuationToken>")
         for name, is_prefix in page:
             if is_prefix:
-                parts.append(f"<CommonPrefixes><Prefix>{quote(name)}</Prefix></CommonPrefixes>")
+                parts.append(f"<CommonPrefixes><Prefix>{_q(name)}</Prefix></CommonPrefixes>")
             else:
                 body, etag, _ = self.objects[name]
-                parts.append(f"<Contents><Key>{quote(name)}</Key>"
+                parts.append(f"<Contents><Key>{_q(name)}</Key>"
                              f"<LastModified>2020-12-10T03:37:30.456Z</LastModified>"
                              f"<ETag>{etag.replace(chr(34), '&quot;')}</ETag>"
                              f"<Size>{len(body)}</Size><StorageClass>STANDARD</StorageClass>"
@@ -196,13 +211,28 @@ class Env:
 
 
 def run_layers(bucket: Bucket, fn: Callable[[Env], Awaitable[Any]], *, negative_ttl: float = NEG_TTL,
-               attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000) -> Any:
+        attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000,
+        handler: Handler | None = None, attempt_timeout: float = 10.0,
+        sleep: Callable[[float], Awaitable[None]] | None = None, mock_clock: bool = False) -> Any:
     """Run ``fn(env)`` under trio against ``bucket`` (retries do not sleep).
 
     The layers are wired by :func:`metafs.mount.wire`, as a mount wires them.
+    ``handler`` answers instead of ``bucket`` (a :class:`tests.faults.Faults`
+    around it); ``sleep`` replaces the client's backoff sleep (``trio.sleep``
+    to let backoff and Retry-After take time); ``mock_clock`` runs trio on a
+    :class:`trio.testing.MockClock` that jumps whenever every task waits, so
+    timeouts and sleeps take no real time and ``trio.current_time()``
+    measures them.
     """
     return run_ops(bucket, fn, negative_ttl=negative_ttl, attempts=attempts,
-                   stale_grace=stale_grace, max_entries=max_entries)
+                   stale_grace=stale_grace, max_entries=max_entries, handler=handler,
+                   attempt_timeout=attempt_timeout, sleep=sleep, mock_clock=mock_clock)
+
+
+def _trio_run(main: Callable[[], Awaitable[Any]], mock_clock: bool) -> Any:
+    if mock_clock:
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return trio.run(main)
 
 
 def is_probe_list(r: httpx.Request, key: str) -> bool:
@@ -459,32 +489,40 @@ class OpsEnv(Env):
 
 def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
             negative_ttl: float = NEG_TTL, attempts: int = 2, stale_grace: float = 1.0,
-            max_entries: int = 100_000, read_chunk: int | None = None) -> Any:
+            max_entries: int = 100_000, read_chunk: int | None = None,
+            handler: Handler | None = None, attempt_timeout: float = 10.0,
+            sleep: Callable[[float], Awaitable[None]] | None = None, mock_clock: bool = False,
+            bound: float | None = None) -> Any:
     """Run ``fn(env)`` under trio with :class:`~metafs.fuse_ops.Operations` over ``bucket``.
 
     The wiring is :func:`metafs.mount.wire`'s, the mount's own: one
     InodeTable, a KernelInvalidation whose submit function collects into
     ``env.invalidated``, the cache's ``on_evict`` wired to it, the cache's
     clock and TTL as the handlers' ``clock`` and ``dir_ttl``, and the
-    cache's and invalidation's figures as the root's ``metafs.*`` xattrs.
-    No background services run (no readahead, no list-ahead).
+    cache's and invalidation's figures as the root's ``metafs.*`` xattrs,
+    and the handlers' bound :func:`~metafs.fuse_ops.handler_bound` of the
+    client's budget unless ``bound`` is given.  No background services run
+    (no readahead, no list-ahead).  ``handler``, ``attempt_timeout``,
+    ``sleep`` and ``mock_clock`` as for :func:`run_layers`.
     """
     clock = Clock()
 
     async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(bucket)) as http:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler or bucket)) as http:
             client = S3Client(http, bucket="bkt", region="us-east-1",
                               endpoint_url="http://127.0.0.1:9000", attempts=attempts,
-                              sleep=no_sleep, rng=lambda: 0.5)
+                              attempt_timeout=attempt_timeout, sleep=sleep or no_sleep,
+                              rng=lambda: 0.5)
             invalidated: list[tuple[int, bytes]] = []
             layers = wire(LiveView(client), OWN, ttl=TTL, negative_ttl=negative_ttl,
                           max_entries=max_entries, root_xattrs=dict(ROOT_XATTRS),
                           submit=lambda ino, name: invalidated.append((ino, name)),
                           clock=clock, stale_grace=stale_grace,
-                          read_chunk=READ_CHUNK if read_chunk is None else read_chunk)
+                          read_chunk=READ_CHUNK if read_chunk is None else read_chunk,
+                          bound=handler_bound(client.budget) if bound is None else bound)
             env = Env(bucket, clock, layers.cache, layers.listings, layers.objects,
                       layers.namespace)
             return await fn(OpsEnv(env, layers.inodes, layers.invalidation, invalidated,
                                    layers.ops))
 
-    return trio.run(main)
+    return _trio_run(main, mock_clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import re
 
 import httpx
@@ -144,3 +145,26 @@ def test_describe_transport_names_the_endpoint_and_the_os_reason():
     assert answers.describe_transport(reset, DEFAULT) == \
         "ReadError talking to oss-cn-hangzhou.aliyuncs.com (Connection reset by peer)"
     assert answers.root_cause(ValueError()) == "ValueError"
+
+
+# -- Retry-After ----------------------------------------------------------------------------
+
+NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("status", "value", "wait"), [
+    (503, "3", 3.0),
+    (429, "0", 0.0),
+    (503, " 12 ", 12.0),
+    (503, "Tue, 02 Jan 2024 03:04:15 GMT", 10.0),  # an HTTP date: measured against now
+    (429, "Tue, 02 Jan 2024 03:00:00 GMT", 0.0),   # in the past: no wait of its own
+    (503, "soon", None),                           # neither: the client's own backoff
+    (503, "-5", None),
+    (503, "\uff11\uff12".encode(), None),         # digits, but not ASCII ones
+    (503, "", None),
+    (500, "3", None),                              # honoured on 429 and 503 only
+    (200, "3", None),
+])
+def test_retry_after_seconds_or_http_date(status, value, wait):
+    headers = {"retry-after": value} if value else {}
+    assert answers.retry_after(httpx.Response(status, headers=headers), NOW) == wait

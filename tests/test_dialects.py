@@ -387,8 +387,8 @@ def test_parse_location():
 
 def test_listing_decoding_per_dialect():
     body = listing("a+b", "c%20d", "e%2Bf")
-    assert [o.key for o in parse_list(body).objects] == ["a b", "c d", "e+f"]
-    assert [o.key for o in parse_list(body, plus_is_space=False).objects] == ["a+b", "c d", "e+f"]
+    assert [o.key for o in parse_list(body, version=2).objects] == ["a b", "c d", "e+f"]
+    assert [o.key for o in parse_list(body, version=2, plus_is_space=False).objects] == ["a+b", "c d", "e+f"]
 
 
 # -- each Dialect field, changed alone ---------------------------------------------------------
@@ -474,3 +474,10 @@ def test_checksum_mode_and_percent_decode_values():
               dialect=dataclasses.replace(S3, checksum_mode=False, percent_decode_values=True))
     assert "x-amz-checksum-mode" not in srv.requests[0].headers
     assert isinstance(res, Fresh) and res.meta.xattrs == {b"user.city": "São".encode()}
+
+
+def test_listing_version_is_dialect_data():
+    # ListObjectsV2 (continuation token) for S3, directory buckets and OSS;
+    # V1 (marker) for COS and OBS, whose V2 is undocumented.
+    assert {d.name: d.list_version for d in (S3, S3EXPRESS, COS, OSS, OBS)} == {
+        "s3": 2, "s3express": 2, "cos": 1, "oss": 2, "obs": 1}

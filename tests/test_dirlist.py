@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from metafs.dirlist import NAME_MAX, DirEntry, Entry, FileEntry, Listing, invalid_reason, split_key
-from metafs.s3.model import ListPage, ObjectMeta
+from metafs.dirlist import (
+    MAX_EMPTY_PAGES,
+    NAME_MAX,
+    DirEntry,
+    Entry,
+    FileEntry,
+    Listing,
+    invalid_reason,
+    key_bytes,
+    name_of,
+    split_key,
+)
+from metafs.errors import MalformedResponseError
+from metafs.s3.model import ListPage, ObjectMeta, parse_list
+from metafs.signing import uri_encode
+from tests.fakes import listing
 
 _uniq = itertools.count()
 
@@ -161,9 +179,15 @@ def test_invalid_reason_rejects(name):
     assert invalid_reason(name) is not None
 
 
-@pytest.mark.parametrize("name", ["a", "...", ".hidden", "x" * NAME_MAX, "日" * 85, "a b", "%"])
+@pytest.mark.parametrize("name", ["a", "...", ".hidden", "x" * NAME_MAX, "日" * 85, "a b", "%",
+                                  name_of(b"caf\xe9"), name_of(b"\xff" * NAME_MAX)])
 def test_invalid_reason_accepts(name):
     assert invalid_reason(name) is None
+
+
+def test_invalid_reason_counts_bytes_that_are_not_utf8_as_one_byte_each():
+    assert invalid_reason(name_of(b"\xff" * (NAME_MAX + 1))) == "longer than 255 bytes"
+    assert invalid_reason("\ud800") == "not a byte string"  # no decoding makes this one
 
 
 def test_invalid_names_are_left_out_of_listings():
@@ -226,11 +250,90 @@ def test_unordered_listing_duplicates_shown_once():
 
 # -- complete and token -------------------------------------------------------------------
 
-def test_truncated_page_without_token_completes():
+# -- rule 6: a listing must end ------------------------------------------------------------
+
+def refused(lst: Listing, p: ListPage, says: str) -> None:
+    """``p`` is refused before any of it is merged, naming the fault."""
+    before = (list(lst.entries), lst.pages, lst.token, lst.watermark, lst.complete)
+    with pytest.raises(MalformedResponseError, match="the server's listing would not end") as ei:
+        lst.add_page(p)
+    assert says in str(ei.value)
+    assert (list(lst.entries), lst.pages, lst.token, lst.watermark, lst.complete) == before
+
+
+def test_truncated_page_without_token_is_refused():
+    lst = Listing("d/", expires=0.0)
+    refused(lst, ListPage([obj("d/a")], [], True, None),
+            "LIST d/: the server's listing would not end: page 1 says the listing is truncated "
+            "but gives no continuation token or marker")
+    assert "a" not in lst.index
+
+
+def test_a_token_given_again_is_refused():
     lst = Listing("", expires=0.0)
-    out = lst.add_page(ListPage([obj("a")], [], True, None))
-    assert lst.complete and lst.token is None
-    assert names(out) == [("a", False)]
+    lst.add_page(page(["a"], token="T1"))
+    lst.add_page(page(["b"], token="T2"))
+    refused(lst, page(["c"], token="T1"), "page 3 gives again the continuation token 'T1'")
+    refused(lst, page(["c"], token="T2"), "page 3 gives again the continuation token 'T2'")
+    lst.add_page(page(["c"]))
+    assert lst.complete and names(lst.entries) == [("a", False), ("b", False), ("c", False)]
+
+
+def test_a_truncated_page_without_progress_is_refused():
+    lst = Listing("", expires=0.0)
+    lst.add_page(page(["a", "b"], ["c/"], token="T1"))
+    refused(lst, page(["a", "b"], ["c/"], token="T2"), "page 2 holds no key after 'c/'")
+    refused(lst, page(["c/"], token="T2"), "page 2 holds no key after 'c/'")
+    # A page that repeats some keys but brings a new one is progress; the
+    # repeated keys are not shown twice.
+    assert lst.add_page(page(["b", "d"], ["c/"], token="T3")) == []  # d is held (rule 2)
+    lst.add_page(page(["b", "e"]))
+    assert names(lst.entries) == [("a", False), ("b", False), ("c", True), ("d", False),
+                                  ("e", False)]
+
+
+def test_a_final_page_ends_the_listing_whatever_it_holds():
+    lst = Listing("", expires=0.0)
+    lst.add_page(page(["a", "b"], token="T1"))
+    assert lst.add_page(ListPage([obj("a")], [], False, "T1")) == [lst.index["b"]]
+    assert lst.complete and names(lst.entries) == [("a", False), ("b", False)]
+
+
+def test_a_few_empty_truncated_pages_are_tolerated_more_are_refused():
+    lst = Listing("", expires=0.0)
+    for i in range(MAX_EMPTY_PAGES):  # a server that filters pages may send some
+        assert lst.add_page(page([], token=f"e{i}")) == []
+    refused(lst, page([], token="e-last"), f"{MAX_EMPTY_PAGES + 1} truncated pages in a row")
+    lst.add_page(page(["a"], token="k"))  # a key: the run starts again
+    for i in range(MAX_EMPTY_PAGES):
+        lst.add_page(page([], token=f"f{i}"))
+    assert names(lst.add_page(page(["b"]))) == [("a", False), ("b", False)]
+
+
+def test_unordered_listing_without_progress_is_refused():
+    lst = Listing("", expires=0.0, ordered=False)
+    lst.add_page(page(["z", "a"], ["m/"], token="T1"))
+    refused(lst, page(["a", "z"], token="T2"), "page 2 holds only keys earlier pages showed")
+    lst.add_page(page(["a", "b"], token="T2"))  # b is new: progress, in no order
+    assert names(lst.add_page(page(["c"]))) == [("a", False), ("b", False), ("c", False),
+                                                ("m", True), ("z", False)]
+
+
+def test_keys_are_ordered_by_their_bytes():
+    # U+E000 is EE 80 80 in UTF-8 and the raw byte FF (a lone surrogate)
+    # sorts after it, as servers order keys, though Python orders the two
+    # strings the other way.  Merging and rule 2 follow the servers' order.
+    high, raw = "\ue000", name_of(b"\xff")
+    assert raw < high and key_bytes(high) < key_bytes(raw)
+    one = Listing("", expires=0.0)
+    assert names(one.add_page(page(["b" + raw, "b" + high]))) == [("b" + high, False),
+                                                                   ("b" + raw, False)]
+    lst = Listing("", expires=0.0)
+    assert lst.add_page(page(["b" + high], token="T1")) == []  # held: "b<high>/" may follow
+    assert not lst.covers("b" + high)
+    # "b<FF>" sorts after "b<high>/": no such prefix can follow any more.
+    assert names(lst.add_page(page(["b" + raw], token="T2"))) == [("b" + high, False)]
+    assert lst.covers("b" + high) and not lst.covers("b" + raw)
 
 
 def test_token_is_ignored_on_a_final_page():
@@ -293,3 +396,104 @@ def test_each_page_is_trusted_from_its_own_request():
         ("a", 1010.0), ("b", 1020.0), ("c", 1020.0), ("d", 1020.0), ("e", 1030.0)]
     assert lst.expires == 1010.0  # absences: from the creation
     assert lst.usable(1025.0)
+
+
+# -- properties ---------------------------------------------------------------------------------
+#
+# Any page split of any key set gives the same directory, and keys and names
+# map to each other losslessly.
+
+# Name components that exercise every rule: "a" against "a/..." with the keys
+# that sort between them ("a!b", "a-b", "a.b"), "a0" after them, invalid
+# components (empty, ".", 256 bytes), and bytes whose order is not Python's
+# string order (UTF-8 é, U+E000, the raw byte FF).
+_PARTS = st.sampled_from(["a", "b", "a!b", "a-b", "a.b", "a0", "", ".", "é", "\ue000",
+                          name_of(b"\xff"), name_of(b"a\xff"), "x" * 256])
+_KEYS = st.sets(st.lists(_PARTS, min_size=1, max_size=3).map("/".join), max_size=24)
+
+
+def delimiter_items(keys: set[str], prefix: str) -> list[tuple[str, bool]]:
+    """What a server lists for ``prefix`` with ``delimiter=/``, in its (byte) order."""
+    items: set[tuple[str, bool]] = set()
+    for key in keys:
+        key = prefix + key
+        if not key:
+            continue  # no key is empty
+        rest = key[len(prefix):]
+        if "/" in rest:
+            items.add((prefix + rest[:rest.index("/") + 1], True))
+        else:
+            items.add((key, False))
+    return sorted(items, key=lambda t: key_bytes(t[0]))
+
+
+def pages_of(items: list[tuple[str, bool]], cuts: list[int]) -> list[ListPage]:
+    """``items`` split at ``cuts``: truncated pages with fresh tokens, then a final one."""
+    bounds = [0, *sorted(cuts), len(items)]
+    pages = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        chunk = items[lo:hi]
+        last = i == len(bounds) - 2
+        pages.append(ListPage([obj(k) for k, d in chunk if not d], [k for k, d in chunk if d],
+                              not last, None if last else f"t{i}"))
+    return pages
+
+
+def expected_directory(items: list[tuple[str, bool]], prefix: str) -> set[tuple[str, bool]]:
+    """The rules 1-4 as a set: valid names, directories win, the marker is no entry."""
+    dirs = {k[len(prefix):-1] for k, d in items if d}
+    files = {k[len(prefix):] for k, d in items if not d}
+    return ({(n, True) for n in dirs if invalid_reason(n) is None}
+            | {(n, False) for n in files - dirs if n and invalid_reason(n) is None})
+
+
+@settings(deadline=None, max_examples=300)
+@given(keys=_KEYS, prefix=st.sampled_from(["", "a/", "d/"]), data=st.data())
+def test_any_page_split_gives_the_same_directory(keys, prefix, data):
+    items = delimiter_items(keys, prefix)
+    cuts = data.draw(st.lists(st.integers(0, len(items)), max_size=min(MAX_EMPTY_PAGES, 6)))
+    whole = Listing(prefix, expires=0.0)
+    whole.add_page(pages_of(items, [])[0])
+    split = Listing(prefix, expires=0.0)
+    for p in pages_of(items, cuts):
+        split.add_page(p)
+    assert split.complete and whole.complete
+    assert names(split.entries) == names(whole.entries)  # entries, kinds and order
+    assert set(names(whole.entries)) == expected_directory(items, prefix)
+    assert len(whole.index) == len(whole.entries)  # each name once
+    # Files come in the order of their keys, directories in that of their
+    # prefixes: the servers' (byte) order, whatever Python's string order says.
+    files = [key_bytes(n) for n, is_dir in names(whole.entries) if not is_dir]
+    dirs = [key_bytes(n + "/") for n, is_dir in names(whole.entries) if is_dir]
+    assert files == sorted(files) and dirs == sorted(dirs)
+
+    # Unordered listings (directory buckets): any split of the items in any order.
+    rng = random.Random(data.draw(st.integers(0, 2**32)))
+    shuffled = items[:]
+    rng.shuffle(shuffled)
+    unordered = Listing(prefix, expires=0.0, ordered=False)
+    for p in pages_of(shuffled, cuts):
+        unordered.add_page(p)
+    assert names(unordered.entries) == sorted(names(whole.entries), key=lambda t: (t[0], not t[1]))
+
+
+_NAME_BYTES = st.binary(min_size=1, max_size=NAME_MAX).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b".."))
+
+
+@settings(deadline=None)
+@given(raw=_NAME_BYTES, plus_is_space=st.booleans())
+def test_key_bytes_and_names_map_to_each_other_losslessly(raw, plus_is_space):
+    key = b"d/" + raw
+    # The server lists the key percent-encoded (encoding-type=url)...
+    page = parse_list(listing(quote_from_bytes(key, safe="/")), version=2,
+                      plus_is_space=plus_is_space)
+    (meta,) = page.objects
+    assert key_bytes(meta.key) == key
+    # ... readdir hands the kernel the name's bytes...
+    lst = Listing("d/", expires=0.0)
+    (entry,) = lst.add_page(page)
+    assert key_bytes(entry.name) == raw and entry.name == meta.key[2:]
+    # ... lookup makes the same name of them, and requests carry the key's bytes.
+    assert name_of(raw) == entry.name
+    assert unquote_to_bytes(uri_encode("d/" + name_of(raw), keep_slash=True)) == key

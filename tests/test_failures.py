@@ -3,6 +3,7 @@
 * start-up failures end the command with one line and a non-zero exit,
   before anything is mounted;
 * a failing or hanging server gives EIO within the timeout, after retries;
+* a listing that would never end gives EIO at once, and the next one works;
 * cached entries keep being served during an outage, and the mount
   recovers when the server does;
 * SIGTERM unmounts and exits 0; the detached mode returns once live.
@@ -143,6 +144,26 @@ def test_malformed_listing_gives_eio_not_a_crash(mount, bucket, s3, monkeypatch)
     monkeypatch.setattr(s3, "_app", original)
     assert sorted(m.run("ls d").stdout.split()) == ["a", "b"]
     assert "not valid XML" in m.log_text()
+
+
+@pytest.mark.parametrize(("fault", "lists"), [
+    ("list-no-token", 1), ("list-repeated-token", 2), ("list-empty-pages", 11)])
+def test_endless_listing_is_eio_in_bounded_time_and_a_later_ls_works(mount, bucket, s3, fault, lists):
+    put_many(bucket, ["a", "d/b"])
+    m = mount(bucket)
+    s3.set_fault(fault)
+    t0 = time.monotonic()
+    r = m.run("ls", check=False, timeout=60)
+    elapsed = time.monotonic() - t0
+    assert r.returncode != 0 and "Input/output error" in r.stderr
+    assert elapsed < 5, elapsed
+    assert len(s3.log("LIST")) == lists  # detected, not retried: no request loop
+    s3.set_fault(None)
+    s3.reset()
+    assert m.run("ls").stdout.split() == ["a", "d"]  # the same mount, a new listing
+    assert len(s3.log("LIST")) == 1
+    faults = [ln for ln in m.log_text().splitlines() if "listing would not end" in ln]
+    assert len(faults) == 1, faults
 
 
 def test_sigterm_unmounts_and_exits_zero(s3, bucket, tmp_path):

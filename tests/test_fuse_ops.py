@@ -24,6 +24,7 @@ import pytest
 from pyfuse3 import ROOT_INODE, FUSEError
 
 from metafs.contents import READ_CHUNK
+from metafs.dirlist import name_of
 from tests.fakes import MTIME, NEG_TTL, OWN, TTL, Bucket, OpsEnv, run_ops
 
 CTX: Any = None  # pyfuse3.RequestContext: the handlers never read it
@@ -70,7 +71,7 @@ class Kernel:
         call = self._call
         assert call is not None, "readdir_reply outside readdir"
         assert attrs.attr_timeout == attrs.entry_timeout
-        r = Reply(name.decode(), attrs.st_ino, stat.S_ISDIR(attrs.st_mode), attrs.entry_timeout,
+        r = Reply(name_of(name), attrs.st_ino, stat.S_ISDIR(attrs.st_mode), attrs.entry_timeout,
                   next_id)
         if len(call.accepted) >= call.room:
             call.refused.append(r)
@@ -419,10 +420,13 @@ def test_lookup_dots_invalid_names_negative_and_remaining_ttl():
         assert a.st_ino == ROOT_INODE and root.nlookup == 3
         assert b.requests == []
 
-        # Names no key can have: ENOENT with no request, and no inode.
+        # Names no key can have: ENOENT with no request, and no inode; names
+        # longer than 255 bytes: ENAMETOOLONG, no request either.
         n = len(env.inodes)
-        for name in (b"\xff\xfe", b"caf\xe9", b"x" * 256, "é".encode() * 128, b"a/b", b""):
+        for name in (b"a/b", b""):
             assert await errno_of(ops.lookup(d, name, CTX)) == errno.ENOENT, name
+        for name in (b"x" * 256, "é".encode() * 128, b"\xff" * 1024):
+            assert await errno_of(ops.lookup(d, name, CTX)) == errno.ENAMETOOLONG, name
         assert b.requests == [] and len(env.inodes) == n
 
         # A missing name: a negative entry for the remaining negative TTL.
@@ -461,6 +465,43 @@ def test_lookup_dots_invalid_names_negative_and_remaining_ttl():
         assert (a.st_ino, a.entry_timeout) == (d, 1000 + TTL - env.clock.t)
         assert a.entry_timeout == TTL - 7 and b.requests == []
         assert env.clock.t - t0 == 4
+
+    run_ops(b, go)
+
+
+def test_keys_that_are_not_utf8_keep_their_bytes(monkeypatch: pytest.MonkeyPatch):
+    # Keys are bytes; these are Latin-1, not UTF-8.  Each maps to a name with
+    # exactly its bytes, in readdir, lookup, xattrs and every request.
+    b = Bucket()
+    d, f, top = name_of(b"d\xe9"), name_of(b"caf\xe9"), name_of(b"\xff\xfe")
+    b.put(f"{d}/{f}", b"latin", k="v")
+    b.put(f"{d}/ok")
+    b.put(top, b"x")
+
+    async def go(env: OpsEnv) -> None:
+        k = Kernel(env, monkeypatch)
+        ops = env.ops
+        # Looked up before any listing: the probe asks for exactly those bytes.
+        a = await ops.lookup(ROOT_INODE, b"\xff\xfe", CTX)
+        assert stat.S_ISREG(a.st_mode) and a.st_size == 1
+        assert sorted(r.url.raw_path for r in b.requests) == [
+            b"/bkt/%FF%FE", b"/bkt?list-type=2&prefix=%FF%FE%2F&encoding-type=url&max-keys=1"]
+        b.reset()
+        fh = await ops.opendir(ROOT_INODE, CTX)
+        assert names_of(await k.readdir_to_end(fh)) == [".", "..", d, top]
+        dino = (await ops.lookup(ROOT_INODE, b"d\xe9", CTX)).st_ino
+        assert await ops.getxattr(dino, b"s3.prefix", CTX) == b"d\xe9/"
+        fh = await ops.opendir(dino, CTX)
+        calls = await k.readdir_to_end(fh)
+        assert names_of(calls) == [".", "..", f, "ok"]
+        assert b"prefix=d%E9%2F" in calls[0].requests[0].url.raw_path
+        b.reset()
+        fino = (await ops.lookup(dino, b"caf\xe9", CTX)).st_ino
+        assert await ops.getxattr(fino, b"user.k", CTX) == b"v"
+        fh = (await ops.open(fino, os.O_RDONLY, CTX)).fh
+        assert await ops.read(fh, 0, 100) == b"latin"
+        assert [(r.method, r.url.raw_path) for r in b.requests] == [
+            ("HEAD", b"/bkt/d%E9/caf%E9"), ("GET", b"/bkt/d%E9/caf%E9")]
 
     run_ops(b, go)
 

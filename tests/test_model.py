@@ -44,7 +44,7 @@ def item(key: str, size: int = 3, lm: str = "2020-12-10T03:37:30.000Z", etag: st
 
 def test_parse_list_objects_and_fields():
     page = parse_list(listing(item("a.txt", 42) + item("b", 0, sc="GLACIER"),
-                              extra="<IsTruncated>false</IsTruncated><KeyCount>2</KeyCount>"))
+                              extra="<IsTruncated>false</IsTruncated><KeyCount>2</KeyCount>"), version=2)
     assert page.objects == [
         ObjectMeta("a.txt", 42, T0, '"e"'),
         ObjectMeta("b", 0, T0, '"e"'),
@@ -55,60 +55,88 @@ def test_parse_list_objects_and_fields():
 
 
 def test_parse_list_without_namespace():
-    page = parse_list(listing(item("k"), ns=""))
+    page = parse_list(listing(item("k"), ns=""), version=2)
     assert [o.key for o in page.objects] == ["k"]
 
 
 def test_parse_list_url_encoded_keys():
     page = parse_list(listing(item("a+b") + item("a%2Bb") + item("%E6%97%A5%20x") + item("100%25"),
-                              prefixes=["dir+one/", "p%2Bq/"]))
+                              prefixes=["dir+one/", "p%2Bq/"]), version=2)
     assert [o.key for o in page.objects] == ["a b", "a+b", "日 x", "100%"]
     assert page.prefixes == ["dir one/", "p+q/"]
 
 
 def test_parse_list_raw_keys_when_not_encoded():
     page = parse_list(listing(item("a+b") + item("100%") + item("x%2By") + item("日 x"),
-                              encoded=False, prefixes=["d+e/", "50%/"]))
+                              encoded=False, prefixes=["d+e/", "50%/"]), version=2)
     assert [o.key for o in page.objects] == ["a+b", "100%", "x%2By", "日 x"]
     assert page.prefixes == ["d+e/", "50%/"]
 
 
 def test_parse_list_common_prefixes_only():
-    page = parse_list(listing(prefixes=["a/", "b/"]))
+    page = parse_list(listing(prefixes=["a/", "b/"]), version=2)
     assert page.objects == [] and page.prefixes == ["a/", "b/"]
 
 
 def test_parse_list_next_continuation_token():
     page = parse_list(listing(item("a"), extra="<IsTruncated>true</IsTruncated>"
                               "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
-                              "</NextContinuationToken>"))
+                              "</NextContinuationToken>"), version=2)
     assert page.truncated is True
     assert page.next_token == "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
 
 
 def test_parse_list_v1_next_marker_decoded():
     page = parse_list(listing(item("a"), extra="<IsTruncated>true</IsTruncated>"
-                              "<NextMarker>z%2Bz+y</NextMarker>"))
+                              "<NextMarker>z%2Bz+y</NextMarker>"), version=1)
     assert page.next_token == "z+z y"
 
 
 def test_parse_list_v1_last_key_marker_fallback():
     page = parse_list(listing(item("a") + item("c+d"), extra="<IsTruncated>true</IsTruncated>",
-                              prefixes=["b/"]))
+                              prefixes=["b/"]), version=1)
     assert page.next_token == "c d"
     page = parse_list(listing(item("a"), extra="<IsTruncated>true</IsTruncated>",
-                              prefixes=["b/"]))
+                              prefixes=["b/"]), version=1)
     assert page.next_token == "b/"
+
+
+def test_parse_list_v2_never_takes_a_key_for_a_missing_token():
+    # ListObjectsV2 goes on with NextContinuationToken only: S3 refuses a key
+    # as a continuation token, so a truncated V2 page without one has no way
+    # forward (the listing refuses it, dirlist rule 6); V1 takes the last key.
+    body = listing(item("a") + item("b"), extra="<IsTruncated>true</IsTruncated>",
+                   prefixes=["c/"])
+    page = parse_list(body, version=2)
+    assert page.truncated and page.next_token is None
+    assert parse_list(body, version=1).next_token == "c/"
+    marked = listing(item("a"), extra="<IsTruncated>true</IsTruncated><NextMarker>m</NextMarker>")
+    assert parse_list(marked, version=2).next_token is None
+    assert parse_list(marked, version=1).next_token == "m"
+
+
+def test_parse_list_keeps_bytes_that_are_not_utf8():
+    # %FF%FE is no UTF-8: each byte becomes one lone surrogate, which encodes
+    # back to the same byte (surrogateescape), so the key stays addressable.
+    page = parse_list(listing(item("a%FF%FEb") + item("caf%C3%A9"), prefixes=["d%E9/"],
+                              extra="<IsTruncated>true</IsTruncated>"), version=1)
+    assert [o.key for o in page.objects] == ["a\udcff\udcfeb", "café"]
+    assert [o.key.encode("utf-8", "surrogateescape") for o in page.objects] == [
+        b"a\xff\xfeb", b"caf\xc3\xa9"]
+    assert page.prefixes == ["d\udce9/"]
+    # The V1 marker is the greatest key in the server's (byte) order: é as
+    # UTF-8 (C3 A9) sorts before the raw byte E9.
+    assert page.next_token == "d\udce9/"
 
 
 def test_parse_list_not_truncated_has_no_token():
     page = parse_list(listing(item("a"), extra="<IsTruncated>false</IsTruncated>"
-                              "<NextMarker>zzz</NextMarker>"))
+                              "<NextMarker>zzz</NextMarker>"), version=2)
     assert page.truncated is False and page.next_token is None
 
 
 def test_parse_list_empty_etag_is_none():
-    page = parse_list(listing("<Contents><Key>k</Key><Size>1</Size></Contents>"))
+    page = parse_list(listing("<Contents><Key>k</Key><Size>1</Size></Contents>"), version=2)
     assert page.objects == [ObjectMeta("k", 1, 0, None, None)]
 
 
@@ -117,14 +145,14 @@ def test_parse_list_empty_etag_is_none():
 ])
 def test_parse_list_malformed_xml(body):
     with pytest.raises(MalformedResponseError):
-        parse_list(body)
+        parse_list(body, version=2)
 
 
 def test_parse_list_wrong_root():
     with pytest.raises(MalformedResponseError, match="Error"):
-        parse_list(b"<Error><Code>AccessDenied</Code></Error>")
+        parse_list(b"<Error><Code>AccessDenied</Code></Error>", version=2)
     with pytest.raises(MalformedResponseError):
-        parse_list(b"<ListAllMyBucketsResult/>")
+        parse_list(b"<ListAllMyBucketsResult/>", version=2)
 
 
 @pytest.mark.parametrize("contents", [
@@ -134,7 +162,7 @@ def test_parse_list_wrong_root():
 ])
 def test_parse_list_malformed_entries(contents):
     with pytest.raises(MalformedResponseError):
-        parse_list(listing(contents))
+        parse_list(listing(contents), version=2)
 
 
 # -- timestamps ---------------------------------------------------------------------------
@@ -195,7 +223,7 @@ def test_parse_http_date_zoneless_forms_are_gmt(new_york_tz, value):
 def test_head_and_listing_give_same_mtime():
     head = meta_from_head("k", [("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"),
                                 ("content-length", "3"), ("etag", '"e"')], percent_decode_values=False)
-    page = parse_list(listing(item("k", lm="2020-12-10T03:37:30.789Z")))
+    page = parse_list(listing(item("k", lm="2020-12-10T03:37:30.789Z")), version=2)
     assert head.mtime == page.objects[0].mtime == T0
     assert (head.size, head.etag) == (page.objects[0].size, page.objects[0].etag)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from metafs.mount import root_xattrs
@@ -23,6 +25,15 @@ from metafs.xattrs import (
 def test_user_metadata_from_each_vendor_prefix(prefix):
     out = object_xattrs([(prefix + "color", "blue"), (prefix + "a-b_c", "1")])
     assert out == {b"user.color": b"blue", b"user.a-b_c": b"1"}
+
+
+@pytest.mark.parametrize("prefix", ["x-amz-meta-", "x-cos-meta-", "x-oss-meta-", "x-obs-meta-"])
+def test_user_metadata_with_an_empty_name_is_left_out_with_one_line(prefix, caplog):
+    with caplog.at_level(logging.WARNING, logger="metafs.xattrs"):
+        out = object_xattrs([(prefix, "orphan"), (prefix + "k", "v")], key="dir/obj")
+    assert out == {b"user.k": b"v"}  # never b"user."
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == f"leaving out user metadata {prefix!r} of 'dir/obj': it has an empty name"
 
 
 def test_user_key_is_not_confused_with_system_names():

@@ -11,7 +11,8 @@ response, the :class:`~metafs.s3.dialects.Dialect` and the
   the dialect follows it there;
 * :func:`error_for`: the :mod:`metafs.errors` exception for an error
   answer, the dialect's cases first, then one table by status and code;
-* :func:`describe_transport`: one line for a request that got no answer.
+* :func:`describe_transport`: one line for a request that got no answer;
+* :func:`retry_after`: how long a 429 or 503 asks the client to wait.
 
 Error codes are read from the ``<Error>`` body, or for a bodiless answer
 (HEAD) from the base64 XML OSS puts in ``x-oss-err``.
@@ -20,13 +21,14 @@ Error codes are read from the ``<Error>`` body, or for a bodiless answer
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 
 import httpx
 
 from .. import errors
 from .dialects import Dialect, region_from_host
 from .endpoint import Endpoint
-from .model import error_fields
+from .model import error_fields, parse_http_date
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"RequestTimeout", "SlowDown", "Throttling", "RequestLimitExceeded",
@@ -36,6 +38,8 @@ RETRYABLE_CODES = frozenset({"RequestTimeout", "SlowDown", "Throttling", "Reques
 BAD_CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                                   "ExpiredToken", "InvalidSecurity", "TokenRefreshRequired",
                                   "SecurityTokenExpired", "InvalidSecurityToken"})
+# Statuses whose Retry-After is honoured (RFC 9110 §10.2.3 names 503, RFC 6585 429).
+RETRY_AFTER_STATUS = frozenset({429, 503})
 # A directory-bucket session the server considers over: renew it and retry.
 SESSION_EXPIRED_CODES = frozenset({"ExpiredToken", "InvalidToken", "TokenRefreshRequired"})
 
@@ -50,6 +54,23 @@ def error_document(r: httpx.Response) -> dict[str, str]:
         except (ValueError, TypeError):
             pass
     return fields
+
+
+def retry_after(r: httpx.Response, now: _dt.datetime) -> float | None:
+    """Seconds a 429 or 503 answer asks to wait before the next attempt, or None.
+
+    ``Retry-After`` is delta-seconds or an HTTP date, the latter measured
+    against ``now`` (the client's clock, so a date in the past is 0).
+    None for other statuses, and for a value that is neither: then the
+    client's own backoff applies.
+    """
+    if r.status_code not in RETRY_AFTER_STATUS:
+        return None
+    value = r.headers.get("retry-after", "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    when = parse_http_date(value)
+    return max(0.0, when - now.timestamp()) if when else None
 
 
 def error_code(r: httpx.Response) -> str:

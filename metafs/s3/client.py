@@ -12,7 +12,9 @@ S3, COS, OSS, OBS and S3 directory buckets is data in a
 
 Every request is bounded: each attempt runs under ``trio.move_on_after``
 (pyfuse3 has no FUSE INTERRUPT support, so a hung request would pin a
-worker and block unmount), and there are at most ``attempts`` attempts.
+worker and block unmount), there are at most ``attempts`` attempts, and
+the whole request, backoff and ``Retry-After`` waits included, ends
+within its budget (:func:`request_budget`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -51,6 +54,46 @@ log = logging.getLogger(__name__)
 
 def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(?:\d+|\*)")
+
+
+def _whole_body(r: httpx.Response, what: str) -> bytes:
+    """The body of a GET, refused if shorter or longer than the answer itself says.
+
+    An answer without Content-Length (ended by closing the connection) that
+    is cut short looks complete to the HTTP layer; handing its bytes to a
+    reader would silently shorten the file.  Content-Range (206) or
+    Content-Length (200) says how many bytes were meant.  A content-encoded
+    body is decoded by the HTTP layer, so its length proves nothing.
+    """
+    body = r.content
+    if r.headers.get("content-encoding", "identity").lower() != "identity":
+        return body
+    expected: int | None = None
+    if r.status_code == 206:
+        m = _CONTENT_RANGE.fullmatch(r.headers.get("content-range", "").strip())
+        if m:
+            expected = int(m.group(2)) - int(m.group(1)) + 1
+    elif (length := r.headers.get("content-length", "")).isdigit():
+        expected = int(length)
+    if expected is not None and len(body) != expected:
+        raise errors.MalformedResponseError(
+            f"{what}: the answer has {len(body)} bytes of the {expected} it announces")
+    return body
+
+
+def request_budget(attempts: int, attempt_timeout: float, backoff_base: float,
+                   backoff_cap: float) -> float:
+    """The longest one request may take: every attempt timing out, every backoff at its most.
+
+    With the defaults (3 attempts of 10 s, backoff 0.2 s doubling, capped
+    at 5 s): 30 + 0.2 + 0.4 = 30.6 s.  The request's deadline (see
+    :meth:`S3Client._send`) and the FUSE layer's bound are built on it.
+    """
+    return attempts * attempt_timeout + sum(
+        min(backoff_cap, backoff_base * 2.0 ** i) for i in range(attempts - 1))
 
 
 @dataclasses.dataclass(slots=True)
@@ -107,6 +150,7 @@ class S3Client:
         self._sessions: SessionCache | None = None
         if self._session_signer is not None:
             self._sessions = SessionCache(self._create_session, clock)
+        self._clock = clock  # times sessions and each request's deadline
         self.credentials = credentials or CredentialSource(anonymous=True)
         self.attempts = max(1, attempts)
         self.attempt_timeout = attempt_timeout
@@ -192,6 +236,12 @@ class S3Client:
         assert self._session_signer is not None
         return self._session_signer, await self._sessions.get(), True
 
+    @property
+    def budget(self) -> float:
+        """The longest one request may take, retries included (see :func:`request_budget`)."""
+        return request_budget(self.attempts, self.attempt_timeout, self.backoff_base,
+                              self.backoff_cap)
+
     async def _send(self, method: str, key: str, query: list[tuple[str, str]],
                     headers: dict[str, str] | None = None, *, what: str,
                     auth: str = "data") -> httpx.Response:
@@ -203,15 +253,27 @@ class S3Client:
         :class:`~metafs.errors.ServerError`.  A region redirect is followed
         once, immediately, outside the retry budget; so is a directory-bucket
         session the server says has expired (renewed, then retried once).
+
+        The whole request has a deadline, :attr:`budget` after it starts:
+        an attempt gets ``attempt_timeout`` or what is left of it.  A 429
+        or 503 with ``Retry-After`` is retried no sooner than it asks; one
+        that asks to wait past the deadline fails the request at once
+        (retrying sooner would ignore the server, waiting would break the
+        bound).
         """
+        deadline = self._clock() + self.budget
         last: Exception | None = None
         redirected = renewed = False
         attempt = 0
         while attempt < self.attempts:
+            limit = min(self.attempt_timeout, deadline - self._clock())
+            if limit <= 0:  # a redirect or a renewal used up the deadline
+                break
             signer, creds, session = await self._signing(auth)
             request = self._prepare(method, key, query, headers or {}, signer, creds)
             response: httpx.Response | None = None
-            with trio.move_on_after(self.attempt_timeout) as scope:
+            asked: float | None = None  # Retry-After, in seconds
+            with trio.move_on_after(limit) as scope:
                 try:
                     response = await self.http.send(request)
                     await response.aread()
@@ -224,7 +286,7 @@ class S3Client:
             if scope.cancelled_caught:
                 response = None
                 last = errors.TransportError(
-                    f"{what}: no answer from {self.endpoint.host} within {self.attempt_timeout:g} s")
+                    f"{what}: no answer from {self.endpoint.host} within {limit:g} s")
             if response is not None:
                 region = answers.redirect_region(response, self.dialect, self.endpoint)
                 if region and region != self.region and not redirected:
@@ -246,13 +308,21 @@ class S3Client:
                         or answers.error_code(response) not in answers.RETRYABLE_CODES):
                     return response
                 last = answers.error_for(response, what, self.dialect)
+                asked = answers.retry_after(response, self._now())
             attempt += 1
             if attempt < self.attempts:
                 delay = self._backoff(attempt - 1)
+                if asked is not None:
+                    if self._clock() + asked >= deadline:
+                        what = f"{what} (Retry-After {asked:g} s ends past the request's deadline)"
+                        break
+                    delay = max(delay, asked)
                 log.debug("%s failed (%s), retry %d in %.2f s", what, last, attempt, delay)
                 await self._sleep(delay)
-        assert last is not None
-        if isinstance(last, errors.S3Error) and not isinstance(last, errors.ServerError):
+        if last is None:
+            last = errors.TransportError(f"{what}: no answer within {self.budget:g} s")
+        if isinstance(last, errors.S3Error) and (
+                not isinstance(last, errors.ServerError) or last.what != what):
             raise errors.ServerError(last.status, last.code, last.message, what=what)
         raise last
 
@@ -340,8 +410,11 @@ class S3Client:
         what = f"HEAD {key}"
         r = await self._send("HEAD", key, [], headers, what=what)
         if r.status_code == 200:
-            return Fresh(meta_from_head(key, r.headers.multi_items(),
-                                        percent_decode_values=self.dialect.percent_decode_values))
+            try:
+                return Fresh(meta_from_head(key, r.headers.multi_items(),
+                                            percent_decode_values=self.dialect.percent_decode_values))
+            except errors.MalformedResponseError as e:  # name the request in its one log line
+                raise errors.MalformedResponseError(f"{what}: {e}") from None
         if r.status_code == 304:
             return NotModified()
         if r.status_code == 404:
@@ -361,7 +434,11 @@ class S3Client:
         r = await self._send("GET", "", query, what=what)
         if r.status_code != 200:
             raise answers.error_for(r, what, self.dialect, bucket_level=True)
-        return parse_list(r.content, plus_is_space=self.dialect.list_plus_is_space)
+        try:
+            return parse_list(r.content, version=self.dialect.list_version,
+                              plus_is_space=self.dialect.list_plus_is_space)
+        except errors.MalformedResponseError as e:  # name the request in its one log line
+            raise errors.MalformedResponseError(f"{what}: {e}") from None
 
     async def get_range(self, key: str, first: int, last: int, etag: str | None) -> bytes:
         """Bytes ``first..last`` (inclusive) of ``key``, pinned to ``etag`` by If-Match."""
@@ -371,9 +448,9 @@ class S3Client:
         what = f"GET {key}"
         r = await self._send("GET", key, [], headers, what=what)
         if r.status_code == 206:
-            return r.content
+            return _whole_body(r, what)
         if r.status_code == 200:  # a server that ignores Range sends it all
-            return r.content[first:last + 1]
+            return _whole_body(r, what)[first:last + 1]
         if r.status_code == 416:
             return b""
         if r.status_code == 412:

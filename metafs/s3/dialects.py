@@ -171,6 +171,7 @@ class Dialect:
     title: str                # for messages
     region_header: str | None  # HEAD Bucket header that names the bucket's region
     list_query: Callable[[str, str | None, str | None, int | None], list[tuple[str, str]]]
+    list_version: int         # 2: ListObjectsV2, paged by continuation token; 1: V1, by marker
     list_plus_is_space: bool  # how URL-encoded keys in listings are decoded
     bucket_check: str         # "head" (HEAD Bucket) or "location" (GET /?location)
     bucket_probe: tuple[tuple[str, str], ...]  # cheapest listing query, sent to learn an error code
@@ -201,7 +202,7 @@ class Dialect:
 
 S3 = Dialect(
     name="s3", provider="s3", title="AWS S3", region_header="x-amz-bucket-region",
-    list_query=_s3_list_query, list_plus_is_space=True, bucket_check="head",
+    list_version=2, list_query=_s3_list_query, list_plus_is_space=True, bucket_check="head",
     bucket_probe=_S3_PROBE, default_host=_aws_host, host_region=_AWS_HOST_REGION,
     make_signer=_sigv4, signs_region=True, region_from_profile=True,
     follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
@@ -209,8 +210,8 @@ S3 = Dialect(
 )
 S3EXPRESS = Dialect(
     name="s3express", provider="s3", title="S3 directory bucket",
-    region_header="x-amz-bucket-region", list_query=_s3_list_query, list_plus_is_space=True,
-    bucket_check="head", bucket_probe=_S3_PROBE, default_host=_express_host,
+    region_header="x-amz-bucket-region", list_version=2, list_query=_s3_list_query,
+    list_plus_is_space=True, bucket_check="head", bucket_probe=_S3_PROBE, default_host=_express_host,
     host_region=_EXPRESS_HOST_REGION, make_signer=_express_iam, signs_region=True,
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
@@ -218,13 +219,13 @@ S3EXPRESS = Dialect(
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
-    list_query=_v1_list_query, list_plus_is_space=False, bucket_check="head",
+    list_version=1, list_query=_v1_list_query, list_plus_is_space=False, bucket_check="head",
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"cos.{region}.myqcloud.com",
     host_region=_COS_HOST_REGION, make_signer=_cos, signs_region=False, path_style_allowed=False,
 )
 OSS = Dialect(
     name="oss", provider="oss", title="Alibaba Cloud OSS", region_header=None,
-    list_query=_oss_list_query, list_plus_is_space=False, bucket_check="location",
+    list_version=2, list_query=_oss_list_query, list_plus_is_space=False, bucket_check="location",
     bucket_probe=_OSS_PROBE,
     default_host=lambda region, bucket: f"oss-{region.removeprefix('oss-')}.aliyuncs.com",
     host_region=_OSS_HOST_REGION, make_signer=_oss, signs_region=True,
@@ -232,7 +233,7 @@ OSS = Dialect(
 )
 OBS = Dialect(
     name="obs", provider="obs", title="Huawei Cloud OBS", region_header="x-obs-bucket-location",
-    list_query=_v1_list_query, list_plus_is_space=True, bucket_check="head",
+    list_version=1, list_query=_v1_list_query, list_plus_is_space=True, bucket_check="head",
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
     host_region=_OBS_HOST_REGION, make_signer=_obs, signs_region=False,
     percent_decode_values=True, path_style_allowed=False,

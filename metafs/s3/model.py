@@ -18,7 +18,7 @@ import dataclasses
 import datetime
 import email.utils
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 from urllib.parse import unquote, unquote_plus
 
@@ -124,15 +124,22 @@ def meta_from_head(key: str, headers: Sequence[tuple[str, str]], *,
     except ValueError as e:
         raise MalformedResponseError(f"bad Content-Length for {key!r}") from e
     return ObjectMeta(key, size, parse_http_date(h.get("last-modified")), h.get("etag"),
-                      object_xattrs(headers, percent_decode_values=percent_decode_values))
+                      object_xattrs(headers, percent_decode_values=percent_decode_values, key=key))
 
 
 def _ns(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def parse_list(body: bytes, *, plus_is_space: bool = True) -> ListPage:
-    """Parse a ListObjectsV2 (or V1 / ListBucketResult-shaped) response.
+def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> ListPage:
+    """Parse a ListObjectsV2 (``version=2``) or ListObjects V1 (``version=1``) response.
+
+    The version decides where the next page starts, and only that: V2 goes
+    on with ``NextContinuationToken`` alone (an opaque token: a key in its
+    place is refused by S3, so a truncated V2 page without one has no way
+    forward and ``next_token`` stays None, for the listing to refuse); V1
+    goes on with ``NextMarker``, else the last key or prefix of the page,
+    as the V1 API documents.
 
     Keys are URL-decoded only when the response says ``EncodingType=url``:
     a server that ignored ``encoding-type`` sent them raw, and decoding a
@@ -140,7 +147,9 @@ def parse_list(body: bytes, *, plus_is_space: bool = True) -> ListPage:
     ``unquote_plus``, as botocore and the OBS SDK do); a literal ``+``
     arrives as ``%2B``.  COS and OSS document ``%20`` and their SDKs decode
     with plain ``unquote``, so for them (``plus_is_space=False``) a ``+``
-    is a ``+``, whether or not the server escaped it.
+    is a ``+``, whether or not the server escaped it.  Decoded bytes that
+    are not UTF-8 become lone surrogates (``surrogateescape``), so such a
+    key keeps its exact bytes (see :mod:`metafs.dirlist`).
     """
     try:
         root = ET.fromstring(body)
@@ -162,7 +171,13 @@ def parse_list(body: bytes, *, plus_is_space: bool = True) -> ListPage:
         else:
             fields[tag] = child.text or ""
     encoded = fields.get("EncodingType", "").lower() == "url"
-    dec = (unquote_plus if plus_is_space else unquote) if encoded else (lambda s: s)
+    dec: Callable[[str], str]
+    if not encoded:
+        dec = _raw
+    elif plus_is_space:
+        dec = _unquote_plus
+    else:
+        dec = _unquote
     objects = []
     for o in raw_objects:
         if "Key" not in o:
@@ -174,15 +189,31 @@ def parse_list(body: bytes, *, plus_is_space: bool = True) -> ListPage:
         mtime = parse_iso8601(o["LastModified"]) if o.get("LastModified") else 0
         objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None))
     truncated = fields.get("IsTruncated", "false").lower() == "true"
-    token = fields.get("NextContinuationToken") or None
-    if token is None and truncated:
-        # V1 listings: NextMarker if given, else the last key (as the spec says).
+    prefixes = [dec(p) for p in raw_prefixes]
+    token: str | None = None
+    if version == 2:
+        token = fields.get("NextContinuationToken") or None
+    elif truncated:
+        # V1: NextMarker if given, else the last key (as the spec says).
         marker = fields.get("NextMarker")
         if marker:
             token = dec(marker)
-        elif objects or raw_prefixes:
-            token = max([o.key for o in objects] + [dec(p) for p in raw_prefixes])
-    return ListPage(objects, [dec(p) for p in raw_prefixes], truncated, token)
+        elif objects or prefixes:
+            token = max([o.key for o in objects] + prefixes,
+                        key=lambda k: k.encode("utf-8", "surrogateescape"))  # the server's order
+    return ListPage(objects, prefixes, truncated, token)
+
+
+def _raw(s: str) -> str:
+    return s
+
+
+def _unquote(s: str) -> str:
+    return unquote(s, errors="surrogateescape")
+
+
+def _unquote_plus(s: str) -> str:
+    return unquote_plus(s, errors="surrogateescape")
 
 
 def error_fields(body: bytes) -> dict[str, str]:

@@ -28,9 +28,11 @@ def uri_encode(value: str, *, keep_slash: bool = False) -> str:
 
     This is the encoding S3, OSS and COS all put in their canonical forms
     (space is ``%20``, never ``+``).  The client uses the same function for
-    the wire, so what is signed is exactly what is sent.
+    the wire, so what is signed is exactly what is sent.  A key that is not
+    UTF-8 holds its other bytes as lone surrogates (see :mod:`metafs.dirlist`)
+    and is encoded back to exactly those bytes.
     """
-    return quote(value, safe="/~" if keep_slash else "~")
+    return quote(value, safe="/~" if keep_slash else "~", errors="surrogateescape")
 
 
 @dataclasses.dataclass(frozen=True)

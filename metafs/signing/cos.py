@@ -75,7 +75,9 @@ def cos_signature(secret_key: str, key_time: str, method: str, path: str,
                   params: Iterable[tuple[str, str]], headers: Iterable[tuple[str, str]]) -> str:
     """The ``q-signature`` value; every given param and header is signed."""
     http_string = cos_http_string(method, path, params, headers)
-    sts = f"sha1\n{key_time}\n{hashlib.sha1(http_string.encode('utf-8')).hexdigest()}\n"
+    # The path is the decoded key: a key that is not UTF-8 is signed as its bytes.
+    http_bytes = http_string.encode("utf-8", "surrogateescape")
+    sts = f"sha1\n{key_time}\n{hashlib.sha1(http_bytes).hexdigest()}\n"
     return _hmac_sha1_hex(cos_sign_key(secret_key, key_time), sts)
 
 

@@ -169,6 +169,7 @@ class OssV1Signer:
             h.get("x-oss-date") or h.get("date", ""),
             oss_headers + v1_canonical_resource(req.bucket, req.key, req.query),
         ])
-        digest = hmac.new(creds.secret_key.encode("utf-8"), sts.encode("utf-8"),
+        # The resource is the decoded key: a key that is not UTF-8 is signed as its bytes.
+        digest = hmac.new(creds.secret_key.encode("utf-8"), sts.encode("utf-8", "surrogateescape"),
                           hashlib.sha1).digest()
         h["authorization"] = f"OSS {creds.access_key}:{base64.b64encode(digest).decode('ascii')}"
