@@ -109,7 +109,7 @@ class Listing:
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "lock", "_pending", "pages",
-                 "watermark")
+                 "watermark", "previous", "stale")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -129,6 +129,10 @@ class Listing:
         self.lock = trio.Lock()
         self._pending: list[tuple[str, Entry]] = []  # (key, entry) held back
         self.watermark = ""  # the greatest key any page has shown so far
+        # The complete listing this one replaces, until this one's first page
+        # arrives: served instead if that page cannot be fetched (listings.py).
+        self.previous: Listing | None = None
+        self.stale = False  # trusted past its pages' TTL at least once (extend_trust)
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
@@ -139,6 +143,12 @@ class Listing:
     def entry_expires(self, pos: int) -> float:
         """Until when the entry at ``pos`` is trusted: a TTL from its page's request."""
         return self.page_expires[bisect.bisect_right(self.page_ends, pos)]
+
+    def extend_trust(self, until: float) -> None:
+        """Trust every entry, and every absence, until at least ``until`` (served stale)."""
+        self.stale = True
+        self.expires = max(self.expires, until)
+        self.page_expires = [max(t, until) for t in self.page_expires]
 
     @property
     def failed(self) -> bool:

@@ -123,7 +123,8 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
                      clock=cache.clock, dir_ttl=cfg.metadata_ttl,
                      root_xattrs=root_xattrs(cfg, client, info),
                      invalidation=invalidation, figures=figures)
-    return ops, [objects, namespace]
+    # The client probes an endpoint that stopped answering until it answers again.
+    return ops, [objects, namespace, client]
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
@@ -143,7 +144,7 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_terminate_on_signal, signals)
-                    for service in background:  # readahead, list-ahead: they end with the mount
+                    for service in background:  # readahead, list-ahead, probes: they end with the mount
                         service.start_background(nursery)
                     log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
                     sdnotify.notify("READY=1")

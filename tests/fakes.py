@@ -13,6 +13,12 @@ The metadata layer over an in-memory bucket:
   :class:`Bucket` into the metadata layer as :func:`metafs.mount.build`
   does (LiveView, MetaCache, Listings, ObjectMetadata, Namespace) and runs
   a test body under trio with an :class:`Env` holding all of them.
+  ``virtual_time=True`` runs it on trio's :class:`~trio.testing.MockClock`
+  (time jumps whenever every task waits), with the cache's clock a
+  :class:`TrioClock` following it: a hanging request (``gate``) then costs
+  its timeouts and backoff in virtual time, which a test reads and asserts,
+  at no real wait.  ``probing=True`` gives the client a nursery, so an
+  outage is probed in the background as in a mount.
 
 The S3 client alone:
 
@@ -68,6 +74,25 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+class TrioClock(Clock):
+    """The cache's clock on trio's virtual clock: request timeouts move it, ``t += s`` jumps it.
+
+    Starts at 1000, like :class:`Clock`; time only goes forward.
+    """
+
+    def __init__(self, mock: trio.testing.MockClock, t: float = 1000.0) -> None:
+        self._mock = mock
+        self._offset = t - mock.current_time()
+
+    @property
+    def t(self) -> float:
+        return self._offset + self._mock.current_time()
+
+    @t.setter
+    def t(self, value: float) -> None:
+        self._mock.jump(value - self.t)
 
 
 class Bucket:
@@ -186,35 +211,58 @@ class Bucket:
 
 
 class Env:
-    """What a test body gets: the bucket, the clock and the wired metadata layer."""
+    """What a test body gets: the bucket, the clock and the wired metadata layer (and its client)."""
 
     def __init__(self, bucket: Bucket, clock: Clock, cache: MetaCache, listings: Listings,
-                 objects: ObjectMetadata, ns: Namespace) -> None:
+                 objects: ObjectMetadata, ns: Namespace, client: S3Client | None = None) -> None:
         self.bucket, self.clock, self.cache = bucket, clock, cache
         self.listings, self.objects, self.ns = listings, objects, ns
+        self.client = client
 
 
-def run_layers(bucket: Bucket, fn: Callable[[Env], Awaitable[Any]], *, negative_ttl: float = NEG_TTL,
-        attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000) -> Any:
-    """Run ``fn(env)`` under trio against ``bucket`` (retries do not sleep)."""
-    clock = Clock()
+def _run_wired(bucket: Bucket, body: Callable[[httpx.AsyncClient, S3Client, Clock], Awaitable[Any]],
+               *, attempts: int, attempt_timeout: float, virtual_time: bool, probing: bool) -> Any:
+    """``body(http, client, clock)`` under trio: the client over ``bucket`` as the layer tests build it.
 
-    async def no_sleep(_: float) -> None:
-        return None
+    Backoff takes no time (rng 0.5; no sleep at all in real time, trio's sleep in virtual time).
+    """
+    mock = trio.testing.MockClock(autojump_threshold=0) if virtual_time else None
+    clock: Clock = TrioClock(mock) if mock is not None else Clock()
 
     async def main() -> Any:
         async with httpx.AsyncClient(transport=httpx.MockTransport(bucket)) as http:
             client = S3Client(http, bucket="bkt", region="us-east-1",
                               endpoint_url="http://127.0.0.1:9000", attempts=attempts,
-                              sleep=no_sleep, rng=lambda: 0.5)
-            view = LiveView(client)
-            cache = MetaCache(TTL, negative_ttl, max_entries=max_entries, clock=clock)
-            listings = Listings(view, cache)
-            objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
-            ns = Namespace(view, cache, listings, objects)
-            return await fn(Env(bucket, clock, cache, listings, objects, ns))
+                              attempt_timeout=attempt_timeout,
+                              sleep=trio.sleep if virtual_time else no_sleep, rng=lambda: 0.5,
+                              now=lambda: NOW)
+            if not probing:
+                return await body(http, client, clock)
+            async with trio.open_nursery() as nursery:
+                client.start_background(nursery)
+                result = await body(http, client, clock)
+                nursery.cancel_scope.cancel()  # the probe loop, if an outage is under way
+            return result
 
-    return trio.run(main)
+    return trio.run(main, clock=mock)
+
+
+def run_layers(bucket: Bucket, fn: Callable[[Env], Awaitable[Any]], *, negative_ttl: float = NEG_TTL,
+               attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000,
+               attempt_timeout: float = 10.0, virtual_time: bool = False, probing: bool = False
+               ) -> Any:
+    """Run ``fn(env)`` under trio against ``bucket`` (see the module docstring)."""
+
+    async def body(http: httpx.AsyncClient, client: S3Client, clock: Clock) -> Any:
+        view = LiveView(client)
+        cache = MetaCache(TTL, negative_ttl, max_entries=max_entries, clock=clock)
+        listings = Listings(view, cache, stale_grace=stale_grace)
+        objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
+        ns = Namespace(view, cache, listings, objects)
+        return await fn(Env(bucket, clock, cache, listings, objects, ns, client))
+
+    return _run_wired(bucket, body, attempts=attempts, attempt_timeout=attempt_timeout,
+                      virtual_time=virtual_time, probing=probing)
 
 
 def is_probe_list(r: httpx.Request, key: str) -> bool:
@@ -464,14 +512,17 @@ class OpsEnv(Env):
 
     def __init__(self, env: Env, inodes: InodeTable, invalidation: KernelInvalidation,
                  invalidated: list[tuple[int, bytes]], ops: Operations) -> None:
-        super().__init__(env.bucket, env.clock, env.cache, env.listings, env.objects, env.ns)
+        super().__init__(env.bucket, env.clock, env.cache, env.listings, env.objects, env.ns,
+                         env.client)
         self.inodes, self.invalidation, self.invalidated, self.ops = (
             inodes, invalidation, invalidated, ops)
 
 
 def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
             negative_ttl: float = NEG_TTL, attempts: int = 2, stale_grace: float = 1.0,
-            max_entries: int = 100_000, read_chunk: int | None = None) -> Any:
+            max_entries: int = 100_000, read_chunk: int | None = None,
+            attempt_timeout: float = 10.0, virtual_time: bool = False, probing: bool = False
+            ) -> Any:
     """Run ``fn(env)`` under trio with :class:`~metafs.fuse_ops.Operations` over ``bucket``.
 
     The wiring is :func:`metafs.mount.build`'s: one InodeTable, a
@@ -479,34 +530,32 @@ def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
     ``env.invalidated``, the cache's ``on_evict`` wired to it, the cache's
     clock and TTL as the handlers' ``clock`` and ``dir_ttl``, and the
     cache's and invalidation's figures as the root's ``metafs.*`` xattrs.
-    No background services run (no readahead, no list-ahead).
+    No background services run (no readahead, no list-ahead) but, with
+    ``probing``, the client's outage probe; ``virtual_time`` as for
+    :func:`run_layers`.
     """
-    clock = Clock()
 
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(bucket)) as http:
-            client = S3Client(http, bucket="bkt", region="us-east-1",
-                              endpoint_url="http://127.0.0.1:9000", attempts=attempts,
-                              sleep=no_sleep, rng=lambda: 0.5)
-            view = LiveView(client)
-            inodes = InodeTable("")
-            invalidated: list[tuple[int, bytes]] = []
-            invalidation = KernelInvalidation(
-                inodes, submit=lambda ino, name: invalidated.append((ino, name)))
-            cache = MetaCache(TTL, negative_ttl, max_entries=max_entries, clock=clock,
-                              on_evict=invalidation.evicted)
-            listings = Listings(view, cache)
-            objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
-            ns = Namespace(view, cache, listings, objects)
-            reader = FileReader(view) if read_chunk is None else FileReader(view, read_chunk)
+    async def body(http: httpx.AsyncClient, client: S3Client, clock: Clock) -> Any:
+        view = LiveView(client)
+        inodes = InodeTable("")
+        invalidated: list[tuple[int, bytes]] = []
+        invalidation = KernelInvalidation(
+            inodes, submit=lambda ino, name: invalidated.append((ino, name)))
+        cache = MetaCache(TTL, negative_ttl, max_entries=max_entries, clock=clock,
+                          on_evict=invalidation.evicted)
+        listings = Listings(view, cache, stale_grace=stale_grace)
+        objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
+        ns = Namespace(view, cache, listings, objects)
+        reader = FileReader(view) if read_chunk is None else FileReader(view, read_chunk)
 
-            def figures() -> dict[str, int]:
-                return {**cache.figures(), "invalidations": invalidation.count}
+        def figures() -> dict[str, int]:
+            return {**cache.figures(), "invalidations": invalidation.count}
 
-            ops = Operations(ns, objects, listings, reader, inodes, OWN, clock=cache.clock,
-                             dir_ttl=TTL, root_xattrs=dict(ROOT_XATTRS),
-                             invalidation=invalidation, figures=figures)
-            env = Env(bucket, clock, cache, listings, objects, ns)
-            return await fn(OpsEnv(env, inodes, invalidation, invalidated, ops))
+        ops = Operations(ns, objects, listings, reader, inodes, OWN, clock=cache.clock,
+                         dir_ttl=TTL, root_xattrs=dict(ROOT_XATTRS),
+                         invalidation=invalidation, figures=figures)
+        env = Env(bucket, clock, cache, listings, objects, ns, client)
+        return await fn(OpsEnv(env, inodes, invalidation, invalidated, ops))
 
-    return trio.run(main)
+    return _run_wired(bucket, body, attempts=attempts, attempt_timeout=attempt_timeout,
+                      virtual_time=virtual_time, probing=probing)
