@@ -147,7 +147,7 @@ class Listing:
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
-                 "pages", "watermark", "_tokens", "_empty_run", "_seen")
+                 "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -174,6 +174,10 @@ class Listing:
         # are in no order); the strings are the entries' own, so this costs a
         # set slot per key.
         self._seen: set[str] | None = None if ordered else set()
+        # The complete listing this one replaces, until this one's first page
+        # arrives: served instead if that page cannot be fetched (listings.py).
+        self.previous: Listing | None = None
+        self.stale = False  # trusted past its pages' TTL at least once (extend_trust)
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
@@ -184,6 +188,12 @@ class Listing:
     def entry_expires(self, pos: int) -> float:
         """Until when the entry at ``pos`` is trusted: a TTL from its page's request."""
         return self.page_expires[bisect.bisect_right(self.page_ends, pos)]
+
+    def extend_trust(self, until: float) -> None:
+        """Trust every entry, and every absence, until at least ``until`` (served stale)."""
+        self.stale = True
+        self.expires = max(self.expires, until)
+        self.page_expires = [max(t, until) for t in self.page_expires]
 
     @property
     def failed(self) -> bool:

@@ -18,6 +18,7 @@ with a traceback), so the choice of errno is made in exactly one place::
      |    +-- ChangedError            ESTALE  412: the object changed while open
      |    +-- ServerError             EIO     5xx / 429 after all retries
      +-- TransportError               EIO     unreachable, reset, timed out (after retries)
+     |    +-- EndpointDownError       EIO     failed fast: the endpoint is known not to answer (s3/health.py)
      +-- MalformedResponseError       EIO     a reply we cannot parse
 
 Messages are one line, name the cause and never contain credentials
@@ -95,6 +96,15 @@ class ServerError(S3Error):
 
 class TransportError(MetafsError):
     """The request never got an answer (connect error, reset, timeout)."""
+
+
+class EndpointDownError(TransportError):
+    """Failed fast, without a request: the endpoint is known not to answer (an outage).
+
+    A :class:`TransportError` like the failure that opened the outage, so
+    whatever serves stale entries on one does on the other; the outage
+    itself was logged once when it began, so callers may log this one quietly.
+    """
 
 
 class MalformedResponseError(MetafsError):

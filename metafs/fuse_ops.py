@@ -255,8 +255,9 @@ class Operations(pyfuse3.Operations):
         """Reply entries from index ``start_id`` of the handle's listing.
 
         ``start_id`` 0 (re)starts: the handle takes the directory's current
-        listing (fresh from cache, shared while in progress, or new), so
-        ``rewinddir`` sees the directory as it is now.  ``.`` and ``..``
+        listing (fresh from cache, shared while in progress, or new, with
+        its first page; the previous one if that page cannot be had, see
+        listings.py), so ``rewinddir`` sees the directory as it is now.  ``.`` and ``..``
         come first; ``next_id`` of listing entry *i* is *i + 3*, so
         repeated or rewound offsets re-serve the same entries, each counted
         again.  Each entry whose ``readdir_reply`` returned True counts one
@@ -274,7 +275,7 @@ class Operations(pyfuse3.Operations):
         if h is None:
             raise FUSEError(errno.EBADF)
         if start_id == 0 or h.listing is None:
-            h.listing = self.listings.current(h.node.key)
+            h.listing = await self.listings.open(h.node.key)
         lst = h.listing
         parent = h.node
         # Positions 0 and 1 are '.' and '..' (not counted as lookups, as

@@ -15,6 +15,15 @@ the storage and bound the cache's):
 * **Listed files live in their listing only**: a page refreshes what the
   per-key tables already hold (:meth:`MetaCache.listed`) and adds nothing
   to them, so a huge directory costs its entries once.
+* **Stale if error.**  A new listing that replaces an expired complete one
+  keeps it (``Listing.previous``) until its own first page arrives.  If
+  that page cannot be had (no answer, 5xx, unparseable: ``UNAVAILABLE``),
+  the previous listing is kept again and served, every entry and absence
+  trusted ``stale_grace`` seconds from the end of the failure, with one
+  warning line (later graces of the same listing are logged quietly).
+  So ``ls -l`` of a directory listed before an outage shows it as it was,
+  like ``stat`` of its files.  A failure after the first page is the
+  caller's error: the pages that did come proved the server answers.
 """
 
 from __future__ import annotations
@@ -33,18 +42,41 @@ log = logging.getLogger(__name__)
 class Listings:
     """Listings of one view's directories (see the module docstring)."""
 
-    def __init__(self, view: View, cache: MetaCache, *, ordered: bool = True) -> None:
+    def __init__(self, view: View, cache: MetaCache, *, ordered: bool = True,
+                 stale_grace: float = 1.0) -> None:
         self._view = view
         self._cache = cache
         self._ordered = ordered  # directory buckets list in no order: dirlist sorts at the end
+        self.stale_grace = stale_grace
 
     def current(self, dir_key: str) -> Listing:
         """The listing readdir should serve: fresh, in progress, or a new one."""
         lst = self._cache.fresh_listing(dir_key)
         if lst is not None:
             return lst
+        old = self._cache.listing(dir_key)
         lst = Listing(dir_key, self._cache.now() + self._cache.ttl, ordered=self._ordered)
+        if old is not None and old.complete and not old.failed:
+            lst.previous = old  # served again if lst's first page cannot be had
         self._cache.put_listing(lst)
+        return lst
+
+    async def open(self, dir_key: str) -> Listing:
+        """The listing a ``readdir`` from the start serves: :meth:`current`, its first page in.
+
+        If that page cannot be had and the previous listing is served
+        instead (see the module docstring), that one; otherwise the error.
+        """
+        lst = self.current(dir_key)
+        if lst.pages:
+            return lst
+        try:
+            await self.fill(lst, 0)
+        except errors.UNAVAILABLE:
+            kept = self._cache.fresh_listing(dir_key)
+            if kept is None or kept is lst:
+                raise
+            return kept
         return lst
 
     def fresh(self, dir_key: str) -> Listing | None:
@@ -84,8 +116,22 @@ class Listings:
                     entries = lst.add_page(page, expires)
                 except errors.MetafsError as e:
                     lst.fail(e)
+                    if isinstance(e, errors.UNAVAILABLE):
+                        self._serve_previous(lst, e)
                     raise
+                lst.previous = None  # the server answered: lst replaces it for good
                 self._absorb(lst, entries)
+
+    def _serve_previous(self, failed: Listing, e: errors.MetafsError) -> None:
+        """``failed`` got no first page: keep its previous listing, trusted for the grace."""
+        previous, failed.previous = failed.previous, None
+        if previous is None or self._cache.listing(failed.dir_key) is not failed:
+            return
+        level = logging.DEBUG if previous.stale else logging.WARNING
+        log.log(level, "serving the previous listing of %r (%d entries): refreshing it failed (%s)",
+                failed.dir_key or "/", len(previous.entries), e)
+        previous.extend_trust(self._cache.now() + self.stale_grace)
+        self._cache.put_listing(previous)
 
     def _absorb(self, lst: Listing, entries: list[Entry]) -> None:
         """Let a page refresh what the per-key tables hold (see the module docstring)."""
@@ -105,6 +151,8 @@ class Listings:
         """
         dir_key, name = split_key(key)
         lst = self._cache.listing(dir_key)
+        if lst is not None and not fresh and lst.previous is not None and not lst.pages:
+            lst = lst.previous  # its replacement has shown nothing yet: the ETag is here
         if lst is None or lst.failed:
             return None
         e = lst.file(name)

@@ -130,7 +130,7 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     # The bound's evictions reach the kernel: the cache reports them downward
     # to the invalidation policy, never up to the FUSE layer.
     cache = MetaCache(ttl, negative_ttl, max_entries, clock=clock, on_evict=invalidation.evicted)
-    listings = Listings(view, cache, ordered=ordered)
+    listings = Listings(view, cache, ordered=ordered, stale_grace=stale_grace)
     objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
     namespace = Namespace(view, cache, listings, objects)
 
@@ -173,7 +173,9 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_terminate_on_signal, signals)
-                    for service in layers.background:  # readahead, list-ahead: they end with the mount
+                    # Readahead, list-ahead, and the client's probes of an endpoint
+                    # that stopped answering: they end with the mount.
+                    for service in [*layers.background, client]:
                         service.start_background(nursery)
                     log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
                     sdnotify.notify("READY=1")

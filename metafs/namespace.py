@@ -12,7 +12,9 @@ The one owner of name resolution (what an object *says* is
 * **Single flight.**  Concurrent lookups of one name share one probe.
 * **Stale if error.**  When revalidating a known name fails (server
   down, timeout), the name is served as it was for ``stale_grace``
-  seconds more, with a warning, instead of failing.  Without one: the error.
+  seconds more (from the end of the failure), with a warning, instead of
+  failing.  Without one: the error.  During an outage the revalidations
+  fail at once, so known names keep answering without delay.
 * **List on misses.**  A burst of probes in one unlisted directory
   switches to listing it (see :meth:`Namespace._list_on_misses`).
 """
@@ -95,9 +97,9 @@ class Namespace:
             try:
                 await self._listings.fill(listing, len(listing.entries))
             except errors.MetafsError:
-                pass  # the listing failed; answer by probing instead
+                pass  # the listing failed: answer from the one kept instead, if any, or probe
             if not listing.usable(c.now()):
-                listing = None
+                listing = self._listings.fresh(dir_key)
         # An emitted entry is final (rule 2 is settled before emitting); an
         # absent name is settled only where the pages cover it.
         if listing is not None and (name in listing.index or listing.covers(name)):
@@ -172,7 +174,8 @@ class Namespace:
             return await self._probe_both(key)
         except errors.UNAVAILABLE as e:
             if known_dir:
-                log.warning("serving cached directory %r: revalidation failed (%s)", key, e)
+                level = logging.DEBUG if isinstance(e, errors.EndpointDownError) else logging.WARNING
+                log.log(level, "serving cached directory %r: revalidation failed (%s)", key, e)
                 return FoundDir(c.serve_stale_prefix(key + "/", c.now() + self._objects.stale_grace))
             if stale is not None:
                 return _file(self._objects.serve_stale(stale, e))

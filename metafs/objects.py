@@ -14,7 +14,12 @@ The one owner of per-object answers (which names exist is
 * **Single flight.**  Concurrent requests for one key share one HEAD.
 * **Stale if error.**  When revalidation fails (server down, timeout) and
   an expired entry of the needed level exists, it is served for
-  ``stale_grace`` seconds more, with a warning, instead of failing.
+  ``stale_grace`` seconds more, with a warning, instead of failing.  The
+  grace runs from the *end* of the failure, so it outlasts a revalidation
+  that took the whole request budget; during an outage later revalidations
+  fail at once (the S3 layer knows the endpoint is down), so the entry
+  keeps being served, grace after grace, at no cost, until the endpoint
+  answers again.
 * **Read ahead what a scan will ask for.**  When a process reads the
   xattrs of consecutive files of one directory (in listing order, as
   ``for f in dir/*; do getfattr -d "$f"; done`` does), the HEADs of the
@@ -132,8 +137,13 @@ class ObjectMetadata:
                 return outcome
 
     def serve_stale(self, stale: Trusted, e: Exception) -> Trusted:
-        """Revalidation failed: keep serving ``stale`` for the grace, with one warning."""
-        log.warning("serving cached metadata of %r: revalidation failed (%s)", stale.meta.key, e)
+        """Revalidation failed: keep serving ``stale`` for the grace from now, with a log line.
+
+        Now is after the failure, however long it took.  A warning, unless
+        the failure is the fast one of a known outage (logged when it began).
+        """
+        level = logging.DEBUG if isinstance(e, errors.EndpointDownError) else logging.WARNING
+        log.log(level, "serving cached metadata of %r: revalidation failed (%s)", stale.meta.key, e)
         return self._cache.serve_stale(stale, self._cache.now() + self.stale_grace)
 
     # -- fetching -----------------------------------------------------------------

@@ -16,6 +16,12 @@ The metadata layer over an in-memory bucket:
   metadata layer as :func:`metafs.mount.build` does (LiveView, MetaCache,
   Listings, ObjectMetadata, Namespace) and runs a test body under trio
   with an :class:`Env` holding all of them.
+  ``virtual_time=True`` runs it on trio's :class:`~trio.testing.MockClock`
+  (time jumps whenever every task waits), with the cache's clock a
+  :class:`TrioClock` following it: a hanging request (``gate``) then costs
+  its timeouts and backoff in virtual time, which a test reads and asserts,
+  at no real wait.  ``probing=True`` gives the client a nursery, so an
+  outage is probed in the background as in a mount.
 
 The S3 client alone:
 
@@ -81,6 +87,25 @@ def _key_bytes(key: str) -> bytes:
 def _q(key: str) -> str:
     """A key (or token) as S3 writes it with ``encoding-type=url``: its bytes, percent-encoded."""
     return quote(key, errors="surrogateescape")
+
+
+class TrioClock(Clock):
+    """The cache's clock on trio's virtual clock: request timeouts move it, ``t += s`` jumps it.
+
+    Starts at 1000, like :class:`Clock`; time only goes forward.
+    """
+
+    def __init__(self, mock: trio.testing.MockClock, t: float = 1000.0) -> None:
+        self._mock = mock
+        self._offset = t - mock.current_time()
+
+    @property
+    def t(self) -> float:
+        return self._offset + self._mock.current_time()
+
+    @t.setter
+    def t(self, value: float) -> None:
+        self._mock.jump(value - self.t)
 
 
 class Bucket:
@@ -202,19 +227,52 @@ class Bucket:
 
 
 class Env:
-    """What a test body gets: the bucket, the clock and the wired metadata layer."""
+    """What a test body gets: the bucket, the clock and the wired metadata layer (and its client)."""
 
     def __init__(self, bucket: Bucket, clock: Clock, cache: MetaCache, listings: Listings,
-                 objects: ObjectMetadata, ns: Namespace) -> None:
+                 objects: ObjectMetadata, ns: Namespace, client: S3Client | None = None) -> None:
         self.bucket, self.clock, self.cache = bucket, clock, cache
         self.listings, self.objects, self.ns = listings, objects, ns
+        self.client = client
+
+
+def _run_wired(bucket: Bucket, body: Callable[[httpx.AsyncClient, S3Client, Clock], Awaitable[Any]],
+               *, attempts: int, attempt_timeout: float, handler: Handler | None = None,
+               sleep: Callable[[float], Awaitable[None]] | None = None, mock_clock: bool = False,
+               virtual_time: bool = False, probing: bool = False) -> Any:
+    """``body(http, client, clock)`` under trio: the client over ``bucket`` (or ``handler``).
+
+    Backoff takes no time unless asked (rng 0.5; no sleep in real time,
+    trio's sleep in virtual time, or ``sleep``).  ``mock_clock`` runs trio
+    on a MockClock while the cache's clock stays put; ``virtual_time`` also
+    moves the cache's clock with trio's.
+    """
+    mock = trio.testing.MockClock(autojump_threshold=0) if virtual_time or mock_clock else None
+    clock: Clock = TrioClock(mock) if mock is not None and virtual_time else Clock()
+    backoff = sleep or (trio.sleep if virtual_time else no_sleep)
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler or bucket)) as http:
+            client = S3Client(http, bucket="bkt", region="us-east-1",
+                              endpoint_url="http://127.0.0.1:9000", attempts=attempts,
+                              attempt_timeout=attempt_timeout, sleep=backoff, rng=lambda: 0.5)
+            if not probing:
+                return await body(http, client, clock)
+            async with trio.open_nursery() as nursery:
+                client.start_background(nursery)
+                result = await body(http, client, clock)
+                nursery.cancel_scope.cancel()  # the probe loop, if an outage is under way
+            return result
+
+    return trio.run(main, clock=mock)
 
 
 def run_layers(bucket: Bucket, fn: Callable[[Env], Awaitable[Any]], *, negative_ttl: float = NEG_TTL,
-        attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000,
-        handler: Handler | None = None, attempt_timeout: float = 10.0,
-        sleep: Callable[[float], Awaitable[None]] | None = None, mock_clock: bool = False) -> Any:
-    """Run ``fn(env)`` under trio against ``bucket`` (retries do not sleep).
+               attempts: int = 2, stale_grace: float = 1.0, max_entries: int = 100_000,
+               handler: Handler | None = None, attempt_timeout: float = 10.0,
+               sleep: Callable[[float], Awaitable[None]] | None = None, mock_clock: bool = False,
+               virtual_time: bool = False, probing: bool = False) -> Any:
+    """Run ``fn(env)`` under trio against ``bucket`` (see the module docstring).
 
     The layers are wired by :func:`metafs.mount.wire`, as a mount wires them.
     ``handler`` answers instead of ``bucket`` (a :class:`tests.faults.Faults`
@@ -226,13 +284,8 @@ def run_layers(bucket: Bucket, fn: Callable[[Env], Awaitable[Any]], *, negative_
     """
     return run_ops(bucket, fn, negative_ttl=negative_ttl, attempts=attempts,
                    stale_grace=stale_grace, max_entries=max_entries, handler=handler,
-                   attempt_timeout=attempt_timeout, sleep=sleep, mock_clock=mock_clock)
-
-
-def _trio_run(main: Callable[[], Awaitable[Any]], mock_clock: bool) -> Any:
-    if mock_clock:
-        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    return trio.run(main)
+                   attempt_timeout=attempt_timeout, sleep=sleep, mock_clock=mock_clock,
+                   virtual_time=virtual_time, probing=probing)
 
 
 def is_probe_list(r: httpx.Request, key: str) -> bool:
@@ -482,7 +535,8 @@ class OpsEnv(Env):
 
     def __init__(self, env: Env, inodes: InodeTable, invalidation: KernelInvalidation,
                  invalidated: list[tuple[int, bytes]], ops: Operations) -> None:
-        super().__init__(env.bucket, env.clock, env.cache, env.listings, env.objects, env.ns)
+        super().__init__(env.bucket, env.clock, env.cache, env.listings, env.objects, env.ns,
+                         env.client)
         self.inodes, self.invalidation, self.invalidated, self.ops = (
             inodes, invalidation, invalidated, ops)
 
@@ -492,7 +546,8 @@ def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
             max_entries: int = 100_000, read_chunk: int | None = None,
             handler: Handler | None = None, attempt_timeout: float = 10.0,
             sleep: Callable[[float], Awaitable[None]] | None = None, mock_clock: bool = False,
-            bound: float | None = None) -> Any:
+            bound: float | None = None, virtual_time: bool = False, probing: bool = False
+            ) -> Any:
     """Run ``fn(env)`` under trio with :class:`~metafs.fuse_ops.Operations` over ``bucket``.
 
     The wiring is :func:`metafs.mount.wire`'s, the mount's own: one
@@ -502,27 +557,22 @@ def run_ops(bucket: Bucket, fn: Callable[[OpsEnv], Awaitable[Any]], *,
     cache's and invalidation's figures as the root's ``metafs.*`` xattrs,
     and the handlers' bound :func:`~metafs.fuse_ops.handler_bound` of the
     client's budget unless ``bound`` is given.  No background services run
-    (no readahead, no list-ahead).  ``handler``, ``attempt_timeout``,
-    ``sleep`` and ``mock_clock`` as for :func:`run_layers`.
+    (no readahead, no list-ahead) but, with ``probing``, the client's outage
+    probe.  The other options as for :func:`run_layers`.
     """
-    clock = Clock()
 
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler or bucket)) as http:
-            client = S3Client(http, bucket="bkt", region="us-east-1",
-                              endpoint_url="http://127.0.0.1:9000", attempts=attempts,
-                              attempt_timeout=attempt_timeout, sleep=sleep or no_sleep,
-                              rng=lambda: 0.5)
-            invalidated: list[tuple[int, bytes]] = []
-            layers = wire(LiveView(client), OWN, ttl=TTL, negative_ttl=negative_ttl,
-                          max_entries=max_entries, root_xattrs=dict(ROOT_XATTRS),
-                          submit=lambda ino, name: invalidated.append((ino, name)),
-                          clock=clock, stale_grace=stale_grace,
-                          read_chunk=READ_CHUNK if read_chunk is None else read_chunk,
-                          bound=handler_bound(client.budget) if bound is None else bound)
-            env = Env(bucket, clock, layers.cache, layers.listings, layers.objects,
-                      layers.namespace)
-            return await fn(OpsEnv(env, layers.inodes, layers.invalidation, invalidated,
-                                   layers.ops))
+    async def body(http: httpx.AsyncClient, client: S3Client, clock: Clock) -> Any:
+        invalidated: list[tuple[int, bytes]] = []
+        layers = wire(LiveView(client), OWN, ttl=TTL, negative_ttl=negative_ttl,
+                      max_entries=max_entries, root_xattrs=dict(ROOT_XATTRS),
+                      submit=lambda ino, name: invalidated.append((ino, name)),
+                      clock=clock, stale_grace=stale_grace,
+                      read_chunk=READ_CHUNK if read_chunk is None else read_chunk,
+                      bound=handler_bound(client.budget) if bound is None else bound)
+        env = Env(bucket, clock, layers.cache, layers.listings, layers.objects,
+                  layers.namespace, client)
+        return await fn(OpsEnv(env, layers.inodes, layers.invalidation, invalidated, layers.ops))
 
-    return _trio_run(main, mock_clock)
+    return _run_wired(bucket, body, attempts=attempts, attempt_timeout=attempt_timeout,
+                      handler=handler, sleep=sleep, mock_clock=mock_clock,
+                      virtual_time=virtual_time, probing=probing)

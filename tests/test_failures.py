@@ -4,8 +4,9 @@
   before anything is mounted;
 * a failing or hanging server gives EIO within the timeout, after retries;
 * a listing that would never end gives EIO at once, and the next one works;
-* cached entries keep being served during an outage, and the mount
-  recovers when the server does;
+* cached entries keep being served during an outage, within a second of
+  the first failure whatever the timeouts, and the mount recovers when the
+  server does, by itself;
 * SIGTERM unmounts and exits 0; the detached mode returns once live.
 """
 
@@ -20,7 +21,16 @@ import time
 
 import pytest
 
-from tests.helpers import ACCESS_KEY, REPO, SECRET_KEY, base_env, put_many, run_metafs, wait_for_mount
+from tests.helpers import (
+    ACCESS_KEY,
+    REPO,
+    SECRET_KEY,
+    base_env,
+    put_many,
+    run_metafs,
+    wait_for_mount,
+    wait_until,
+)
 
 pytestmark = pytest.mark.mount
 
@@ -122,7 +132,75 @@ def test_hanging_server_gives_eio_within_timeout(mount, bucket, s3):
     s3.set_fault(None)
     assert r.returncode != 0 and "Input/output error" in r.stderr
     assert elapsed < 5, elapsed
-    assert m.run("stat -c %s f").stdout.strip() == "1"  # recovered
+    # Recovered by itself: the next probe (0.5 s after the failure) gets an answer.
+    assert wait_until(lambda: "answers again after" in m.log_text(), timeout=5)
+    assert m.run("stat -c %s f").stdout.strip() == "1"
+
+
+def test_outage_known_names_answer_within_a_second_then_the_mount_recovers(mount, bucket, s3,
+                                                                            boto):
+    """A server that accepts connections and never answers, with 2 s x 3 attempts per request."""
+    timeout, retries = 2, 2
+    boto.put_object(Bucket=bucket, Key="f", Body=b"hello", Metadata={"color": "blue"})
+    put_many(bucket, ["d/a", "d/b", "d/sub/x"])
+    m = mount(bucket, "--metadata-ttl", "1", "--request-timeout", str(timeout),
+              "--retries", str(retries))
+    m.run("ls -l . d d/sub && stat f d/sub/x && getfattr -d f")  # all known...
+    time.sleep(1.2)  # ...and all expired
+    s3.set_fault("hang", hang_seconds=120)
+    s3.reset()
+
+    def timed(cmd: str, check: bool = True) -> tuple[subprocess.CompletedProcess, float]:
+        t0 = time.monotonic()
+        r = m.run(cmd, check=check)
+        return r, time.monotonic() - t0
+
+    r, first = timed("stat -c %s f")
+    assert r.stdout.strip() == "5"
+    assert first <= (retries + 1) * timeout + 1, first  # one request's budget, once
+    times: dict[str, float] = {"stat f (first failure)": first}
+    commands = {"stat -c %s f": "5", "getfattr -d f": 'user.color="blue"',
+                "stat -c %s d/sub/x": "1", "ls -l d": " sub\n"}
+    for round_ in range(2):  # the second round after every grace and kernel timeout is over
+        for cmd, expected in commands.items():
+            r, spent = timed(cmd)
+            assert expected in r.stdout, (cmd, r.stdout)
+            times[f"{cmd} ({round_})"] = spent
+        time.sleep(1.2)
+    r, spent = timed("stat never-seen", check=False)
+    assert r.returncode != 0 and "Input/output error" in r.stderr
+    times["stat never-seen"] = spent
+    print("outage timings:", {k: round(v, 3) for k, v in times.items()})
+    assert all(t <= 1.0 for k, t in times.items() if "first" not in k), times
+    # Nothing but the first failure's 3 attempts and the probes reached the server.
+    assert [r.kind for r in s3.log() if r.kind != "HEAD_BUCKET"] == ["HEAD_COND"] * 3
+    assert len(s3.log("HEAD_BUCKET")) >= 1
+    log = m.log_text()
+    assert log.count("is not answering") == 1, log
+    assert log.count("serving the previous listing of 'd/'") == 1, log
+
+    # The server answers again: the same mount notices at its next probe (every 0.5 s
+    # doubling to 5 s, each waiting up to the request timeout), with no remount.
+    t0 = time.monotonic()
+    s3.set_fault(None)
+    assert wait_until(lambda: "answers again after" in m.log_text(), timeout=5 + timeout + 1)
+    print(f"recovered {time.monotonic() - t0:.2f} s after the server answered again")
+    time.sleep(1.2)  # what was served stale is expired
+
+    def sent(cmd: str) -> list[tuple[str, str, str]]:
+        s3.reset()
+        m.run(cmd)
+        return sorted((r.kind, r.path, r.query.get("prefix", "") + (
+            "/delimited" if "delimiter" in r.query else "")) for r in s3.log())
+
+    assert sent("stat -c %s f") == [("HEAD_COND", f"/{bucket}/f", "")]  # a 304
+    assert sent("getfattr -d f") == []
+    time.sleep(1.2)  # every name expired once more, and no lookup burst under way
+    # d and sub: known directories (one LIST max-keys=1 each); x: known from d/sub/'s listing.
+    assert sent("stat -c %s d/sub/x") == [("HEAD_COND", f"/{bucket}/d/sub/x", ""),
+                                          ("LIST", f"/{bucket}", "d/"),
+                                          ("LIST", f"/{bucket}", "d/sub/")]
+    assert sent("ls -l d") == [("LIST", f"/{bucket}", "d//delimited")]  # its page, no HEAD
 
 
 def test_malformed_listing_gives_eio_not_a_crash(mount, bucket, s3, monkeypatch):

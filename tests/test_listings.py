@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -237,6 +238,71 @@ def test_failed_listing_is_replaced():
         assert [e.name for e in lst2.entries] == ["f"]
 
     run_layers(b, go)
+
+
+def test_a_refresh_without_answer_serves_the_previous_listing():
+    b = Bucket()
+    for k in ("d/a", "d/b"):
+        b.put(k)
+
+    async def go(env: Env) -> None:
+        await list_all(env, "d/")
+        old = env.listings.current("d/")
+        env.clock.t += TTL + 1
+        new = env.listings.current("d/")
+        assert new is not old and new.previous is old
+        # Until the new one shows something, the old one holds the ETags to revalidate with.
+        assert env.listings.listed_file("d/a", fresh=False).meta is old.index["a"].meta
+        b.fail = 500
+        with pytest.raises(errors.ServerError):
+            await env.listings.fill(new, 0)
+        assert new.failed and new.previous is None
+        # Kept again, every entry and absence trusted for the grace from the failure's end.
+        assert env.listings.current("d/") is old
+        assert [old.entry_expires(e.pos) for e in old.entries] == [env.clock.t + 1.0] * 2
+        assert old.expires == env.clock.t + 1.0
+        b.fail = None
+        env.clock.t += 2  # past the grace, the server answers again: a real refresh
+        b.reset()
+        fresh = await env.listings.open("d/")
+        assert fresh is not old and fresh.previous is None and len(b.lists()) == 1
+        assert env.listings.current("d/") is fresh
+
+    run_layers(b, go)
+
+
+class DenyingBucket(Bucket):
+    """A :class:`Bucket` that can answer every request with 403 AccessDenied."""
+
+    denied = False
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if not self.denied:
+            return await super().__call__(request)
+        self.requests.append(request)
+        return httpx.Response(403, content=b"<Error><Code>AccessDenied</Code></Error>")
+
+
+def test_readdir_gets_the_previous_listing_and_other_errors_stay_errors():
+    b = DenyingBucket()
+    b.put("d/a")
+
+    async def go(env: Env) -> None:
+        await list_all(env, "d/")
+        old = env.listings.current("d/")
+        env.clock.t += TTL + 1
+        b.broken = True
+        assert await env.listings.open("d/") is old
+        assert env.listings.fresh("d/") is old
+        env.clock.t += 2
+        b.broken, b.denied = False, True  # an answer about the listing itself: no stale copy
+        with pytest.raises(errors.AccessDeniedError):
+            await env.listings.open("d/")
+        assert env.listings.fresh("d/") is None
+
+    # On trio's virtual clock, so that the 2 s step also lets the client try the endpoint
+    # again after the connection error (half-open: its first probe is due after 0.5 s).
+    run_layers(b, go, virtual_time=True)
 
 
 # -- locate: readahead's map -----------------------------------------------------------------------

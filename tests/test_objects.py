@@ -270,6 +270,26 @@ def test_stale_metadata_served_when_revalidation_fails():
     run_layers(b, go)
 
 
+def test_stale_grace_runs_from_the_end_of_the_failure():
+    # A revalidation that gets no answer costs the whole budget (3 attempts of 2 s, on
+    # trio's virtual clock): a grace counted from its start would be over before it ends.
+    b = Bucket()
+    b.put("k", b"abc", color="blue")
+
+    async def go(env: Env) -> None:
+        fresh = await env.objects.head("k")
+        env.clock.t += TTL + 1
+        b.gate = trio.Event()  # no answer
+        start = env.clock.t
+        c = await env.objects.head("k")
+        end = env.clock.t
+        assert end - start >= 3 * 2.0 and len(b.requests) == 1 + 3
+        assert c.meta is fresh.meta and c.expires == end + 1.0
+        assert (await env.objects.head("k")) is c and len(b.requests) == 1 + 3
+
+    run_layers(b, go, attempts=3, attempt_timeout=2.0, virtual_time=True)
+
+
 def test_stale_metadata_served_on_transport_errors_too():
     b = Bucket()
     b.put("k", b"abc")

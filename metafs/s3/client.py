@@ -14,7 +14,10 @@ Every request is bounded: each attempt runs under ``trio.move_on_after``
 (pyfuse3 has no FUSE INTERRUPT support, so a hung request would pin a
 worker and block unmount), there are at most ``attempts`` attempts, and
 the whole request, backoff and ``Retry-After`` waits included, ends
-within its budget (:func:`request_budget`).
+within its budget (:func:`request_budget`).  Whether to send at all is
+:mod:`~metafs.s3.health`'s answer: once a request got no answer in any
+attempt, the endpoint is known down, later requests fail at once, and this
+client probes it in the background until it answers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from . import answers
 from .dialects import Dialect, dialect_for
 from .endpoint import Endpoint
 from .express import Session, SessionCache
+from .health import EndpointHealth
 from .model import (
     Absent,
     Fresh,
@@ -110,7 +114,7 @@ class S3Client:
     ``explicit_region`` says whether ``region`` came from the user (a
     different bucket region is then logged as a warning) or is a default
     (then it is only noted at info level).  ``clock`` is the monotonic
-    clock that times directory-bucket sessions.
+    clock that times directory-bucket sessions and outages (``health``).
     """
 
     def __init__(
@@ -159,6 +163,18 @@ class S3Client:
         self._sleep = sleep
         self._rng = rng
         self._now = now
+        self.health = EndpointHealth(self._where(), clock=clock, wall=now)
+        self._nursery: trio.Nursery | None = None
+        self._probing = False  # the probe task runs (one at most, whatever the outages)
+
+    def start_background(self, nursery: trio.Nursery) -> None:
+        """Where outage probes run (the mount's nursery); without one the breaker is half-open."""
+        self._nursery = nursery
+        self.health.background = True
+
+    def _where(self) -> str:
+        """The endpoint as outage messages name it."""
+        return self.endpoint.netloc(self.bucket)
 
     # -- region ----------------------------------------------------------
     @property
@@ -192,6 +208,7 @@ class S3Client:
         if self.endpoint.from_region:
             self.endpoint = Endpoint.build(None, region, self.bucket, self.force_path_style,
                                            self.dialect)
+            self.health.where = self._where()
 
     def adopt_bucket_region(self, region: str | None) -> None:
         """The bucket check named the bucket's region: use it if the dialect says it matters."""
@@ -260,20 +277,26 @@ class S3Client:
         that asks to wait past the deadline fails the request at once
         (retrying sooner would ignore the server, waiting would break the
         bound).
+
+        During an outage (see :mod:`~metafs.s3.health`) no attempt is sent:
+        :class:`~metafs.errors.EndpointDownError` at once, also for an
+        attempt on the wire when the outage opens.
         """
         deadline = self._clock() + self.budget
         last: Exception | None = None
-        redirected = renewed = False
+        redirected = renewed = answered = probe = False
         attempt = 0
         while attempt < self.attempts:
             limit = min(self.attempt_timeout, deadline - self._clock())
             if limit <= 0:  # a redirect or a renewal used up the deadline
                 break
+            probe = self.health.admit(what)
             signer, creds, session = await self._signing(auth)
             request = self._prepare(method, key, query, headers or {}, signer, creds)
             response: httpx.Response | None = None
             asked: float | None = None  # Retry-After, in seconds
-            with trio.move_on_after(limit) as scope:
+            with (trio.move_on_after(limit) as scope,
+                  self.health.attempt(scope) as on_wire):
                 try:
                     response = await self.http.send(request)
                     await response.aread()
@@ -284,10 +307,14 @@ class S3Client:
                     if response is not None:
                         await response.aclose()
             if scope.cancelled_caught:
+                if on_wire.abandoned:  # another request found the endpoint down meanwhile
+                    raise self.health.refusal(what)
                 response = None
                 last = errors.TransportError(
                     f"{what}: no answer from {self.endpoint.host} within {limit:g} s")
             if response is not None:
+                answered = True
+                self.health.answered()
                 region = answers.redirect_region(response, self.dialect, self.endpoint)
                 if region and region != self.region and not redirected:
                     redirected = True
@@ -321,10 +348,50 @@ class S3Client:
                 await self._sleep(delay)
         if last is None:
             last = errors.TransportError(f"{what}: no answer within {self.budget:g} s")
+        if (not answered and self.health.no_answer(str(last), probe=probe)
+                and self._nursery is not None and not self._probing):
+            self._probing = True
+            self._nursery.start_soon(self._probe_until_answered)
         if isinstance(last, errors.S3Error) and (
                 not isinstance(last, errors.ServerError) or last.what != what):
             raise errors.ServerError(last.status, last.code, last.message, what=what)
         raise last
+
+    async def _probe_until_answered(self) -> None:
+        """While an outage lasts, probe when due (the schedule is the health's)."""
+        try:
+            # A request on the wire before the outage may end it first: delay is then None.
+            while (delay := self.health.probe_delay()) is not None:
+                await trio.sleep(delay)  # trio's clock: the health clock in a mount
+                if not self.health.down:
+                    return
+                try:
+                    cause = await self._probe()
+                except Exception as e:  # noqa: BLE001 - e.g. no keys to sign with; raising would end the mount
+                    cause = f"probe failed: {e}"
+                if cause is not None:
+                    log.debug("%s", cause)
+                    self.health.no_answer(cause, probe=True)  # the next probe waits twice as long
+        finally:
+            self._probing = False
+
+    async def _probe(self) -> str | None:
+        """One HEAD Bucket, one attempt.  Any answer (even 403 or 5xx) ends the outage: None.
+
+        Otherwise, why not.
+        """
+        with trio.move_on_after(self.attempt_timeout):
+            signer, creds, _session = await self._signing("iam")
+            request = self._prepare("HEAD", "", [], {}, signer, creds)
+            try:
+                response = await self.http.send(request)
+                await response.aclose()
+            except httpx.HTTPError as e:
+                return f"probe: {answers.describe_transport(e, self.endpoint)}"
+            log.debug("probe of %s: HTTP %d", self.health.where, response.status_code)
+            self.health.answered()
+            return None
+        return f"probe: no answer from {self.endpoint.host} within {self.attempt_timeout:g} s"
 
     # -- operations -------------------------------------------------------
     async def check_bucket(self) -> BucketInfo:
