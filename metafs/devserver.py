@@ -11,20 +11,20 @@ ImportError that names the extra.
 The counting layer is WSGI middleware around moto's own application, not
 a proxy process: each request is classified (LIST, HEAD, conditional HEAD,
 HEAD Bucket, GET, write), recorded with the headers that matter, and can be
-delayed (to emulate a network round trip) or failed (500s or a hang) for
-fault tests.  Listings can also be made endless, the three ways a server
-can keep a client listing forever (every LIST answered by the fault):
-``list-no-token`` (truncated, no continuation token or marker),
-``list-repeated-token`` (truncated, the same token every time) and
-``list-empty-pages`` (truncated and empty, a new token every time).
-(werkzeug closes the connection after every response, so each request
-also pays a loopback TCP connect: the same for every client.)
+delayed (to emulate a network round trip) or failed (500s, a hang, or a
+connection reset without an answer) for fault tests.  Listings can also be
+made endless, the three ways a server can keep a client listing forever
+(every LIST answered by the fault): ``list-no-token`` (truncated, no
+continuation token or marker), ``list-repeated-token`` (truncated, the same
+token every time) and ``list-empty-pages`` (truncated and empty, a new token
+every time).  (werkzeug closes the connection after every response, so each
+request also pays a loopback TCP connect: the same for every client.)
 Other processes (s3fs, rclone, the benchmark) reach the same
 controls over HTTP under ``/__counter__/``::
 
     GET  /__counter__/stats            -> {"LIST": 2, "HEAD": 0, ...}
     POST /__counter__/reset            -> clears counts and the request log
-    POST /__counter__/config?delay_ms=20&fault=500|hang|list-no-token|...|none
+    POST /__counter__/config?delay_ms=20&fault=500|hang|reset|list-no-token|...|none
 
 Run standalone: ``python -m metafs.devserver --port 9000``.
 """
@@ -36,6 +36,8 @@ import collections
 import dataclasses
 import json
 import os
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -73,8 +75,24 @@ def _moto_server(host: str, port: int, app: Callable[..., Iterable[bytes]]) -> t
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass
 
+        def connection_dropped(self, error: BaseException, environ: WSGIEnvironment | None = None
+                               ) -> None:
+            # werkzeug calls this, silently, for a ConnectionError the application
+            # raises.  An injected reset ends the connection with RST and no answer:
+            # SO_LINGER 0 makes the close abortive, and the descriptor really closes
+            # when werkzeug closes its reader and writer, before socketserver's
+            # shutdown(SHUT_WR) could send a FIN (which then fails quietly).
+            if isinstance(error, InjectedReset):
+                self.close_connection = True
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+
     moto_app = DomainDispatcherApplication(create_backend_app)
     return moto_app, make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+
+
+class InjectedReset(ConnectionResetError):
+    """Raised by the application to make the handler reset the connection (fault "reset")."""
 
 
 KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "GET", "OTHER", "WRITE")
@@ -127,7 +145,7 @@ class CountingS3Server:
         self._lock = threading.Lock()
         self.records: list[Record] = []
         self.delay = 0.0
-        self.fault: str | None = None  # None, "500", "hang" or one of LIST_FAULTS
+        self.fault: str | None = None  # None, "500", "hang", "reset" or one of LIST_FAULTS
         self._fault_pages = 0  # pages served by a listing fault: each empty page's new token
         self.hang_seconds = 30.0
         self._release = threading.Event()
@@ -227,6 +245,9 @@ class CountingS3Server:
             time.sleep(self.delay)
         if self.fault == "hang" and rec.kind != "WRITE":
             self._release.wait(self.hang_seconds)
+        if self.fault == "reset" and rec.kind != "WRITE":
+            rec.finished = time.monotonic()  # status 0: no answer
+            raise InjectedReset("metafs.devserver: injected connection reset")
         if self.fault == "500" and rec.kind != "WRITE":
             body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
                     b"<Message>We encountered an internal error. Please try again.</Message></Error>")

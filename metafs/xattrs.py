@@ -4,7 +4,8 @@ Naming (see SEMANTICS.md, "Extended attributes"):
 
 * ``user.<key>``: the object's user metadata, from ``x-amz-meta-<key>``
   (and ``x-cos-meta-``, ``x-oss-meta-``, ``x-obs-meta-``), value decoded
-  from RFC 2047 encoded-words to UTF-8.
+  from RFC 2047 encoded-words to UTF-8.  A value whose bytes are not UTF-8
+  is shown as those bytes, undecoded (xattr values are bytes).
 * ``s3.<name>``: system metadata, in a namespace of its own so it cannot
   collide with any user key.  Standard headers keep their name
   (``s3.etag``, ``s3.content-type``, ``s3.last-modified``...); vendor
@@ -92,8 +93,21 @@ def decode_rfc2047(value: str) -> str:
 
 
 def percent_decode(value: str) -> str:
-    """Decode %XX escapes (values OBS stores as the client sent them)."""
-    return unquote(value) if "%" in value else value
+    """Decode %XX escapes (values OBS stores as the client sent them).
+
+    Escaped bytes that are not UTF-8 stay bytes (as surrogates, see
+    :func:`object_xattrs`), as they would unescaped, rather than become U+FFFD.
+    """
+    return unquote(value, errors="surrogateescape") if "%" in value else value
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` came from valid UTF-8 (it holds no surrogate-escaped byte)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_foreign(name: bytes) -> bool:
@@ -120,10 +134,14 @@ def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: 
 
     Repeated headers are joined with ``,`` as HTTP allows.  With
     ``percent_decode_values`` (the dialect's rule, OBS), user-metadata
-    values are percent-decoded first.  A user-metadata header with an empty
-    name (``x-amz-meta-``) is left out with one log line naming ``key``:
-    ``user.`` is no xattr name a tool can ask for.  Called once per HEAD
-    answer, by :func:`metafs.s3.model.meta_from_head`.
+    values are percent-decoded first.  A value that was not UTF-8 on the
+    wire arrives with its bytes as lone surrogates
+    (:func:`metafs.s3.model.decode_headers`) and is kept as those bytes:
+    decoding what is not text would only invent characters.  A
+    user-metadata header with an empty name (``x-amz-meta-``) is left out
+    with one log line naming ``key``: ``user.`` is no xattr name a tool can
+    ask for.  Called once per HEAD answer, by
+    :func:`metafs.s3.model.meta_from_head`.
     """
     out: dict[bytes, bytes] = {}
     for h, v in headers:
@@ -133,8 +151,9 @@ def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: 
                 if h == p:
                     log.warning("leaving out user metadata %r of %r: it has an empty name", h, key)
                     break
-                value = percent_decode(v) if percent_decode_values else v
-                name, v = USER_NS + h[len(p):], decode_rfc2047(value)
+                name = USER_NS + h[len(p):]
+                if _is_text(v):
+                    v = decode_rfc2047(percent_decode(v) if percent_decode_values else v)
                 break
         else:
             if h.startswith("x-") or h in _STANDARD:

@@ -168,3 +168,23 @@ NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 def test_retry_after_seconds_or_http_date(status, value, wait):
     headers = {"retry-after": value} if value else {}
     assert answers.retry_after(httpx.Response(status, headers=headers), NOW) == wait
+
+
+@pytest.mark.parametrize("h11_says, line", [
+    ("Receive buffer too long",
+     "unusable HTTP answer from 127.0.0.1:9000: header block too large for the HTTP parser (over 100 KiB)"),
+    ("illegal header line: bytearray(b'x-amz-meta-a: a\\x00b')",
+     "unusable HTTP answer from 127.0.0.1:9000: illegal header line: bytearray(b'x-amz-meta-a: a\\x00b')"),
+    ("peer closed connection without sending complete message body (received 3 bytes, expected 100)",
+     "unusable HTTP answer from 127.0.0.1:9000: peer closed connection without sending complete message "
+     "body (received 3 bytes, expected 100)"),
+])
+def test_describe_transport_says_what_the_http_parser_refused(h11_says, line):
+    ep = Endpoint("http", "127.0.0.1", 9000, True, False)
+    assert answers.describe_transport(httpx.RemoteProtocolError(h11_says), ep) == line
+
+
+def test_a_refused_header_line_is_quoted_on_one_bounded_line():
+    huge = httpx.RemoteProtocolError("illegal header line: bytearray(b'x-amz-meta-a: " + "v" * 90000 + "')")
+    text = answers.protocol_fault(huge)
+    assert len(text) <= 121 and text.endswith("…") and text.startswith("illegal header line")

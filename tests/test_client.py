@@ -332,6 +332,24 @@ def test_head_object_ok():
     assert "if-none-match" not in srv.requests[0].headers
 
 
+def test_head_object_decodes_each_header_value_on_its_own():
+    # One value that is not UTF-8 made httpx decode the whole block as Latin-1 ('cafÃ©').
+    srv = Server(httpx.Response(200, headers=[
+        (b"content-length", b"1"), (b"x-amz-meta-good", "café".encode()),
+        (b"x-amz-meta-bad", b"\xff\xfe\xfd")]))
+    res = run(srv, head())
+    assert isinstance(res, Fresh)
+    assert res.meta.xattrs == {b"user.good": "café".encode(), b"user.bad": b"\xff\xfe\xfd"}
+
+
+def test_head_bucket_decodes_each_header_value_on_its_own():
+    srv = Server(httpx.Response(200, headers=[(b"x-amz-bucket-region", b"eu-west-1"),
+                                              (b"x-amz-bucket-x", "é".encode()), (b"x-amz-bad", b"\xff")]))
+    headers = run(srv, lambda c: c.head_bucket())
+    assert headers["x-amz-bucket-x"] == "é"
+    assert headers["x-amz-bad"].encode("utf-8", "surrogateescape") == b"\xff"  # bytes kept, as surrogates
+
+
 def test_head_object_404_is_absent():
     srv = Server(404)
     assert run(srv, head()) == Absent()

@@ -15,6 +15,7 @@ from metafs.s3.model import (
     Fresh,
     NotModified,
     ObjectMeta,
+    decode_headers,
     error_fields,
     meta_from_head,
     parse_http_date,
@@ -24,6 +25,11 @@ from metafs.s3.model import (
 
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 T0 = calendar.timegm((2020, 12, 10, 3, 37, 30, 0, 0, 0))
+
+
+def raw(*headers: tuple[str, str]) -> list[tuple[bytes, bytes]]:
+    """Headers as a HEAD answer's bytes (``httpx.Headers.raw``), for ``meta_from_head``."""
+    return [(k.encode(), v.encode()) for k, v in headers]
 
 
 def listing(contents: str = "", *, encoded: bool = True, extra: str = "", prefixes=(),
@@ -221,8 +227,8 @@ def test_parse_http_date_zoneless_forms_are_gmt(new_york_tz, value):
 
 
 def test_head_and_listing_give_same_mtime():
-    head = meta_from_head("k", [("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"),
-                                ("content-length", "3"), ("etag", '"e"')], percent_decode_values=False)
+    head = meta_from_head("k", raw(("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"),
+                                   ("content-length", "3"), ("etag", '"e"')), percent_decode_values=False)
     page = parse_list(listing(item("k", lm="2020-12-10T03:37:30.789Z")), version=2)
     assert head.mtime == page.objects[0].mtime == T0
     assert (head.size, head.etag) == (page.objects[0].size, page.objects[0].etag)
@@ -231,14 +237,14 @@ def test_head_and_listing_give_same_mtime():
 # -- meta_from_head ---------------------------------------------------------------------
 
 def test_meta_from_head_fields_and_the_xattr_table_without_hop_headers():
-    headers = [
+    headers = raw(
         ("content-length", "1234"), ("etag", '"AbC"'), ("content-type", "text/plain"),
         ("last-modified", "Thu, 10 Dec 2020 03:37:30 GMT"), ("connection", "keep-alive"),
         ("keep-alive", "timeout=5"), ("transfer-encoding", "chunked"), ("date", "x"),
         ("server", "AmazonS3"), ("accept-ranges", "bytes"), ("vary", "Origin"),
         ("access-control-allow-origin", "*"), ("content-security-policy", "block-all"),
         ("x-amz-meta-a", "1"), ("x-amz-meta-a", "2"), ("x-amz-storage-class", "GLACIER"),
-    ]
+    )
     m = meta_from_head("dir/k", headers, percent_decode_values=False)
     assert (m.key, m.size, m.mtime, m.etag) == ("dir/k", 1234, T0, '"AbC"')
     assert m.xattrs == {
@@ -251,12 +257,12 @@ def test_meta_from_head_fields_and_the_xattr_table_without_hop_headers():
 @pytest.mark.parametrize("header", ["x-amz-storage-class", "x-cos-storage-class",
                                     "x-oss-storage-class", "x-obs-storage-class"])
 def test_meta_from_head_storage_class_per_vendor_is_one_xattr(header):
-    m = meta_from_head("k", [("content-length", "1"), (header, "COLD")], percent_decode_values=False)
+    m = meta_from_head("k", raw(("content-length", "1"), (header, "COLD")), percent_decode_values=False)
     assert m.xattrs == {b"s3.storage-class": b"COLD"}
 
 
 def test_meta_from_head_applies_the_dialect_value_decoding():
-    headers = [("x-obs-meta-city", "S%C3%A3o%20Paulo"), ("content-disposition", "a%20b")]
+    headers = raw(("x-obs-meta-city", "S%C3%A3o%20Paulo"), ("content-disposition", "a%20b"))
     assert meta_from_head("k", headers, percent_decode_values=True).xattrs == {
         b"user.city": "São Paulo".encode(), b"s3.content-disposition": b"a%20b"}
     assert meta_from_head("k", headers, percent_decode_values=False).xattrs == {
@@ -267,7 +273,41 @@ def test_meta_from_head_defaults_and_bad_length():
     m = meta_from_head("k", [], percent_decode_values=False)
     assert (m.size, m.mtime, m.etag, m.xattrs) == (0, 0, None, {})
     with pytest.raises(MalformedResponseError):
-        meta_from_head("k", [("content-length", "lots")], percent_decode_values=False)
+        meta_from_head("k", raw(("content-length", "lots")), percent_decode_values=False)
+
+
+# -- header values, each decoded on its own ------------------------------------------------
+
+GOOD_AND_BAD = [(b"Content-Length", b"7"), (b"x-amz-meta-good", "café".encode()),
+                (b"x-amz-meta-bad", b"\xff\xfe\xfd"), (b"X-Amz-Meta-Word", b"=?UTF-8?B?w6l0w6k=?="),
+                (b"x-amz-meta-mixed", b"caf\xc3\xa9\xff")]
+
+
+def test_decode_headers_decodes_each_value_on_its_own():
+    # httpx would decode this whole block as Latin-1 because of the bad value: 'cafÃ©'.
+    assert decode_headers(GOOD_AND_BAD) == [
+        ("content-length", "7"), ("x-amz-meta-good", "café"), ("x-amz-meta-bad", "\udcff\udcfe\udcfd"),
+        ("x-amz-meta-word", "=?UTF-8?B?w6l0w6k=?="), ("x-amz-meta-mixed", "café\udcff")]
+
+
+@pytest.mark.parametrize("percent_decode_values", [False, True])
+def test_one_bad_header_value_does_not_corrupt_the_others(percent_decode_values):
+    m = meta_from_head("k", GOOD_AND_BAD, percent_decode_values=percent_decode_values)
+    assert m.size == 7
+    assert m.xattrs == {
+        b"user.good": "café".encode(),  # UTF-8, as sent
+        b"user.bad": b"\xff\xfe\xfd",  # not UTF-8: its bytes, as sent
+        b"user.word": "été".encode(),  # RFC 2047 still decoded beside them
+        b"user.mixed": b"caf\xc3\xa9\xff",  # partly UTF-8 is not UTF-8: bytes, undecoded
+    }
+
+
+def test_an_etag_that_cannot_be_sent_back_is_not_kept_for_revalidation():
+    m = meta_from_head("k", [(b"etag", b'"\xe9t\xe9"'), (b"content-length", b"1")],
+                       percent_decode_values=False)
+    assert m.etag is None  # revalidation by plain HEAD, not a request httpx cannot encode
+    assert m.xattrs == {b"s3.etag": b"\xe9t\xe9"}
+    assert meta_from_head("k", raw(("etag", '"abc"')), percent_decode_values=False).etag == '"abc"'
 
 
 # -- HEAD outcomes ---------------------------------------------------------------------

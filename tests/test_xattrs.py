@@ -82,6 +82,20 @@ def test_percent_decode_values_only_when_asked_and_only_user_metadata():
         b"user.name": "café x".encode(), b"s3.content-disposition": b"a%20b"}
 
 
+def test_values_that_were_not_utf8_are_kept_as_bytes_undecoded():
+    # decode_headers hands non-UTF-8 bytes over as surrogates; neither RFC 2047 nor
+    # percent-decoding is applied to them, and their neighbours are decoded as usual.
+    headers = [("x-obs-meta-bad", "=?UTF-8?Q?a?=%41\udcff"), ("x-obs-meta-good", "caf%C3%A9"),
+               ("x-obs-meta-word", "=?UTF-8?Q?caf=C3=A9?=")]
+    assert object_xattrs(headers, percent_decode_values=True) == {
+        b"user.bad": b"=?UTF-8?Q?a?=%41\xff", b"user.good": "café".encode(), b"user.word": "café".encode()}
+
+
+def test_percent_escaped_bytes_that_are_not_utf8_stay_bytes():
+    assert object_xattrs([("x-obs-meta-k", "a%FF%20b")], percent_decode_values=True) == {
+        b"user.k": b"a\xff b"}
+
+
 def test_percent_decode():
     assert percent_decode("caf%C3%A9") == "café"
     assert percent_decode("a+b") == "a+b"

@@ -11,7 +11,7 @@ response, the :class:`~metafs.s3.dialects.Dialect` and the
   the dialect follows it there;
 * :func:`error_for`: the :mod:`metafs.errors` exception for an error
   answer, the dialect's cases first, then one table by status and code;
-* :func:`describe_transport`: one line for a request that got no answer;
+* :func:`describe_transport`: one line for a request that got no usable answer;
 * :func:`retry_after`: how long a 429 or 503 asks the client to wait.
 
 Error codes are read from the ``<Error>`` body, or for a bodiless answer
@@ -147,13 +147,39 @@ def error_for(r: httpx.Response, what: str, dialect: Dialect, *, bucket_level: b
 
 
 def describe_transport(e: httpx.HTTPError, ep: Endpoint) -> str:
-    """One line for a request that got no answer, naming the endpoint and the OS's reason."""
+    """One line for a request that got no usable answer, naming the endpoint and the reason.
+
+    The reason is the OS's, or for an answer the HTTP parser (h11) refused,
+    :func:`protocol_fault`.
+    """
     where = f"{ep.host}{':' + str(ep.port) if ep.port else ''}"
     if isinstance(e, httpx.ConnectError):
         return f"cannot connect to {where} ({root_cause(e)})"
     if isinstance(e, httpx.TimeoutException):
         return f"timed out talking to {where}"
+    if isinstance(e, httpx.RemoteProtocolError):
+        return f"unusable HTTP answer from {where}: {protocol_fault(e)}"
     return f"{type(e).__name__} talking to {where} ({root_cause(e)})"
+
+
+# Longest quote of the server's bytes in a log line: h11 quotes a refused line
+# whole, and a header line may be up to the parser's limit (100 KiB).
+_QUOTE_LIMIT = 120
+
+
+def protocol_fault(e: httpx.RemoteProtocolError) -> str:
+    """What h11 refused in an answer, in words and on one bounded line.
+
+    h11 names most faults itself ("illegal header line: …", "peer closed
+    connection without sending complete message body (received 3 bytes,
+    expected 100)"), but says only "Receive buffer too long" when the header
+    block outgrows httpcore's 100 KiB limit (thousands of headers, or one
+    huge one).
+    """
+    text = str(e) or type(e).__name__
+    if text == "Receive buffer too long":
+        return "header block too large for the HTTP parser (over 100 KiB)"
+    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
 
 
 def root_cause(e: BaseException) -> str:

@@ -46,6 +46,7 @@ from .model import (
     HeadOutcome,
     ListPage,
     NotModified,
+    decode_headers,
     meta_from_head,
     parse_create_session,
     parse_http_date,
@@ -417,11 +418,11 @@ class S3Client:
         what = f"HEAD Bucket {self.bucket}"
         r = await self._send("HEAD", "", [], what=what, auth="iam")
         if r.status_code == 200:
-            return {k: v for k, v in r.headers.multi_items()}
+            return dict(decode_headers(r.headers.raw))
         if r.status_code in (400, 403):
             r2 = await self._send("GET", "", list(self.dialect.bucket_probe), what=what)
             if r2.status_code == 200:  # listing allowed, HEAD Bucket denied: good enough
-                return {k: v for k, v in r.headers.multi_items()}
+                return dict(decode_headers(r.headers.raw))
             raise answers.error_for(r2, what, self.dialect, bucket_level=True)
         raise answers.error_for(r, what, self.dialect, bucket_level=True)
 
@@ -478,7 +479,8 @@ class S3Client:
         r = await self._send("HEAD", key, [], headers, what=what)
         if r.status_code == 200:
             try:
-                return Fresh(meta_from_head(key, r.headers.multi_items(),
+                # The raw bytes: values are decoded one by one (see decode_headers).
+                return Fresh(meta_from_head(key, r.headers.raw,
                                             percent_decode_values=self.dialect.percent_decode_values))
             except errors.MalformedResponseError as e:  # name the request in its one log line
                 raise errors.MalformedResponseError(f"{what}: {e}") from None

@@ -5,9 +5,10 @@ entry and a HEAD response, produce the same :class:`ObjectMeta`, with
 ``mtime`` truncated to whole seconds in both, so ``stat`` never flips
 between values depending on which request filled the cache.
 
-A HEAD answer is normalised once, here: :func:`meta_from_head` builds the
-object's whole xattr table (:func:`metafs.xattrs.object_xattrs`, with the
-dialect's value-decoding rule), so the layers above look names up in
+A HEAD answer is normalised once, here: :func:`meta_from_head` decodes
+its header block (:func:`decode_headers`, each value on its own) and builds
+the object's whole xattr table (:func:`metafs.xattrs.object_xattrs`, with
+the dialect's value-decoding rule), so the layers above look names up in
 ``ObjectMeta.xattrs`` and never see headers or dialect flags.
 """
 
@@ -18,7 +19,7 @@ import dataclasses
 import datetime
 import email.utils
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 from urllib.parse import unquote, unquote_plus
 
@@ -110,20 +111,43 @@ def parse_iso8601(value: str) -> int:
     return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
 
 
-def meta_from_head(key: str, headers: Sequence[tuple[str, str]], *,
+def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Response headers from their bytes (``httpx.Headers.raw``): lowercase names, each
+    value decoded on its own.
+
+    A value is read as UTF-8; bytes that are not UTF-8 are kept as lone
+    surrogates (``surrogateescape``, as ``os.fsdecode`` does), so encoding the
+    value back gives exactly the bytes that were sent.  httpx instead decodes
+    the whole block with one encoding, Latin-1 as soon as any value is not
+    UTF-8: one bad header turned its neighbour's ``café`` into ``cafÃ©``.
+    Names are tokens, which the HTTP parser (h11) has already checked are ASCII.
+    """
+    return [(name.decode("latin-1").lower(), value.decode("utf-8", "surrogateescape"))
+            for name, value in raw]
+
+
+def meta_from_head(key: str, raw_headers: Sequence[tuple[bytes, bytes]], *,
                    percent_decode_values: bool) -> ObjectMeta:
     """Build metadata, xattr table included, from HEAD Object response headers.
 
-    ``headers`` has lowercase names, repeated ones as they came;
-    ``percent_decode_values`` is the dialect's rule for user-metadata
-    values (see :class:`~metafs.s3.dialects.Dialect`).
+    ``raw_headers`` are the answer's headers as bytes, repeated ones as they
+    came (see :func:`decode_headers`); ``percent_decode_values`` is the
+    dialect's rule for user-metadata values (see
+    :class:`~metafs.s3.dialects.Dialect`).
     """
+    headers = decode_headers(raw_headers)
     h = dict(headers)
     try:
         size = int(h.get("content-length", "0"))
     except ValueError as e:
         raise MalformedResponseError(f"bad Content-Length for {key!r}") from e
-    return ObjectMeta(key, size, parse_http_date(h.get("last-modified")), h.get("etag"),
+    etag = h.get("etag")
+    if etag is not None and not etag.isascii():
+        # It goes back in If-None-Match/If-Match, and httpx sends only ASCII
+        # header values: without it revalidation is a plain HEAD and reads are
+        # not pinned, instead of every later request failing.  s3.etag still shows it.
+        etag = None
+    return ObjectMeta(key, size, parse_http_date(h.get("last-modified")), etag,
                       object_xattrs(headers, percent_decode_values=percent_decode_values, key=key))
 
 
