@@ -521,3 +521,26 @@ def test_a_cancelled_head_is_taken_over_by_the_caller_that_waited_for_it(
 
     run_ops(b, go, handler=faults, attempts=ATTEMPTS, attempt_timeout=10.0, bound=2.0,
             mock_clock=True)
+
+
+@pytest.mark.parametrize(("fault", "outage"), [
+    (ResetBeforeAnswer(), True),   # silence: nothing came back from the server
+    (Hang(), True),
+    (ResetMidBody(), False),       # its status line and headers came: it is up
+    (TruncatedBody(), False),      # bytes the HTTP layer refused: it is up
+    (Status(503), False),          # an answer, if not a good one
+])
+def test_only_silence_opens_an_outage(monkeypatch: pytest.MonkeyPatch, fault: Any, outage: bool):
+    # Endpoint health (test_health.py) must not take a server that answers,
+    # even unusably, for one that is down: that would fail every other request.
+    b = layout()
+    faults = Faults(b)
+
+    async def go(env: OpsEnv) -> None:
+        f = await ino(env, b"f")
+        faults.add("GET", fault, times=None)
+        assert await errno_of(read_all(env, f)) == errno.EIO
+        assert env.client is not None and env.client.health.down is outage
+
+    run_ops(b, go, handler=faults, attempts=ATTEMPTS, attempt_timeout=T, sleep=trio.sleep,
+            mock_clock=True)

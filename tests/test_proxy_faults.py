@@ -22,7 +22,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import ACCESS_KEY, xattr
+from tests.helpers import ACCESS_KEY, wait_until, xattr
 from tests.proxy import (
     FaultProxy,
     add_headers,
@@ -192,38 +192,49 @@ def test_refused_header_block_is_eio_with_one_log_line_then_recovers(mount, tree
 # -- resets and cut answers -------------------------------------------------------------------
 
 CUTS = [
-    # (id, the request, the fault, the command that fails, the kind the dev server counts)
-    ("HEAD, reset before the answer", is_head("f"), reset("before"), "getfattr -n user.plain f", "HEAD"),
+    # (id, the request, the fault, the command that fails, the kind the dev server counts,
+    #  whether the client heard nothing at all: then the endpoint is known down, see below)
+    ("HEAD, reset before the answer", is_head("f"), reset("before"), "getfattr -n user.plain f", "HEAD",
+     True),
     ("HEAD, reset in the header block", is_head("f"), reset("in-headers"), "getfattr -n user.plain f",
-     "HEAD"),
-    ("LIST, reset before the answer", is_listing("d/"), reset("before"), "ls d", "LIST"),
-    ("LIST, reset mid-body", is_listing("d/"), reset("in-body"), "ls d", "LIST"),
-    ("LIST, body cut short", is_listing("d/"), truncate("in-body"), "ls d", "LIST"),
-    ("GET, reset before the answer", is_get("f"), reset("before"), "cat f", "GET"),
-    ("GET, reset mid-body", is_get("f"), reset("in-body"), "cat f", "GET"),
-    ("GET, body cut short", is_get("f"), truncate("in-body"), "cat f", "GET"),
+     "HEAD", True),
+    ("LIST, reset before the answer", is_listing("d/"), reset("before"), "ls d", "LIST", True),
+    ("LIST, reset mid-body", is_listing("d/"), reset("in-body"), "ls d", "LIST", False),
+    ("LIST, body cut short", is_listing("d/"), truncate("in-body"), "ls d", "LIST", False),
+    ("GET, reset before the answer", is_get("f"), reset("before"), "cat f", "GET", True),
+    ("GET, reset mid-body", is_get("f"), reset("in-body"), "cat f", "GET", False),
+    ("GET, body cut short", is_get("f"), truncate("in-body"), "cat f", "GET", False),
 ]
 # What the log line of each kind names: the client's "what" (LIST names the prefix).
 WHAT = {"HEAD": "HEAD f", "LIST": "LIST d/", "GET": "GET f"}
 
 
 @pytest.mark.mount
-@pytest.mark.parametrize("when, fault, cmd, kind", [c[1:] for c in CUTS], ids=[c[0] for c in CUTS])
+@pytest.mark.parametrize("when, fault, cmd, kind, silent", [c[1:] for c in CUTS],
+                         ids=[c[0] for c in CUTS])
 def test_reset_or_cut_answer_is_eio_after_retries_then_recovers(mount, tree, s3, proxy,
-                                                                 when, fault, cmd, kind):
+                                                                 when, fault, cmd, kind, silent):
     m = mount(tree, *OPTIONS, endpoint=proxy.url)
     m.run("ls")  # names known, so the failing command sends only the request under test
     s3.reset()
     proxy.inject(fault, when=when)
     assert eio(m, cmd) < BOUND
     # Each failed FUSE request was tried 1 + retries times.  `cat` makes two: the kernel's
-    # readahead fails, then it reads the page itself.
+    # readahead fails, then it reads the page itself.  When nothing at all came back (a
+    # reset before any byte of the answer), the endpoint is known down after the first
+    # (SEMANTICS, Faults: an outage): the second fails at once, sending nothing.
     fuse_requests = 2 if kind == "GET" else 1
-    assert proxy.seen(when) == fuse_requests * ATTEMPTS
-    assert s3.counts()[kind] == fuse_requests * ATTEMPTS  # every attempt reached the server ...
+    sent = ATTEMPTS if silent else fuse_requests * ATTEMPTS
+    assert proxy.seen(when) == sent
+    assert s3.counts()[kind] == sent  # every attempt reached the server ...
     assert {r.status for r in s3.log(kind)} == {206 if kind == "GET" else 200}  # ... which answered
     lines = warnings_about(m, WHAT[kind])
-    assert len(lines) == fuse_requests, lines  # one line per failed FUSE request
+    # One line per failed FUSE request, and when silent one more: the outage's.
+    assert len(lines) == fuse_requests + silent, lines
+    if silent:
+        assert sum("is not answering" in line for line in lines) == 1, lines
+        # The background probe (HEAD Bucket, not faulted) finds the endpoint up again.
+        assert wait_until(lambda: "answers again after" in m.log_text(), timeout=5 + TIMEOUT + 1)
     # Other files are still served ...
     assert m.run("stat -c %s g").stdout.strip() == str(len(BODY))
     assert xattr(m, "g", "user.plain") == b"x"

@@ -298,15 +298,23 @@ class S3Client:
             asked: float | None = None  # Retry-After, in seconds
             with (trio.move_on_after(limit) as scope,
                   self.health.attempt(scope) as on_wire):
+                started: httpx.Response | None = None  # its status line and headers arrived
                 try:
-                    response = await self.http.send(request)
-                    await response.aread()
+                    started = await self.http.send(request, stream=True)
+                    await started.aread()
+                    response = started
                 except httpx.HTTPError as e:
                     last = errors.TransportError(
                         f"{what}: {answers.describe_transport(e, self.endpoint)}")
+                    # The server sent something (a status line, or bytes the HTTP
+                    # parser refused): it is up, only this answer is unusable, so
+                    # no outage; only silence (refused, reset, timed out) is one.
+                    if started is not None or isinstance(e, httpx.RemoteProtocolError):
+                        answered = True
+                        self.health.answered()
                 finally:
-                    if response is not None:
-                        await response.aclose()
+                    if started is not None:
+                        await started.aclose()
             if scope.cancelled_caught:
                 if on_wire.abandoned:  # another request found the endpoint down meanwhile
                     raise self.health.refusal(what)
