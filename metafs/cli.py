@@ -20,14 +20,15 @@ import sys
 from collections.abc import Callable
 
 from . import errors
-from .config import Config, parse_args
+from .config import Config, parse_args, with_aws_endpoint
+from .s3.endpoint import shown
 
 log = logging.getLogger("metafs")
 
 
 def explain(exc: BaseException, cfg: Config) -> str:
     """The one-line reason a mount failed, naming the cause."""
-    where = cfg.endpoint_url or _provider_title(cfg)
+    where = _where(cfg)
     if isinstance(exc, errors.NoSuchBucketError):
         return f"bucket {cfg.bucket!r} does not exist at {where}"
     if isinstance(exc, errors.BadCredentialsError):
@@ -42,6 +43,16 @@ def explain(exc: BaseException, cfg: Config) -> str:
     if isinstance(exc, errors.MetafsError):
         return str(exc)
     return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _where(cfg: Config) -> str:
+    """The endpoint, for messages: its URL (and the AWS setting it came from), or the service."""
+    if not cfg.endpoint_url:
+        return _provider_title(cfg)
+    url = shown(cfg.endpoint_url)
+    if cfg.endpoint_source and cfg.endpoint_source != "--endpoint-url":
+        return f"{url} (from {cfg.endpoint_source})"
+    return url
 
 
 def _provider_title(cfg: Config) -> str:
@@ -85,6 +96,7 @@ def _serve(cfg: Config, on_ready: Callable[[], None] | None = None) -> int:
     faulthandler.enable()
     faulthandler.register(signal.SIGUSR1)  # dump stacks of a hung mount
     try:
+        cfg = with_aws_endpoint(cfg)  # AWS_ENDPOINT_URL_S3 & co: read at start, failing as one line
         trio.run(mount.run, cfg, on_ready)
     except BaseException as e:  # everything ends as one line and an exit code
         if isinstance(e, KeyboardInterrupt):

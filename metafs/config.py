@@ -38,6 +38,9 @@ class Config:
     oss_signature: str = "v4"
     credentials_file: str | None = None
     endpoint_url: str | None = None
+    # Where endpoint_url came from, for messages: "--endpoint-url", or an AWS
+    # setting (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's), see with_aws_endpoint.
+    endpoint_source: str | None = None
     region: str | None = None
     profile: str | None = None
     no_sign_request: bool = False
@@ -49,6 +52,7 @@ class Config:
     file_mode: int = 0o444
     dir_mode: int = 0o555
     allow_other: bool = False
+    nonempty: bool = False  # mount over a non-empty directory (metafs.mountpoint)
     foreground: bool = False
     request_timeout: float = 10.0
     retries: int = 2
@@ -127,6 +131,32 @@ def _check_provider_options(cfg_provider: str, bucket: str, args: argparse.Names
                           "add --region (e.g. cn-hangzhou), or --oss-signature v1")
 
 
+def with_aws_endpoint(cfg: Config) -> Config:
+    """``cfg`` with the S3 endpoint the AWS configuration names, when the command line names none.
+
+    Only for ``--provider s3`` (also inferred): ``AWS_ENDPOINT_URL_S3``,
+    ``AWS_ENDPOINT_URL`` and the profile's ``endpoint_url`` are AWS SDK
+    settings for the S3 API, so they neither choose the provider nor reach
+    COS, OSS or OBS.  Reads the AWS config files (botocore), so it runs at
+    start, not while parsing; an unusable URL is a ConfigError naming its source.
+    """
+    if cfg.endpoint_url or cfg.provider != "s3":
+        return cfg
+    from .credentials import aws_configured_endpoint
+
+    found = aws_configured_endpoint(cfg.profile)
+    if found is None:
+        return cfg
+    url, where = found
+    try:
+        host = endpoint_host(url)
+        path_style(dialects.dialect_for(cfg.provider, cfg.bucket), host, cfg.bucket,
+                   force=cfg.force_path_style)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (from {where})") from None
+    return dataclasses.replace(cfg, endpoint_url=url, endpoint_source=where)
+
+
 def _mode(text: str) -> int:
     try:
         v = int(text, 8)
@@ -161,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="s3 (AWS and S3-compatible), cos (Tencent), oss (Alibaba), obs (Huawei); "
                    "default: from the source URL's scheme, else the endpoint's host, else s3")
     p.add_argument("--endpoint-url", metavar="URL",
-                   help="endpoint (default: the provider's endpoint for the region)")
+                   help="endpoint (default for S3: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the AWS "
+                   "profile's endpoint_url; else the provider's endpoint for the region); "
+                   "HOST[:PORT] without a scheme means https")
     p.add_argument("--region", help="S3: default discovered from HEAD Bucket, else the profile's, "
                    "else us-east-1; COS/OSS/OBS: needed without --endpoint-url")
     p.add_argument("--profile", metavar="NAME", help="AWS shared-config profile (S3 only)")
@@ -183,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir-mode", type=_mode, default=0o555,
                    help="permission bits of directories (default 0555)")
     p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
+    p.add_argument("--nonempty", action="store_true",
+                   help="mount over a non-empty directory, hiding what is in it until unmounted")
     p.add_argument("--foreground", "-f", action="store_true",
                    help="stay attached; without it, return once the mount is live")
     p.add_argument("--request-timeout", type=_seconds, default=10.0, metavar="SECONDS",
@@ -228,9 +262,8 @@ def parse_args(argv: list[str]) -> Config:
     scheme, bucket, prefix = split_source(args.source)
     provider = resolve_provider(args.provider, scheme, args.endpoint_url)
     _check_provider_options(provider, bucket, args)
+    # Whether the mountpoint can take the mount is checked at start (metafs.mountpoint).
     mnt = os.path.abspath(args.mountpoint)
-    if not os.path.isdir(mnt):
-        raise ConfigError(f"mountpoint {args.mountpoint!r} is not a directory")
     if args.retries < 0 or args.max_connections < 1 or args.cache_entries < 1:
         raise ConfigError("--retries, --max-connections and --cache-entries must be positive")
     return Config(
@@ -242,6 +275,7 @@ def parse_args(argv: list[str]) -> Config:
         credentials_file=(os.path.abspath(args.credentials_file)
                           if args.credentials_file else None),
         endpoint_url=args.endpoint_url,
+        endpoint_source="--endpoint-url" if args.endpoint_url else None,
         region=args.region,
         profile=args.profile,
         no_sign_request=args.no_sign_request,
@@ -253,6 +287,7 @@ def parse_args(argv: list[str]) -> Config:
         file_mode=args.file_mode,
         dir_mode=args.dir_mode,
         allow_other=args.allow_other,
+        nonempty=args.nonempty,
         foreground=args.foreground,
         request_timeout=args.request_timeout,
         retries=args.retries,

@@ -16,6 +16,9 @@ In order, the first that applies:
 
 Secrets never reach a log line or an exception message: only variable
 names and file paths do.
+
+The AWS configuration also says where S3 is (:func:`aws_configured_endpoint`):
+read here because it is read by the same botocore session machinery.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .errors import CredentialsError
+from .errors import ConfigError, CredentialsError
 from .signing import Credentials
 
 if TYPE_CHECKING:  # botocore is imported only when the AWS chain is used
@@ -46,6 +49,9 @@ VENDOR_ENV: dict[str, tuple[tuple[tuple[str, str], ...], str, str]] = {
     "obs": ((("OBS_ACCESS_KEY_ID", "OBS_SECRET_ACCESS_KEY"),), "OBS_SECURITY_TOKEN", "Huawei Cloud OBS"),
 }
 AWS_ENV = (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),)
+# Where botocore's PartialCredentialsError found half a key pair (its provider METHOD names).
+_PARTIAL_WHERE = {"env": "the environment", "shared-credentials-file": "the shared credentials file",
+                  "config-file": "the AWS config file", "custom-process": "the credential_process"}
 # Names a credentials file may use for any provider.
 FILE_KEYS = ("access_key_id", "secret_access_key", "session_token")
 
@@ -65,6 +71,71 @@ def static_from_env(provider: str, environ: Mapping[str, str]) -> Credentials | 
             present, absent = (id_var, secret_var) if key_id else (secret_var, id_var)
             raise CredentialsError(f"{present} is set but {absent} is not")
     return None
+
+
+def aws_configured_endpoint(profile: str | None) -> tuple[str, str] | None:
+    """The S3 endpoint the AWS configuration names, and where it was found; None if none.
+
+    The order is botocore's and the AWS SDKs' ("service-specific endpoints",
+    botocore >= 1.31, AWS CLI v2): ``AWS_ENDPOINT_URL_S3``, then
+    ``AWS_ENDPOINT_URL``, then ``endpoint_url`` in the ``s3`` subsection of
+    the ``[services NAME]`` section the profile names (``services = NAME``),
+    then the profile's own ``endpoint_url``; none of them when
+    ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` (or the profile's
+    ``ignore_configured_endpoint_urls``) is true.  The command line's
+    ``--endpoint-url`` comes before all of them (the caller's business).
+
+    The files are read by botocore's session (``AWS_CONFIG_FILE``,
+    ``AWS_PROFILE``, ``--profile``), not by hand; the four steps are spelled
+    out here because botocore's own provider for them is private API, and
+    because messages name the setting that was used
+    (``tests/test_credentials.py`` checks each step against botocore's own
+    client).  Raises CredentialsError for an unknown profile, ConfigError
+    for a missing services section.
+    """
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        session = botocore.session.Session(profile=profile)
+        if session.get_config_variable("ignore_configured_endpoint_urls"):
+            return None
+        for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+            if os.environ.get(var):
+                return os.environ[var], var
+        scoped = session.get_scoped_config()
+        name = session.profile or "default"
+        if services := scoped.get("services"):
+            section = session.full_config.get("services", {}).get(services)
+            if not section:
+                raise ConfigError(f"AWS profile {name!r} names services section {services!r}, "
+                                  "which the AWS config file does not define")
+            s3 = section.get("s3")
+            if isinstance(s3, dict) and s3.get("endpoint_url"):
+                return str(s3["endpoint_url"]), f"s3 endpoint_url of [services {services}]"
+        if url := scoped.get("endpoint_url"):
+            return str(url), f"endpoint_url of AWS profile {name!r}"
+    except botocore.exceptions.ProfileNotFound:
+        raise CredentialsError(f"AWS profile {profile!r} not found") from None
+    except botocore.exceptions.BotoCoreError as e:  # a config file botocore cannot parse
+        raise ConfigError(f"cannot read the AWS configuration: {e}") from None
+    return None
+
+
+def aws_half_pair(environ: Mapping[str, str]) -> str | None:
+    """The message for ``AWS_ACCESS_KEY_ID`` or ``AWS_SECRET_ACCESS_KEY`` set alone; None if not.
+
+    botocore reports a lone key id as a bare ``PartialCredentialsError``,
+    and passes over a lone secret to the next source (shared files, instance
+    metadata): both are typos, and the second would sign with keys nobody
+    meant (the same rule as :func:`static_from_env`).
+    """
+    (id_var, secret_var), = AWS_ENV
+    key_id, secret = environ.get(id_var, ""), environ.get(secret_var, "")
+    if bool(key_id) == bool(secret):
+        return None
+    present, absent = (id_var, secret_var) if key_id else (secret_var, id_var)
+    return f"{present} is set but {absent} is not: set both, or neither to use another AWS source"
 
 
 def parse_credentials_file(text: str, provider: str, path: str) -> Credentials:
@@ -199,8 +270,16 @@ class CredentialSource:
             return
         import botocore.exceptions
 
+        # With --profile botocore skips the environment's keys, so a half pair there is no typo.
+        if self.profile is None and (half := aws_half_pair(self.environ)):
+            raise CredentialsError(half)
         try:
             creds = self.session().get_credentials()
+        except botocore.exceptions.PartialCredentialsError as e:
+            # Its fields name a source and a variable, never a value.
+            where = _PARTIAL_WHERE.get(str(e.kwargs.get("provider")), str(e.kwargs.get("provider")))
+            raise CredentialsError(f"incomplete AWS credentials in {where}: "
+                                   f"{e.kwargs.get('cred_var')} is missing") from None
         except botocore.exceptions.BotoCoreError as e:
             raise CredentialsError(f"cannot load AWS credentials: {type(e).__name__}") from e
         if creds is None:

@@ -8,6 +8,7 @@ with a traceback), so the choice of errno is made in exactly one place::
 
     MetafsError                       errno   notes
      +-- ConfigError                  EINVAL  bad command line / options (exit 2)
+     +-- MountpointError              EINVAL  the mountpoint is missing, dead, mounted or not empty (exit 1)
      +-- CredentialsError             EACCES  no credentials, unknown profile
      +-- S3Error                      EIO     any other error answer
      |    +-- NotFoundError           ENOENT  404 on an object (not a bucket)
@@ -37,6 +38,12 @@ class MetafsError(Exception):
 
 
 class ConfigError(MetafsError):
+    errno = errno.EINVAL
+
+
+class MountpointError(MetafsError):
+    """The mountpoint cannot take the mount (see :mod:`metafs.mountpoint`)."""
+
     errno = errno.EINVAL
 
 

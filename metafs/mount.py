@@ -4,7 +4,9 @@ Order matters (S3QL's mount.py, pyfuse3's examples and their bugs):
 
 1. The signal receiver opens *before* ``pyfuse3.init``: a SIGTERM in the
    gap would take its default action and leave a dead mount behind.
-2. The bucket check (HEAD Bucket; OSS: ``GET /?location``) runs before
+2. The mountpoint check (:mod:`metafs.mountpoint`: missing, dead mount,
+   already a metafs mount, not empty) runs first, and again just before
+   ``pyfuse3.init``.  The bucket check (HEAD Bucket; OSS: ``GET /?location``) runs before
    anything is mounted, so a wrong bucket, bad
    credentials or an unreachable endpoint end the command with a message
    and an empty mountpoint.
@@ -26,7 +28,7 @@ import httpx
 import pyfuse3
 import trio
 
-from . import sdnotify
+from . import mountpoint, sdnotify
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
@@ -40,7 +42,7 @@ from .namespace import Namespace
 from .objects import ObjectMetadata
 from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
-from .s3.endpoint import starting_region
+from .s3.endpoint import has_scheme, shown, starting_region
 from .views import LiveView, View
 from .xattrs import bucket_xattrs
 
@@ -158,6 +160,11 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``cfg`` and serve until a signal or an unmount."""
+    mountpoint.check(cfg.mountpoint, cfg.nonempty)  # before any request: the cheapest refusal
+    if cfg.endpoint_source and cfg.endpoint_source != "--endpoint-url":
+        log.info("endpoint %s, from %s", shown(cfg.endpoint_url or ""), cfg.endpoint_source)
+    if cfg.endpoint_url and not has_scheme(cfg.endpoint_url):
+        log.info("endpoint %s names no scheme: https is assumed", shown(cfg.endpoint_url))
     creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request, provider=cfg.provider,
                              credentials_file=cfg.credentials_file)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -167,6 +174,7 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
         async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as http:
             await trio.to_thread.run_sync(creds.resolve)
             client, info = await prepare(cfg, http, creds)
+            mountpoint.check(cfg.mountpoint, cfg.nonempty)  # again: a mount made during the bucket check
             invalidator = Invalidator()
             layers = build(cfg, client, info, invalidator.invalidate)
             pyfuse3.init(layers.ops, cfg.mountpoint, fuse_options(cfg))

@@ -5,6 +5,8 @@ bucket with a few objects carrying user and system metadata, mounts it
 with metafs, and runs the commands a user would: ``ls -l``, ``stat``,
 ``getfattr``.  Then it prints how many requests all of that cost and
 unmounts.  ``--keep`` leaves the mount up until Ctrl-C, to explore.
+SIGTERM and SIGHUP clean up as Ctrl-C does: the mount, metafs and the
+server go.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,6 +58,16 @@ def show(cmd: str, cwd: Path) -> None:
     sys.stdout.write(r.stdout + r.stderr)
 
 
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGHUP: unwind like Ctrl-C, so ``finally`` unmounts and stops metafs and the server.
+
+    Only the first one: a second signal during the clean-up must not cut it short.
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mountpoint", help="where to mount (default: a temporary directory)")
@@ -62,19 +75,23 @@ def main() -> int:
     args = p.parse_args()
     if not os.path.exists("/dev/fuse"):
         sys.exit("demo: /dev/fuse is missing; FUSE is needed to mount")
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
 
     srv = CountingS3Server().start()
-    populate(srv.url)
     mnt = Path(args.mountpoint or tempfile.mkdtemp(prefix="metafs-demo-"))
-    mnt.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=AK, AWS_SECRET_ACCESS_KEY=SK,
-               AWS_EC2_METADATA_DISABLED="true")
-    cmd = [sys.executable, "-m", "metafs", "--foreground", "--endpoint-url", srv.url, BUCKET, str(mnt)]
-    print("S3 server (moto) on", srv.url, "with bucket", BUCKET)
-    print("$", " ".join(shlex.quote(c) for c in ["metafs", *cmd[3:]]), flush=True)
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO)
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        populate(srv.url)
+        mnt.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=AK, AWS_SECRET_ACCESS_KEY=SK,
+                   AWS_EC2_METADATA_DISABLED="true")
+        cmd = [sys.executable, "-m", "metafs", "--foreground", "--endpoint-url", srv.url, BUCKET,
+               str(mnt)]
+        print("S3 server (moto) on", srv.url, "with bucket", BUCKET)
+        print("$", " ".join(shlex.quote(c) for c in ["metafs", *cmd[3:]]), flush=True)
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO)
         while not os.path.ismount(mnt):
             if proc.poll() is not None:
                 return 1
@@ -93,15 +110,21 @@ def main() -> int:
         print(f"\nrequests for all of the above: {c['LIST']} LIST, {c['HEAD']} HEAD, "
               f"{c['HEAD_COND']} conditional HEAD")
         if args.keep:
-            print(f"\nmounted at {mnt}; Ctrl-C to unmount")
-            try:
-                proc.wait()
-            except KeyboardInterrupt:
-                pass
+            print(f"\nmounted at {mnt}; Ctrl-C (or SIGTERM) to unmount", flush=True)
+            proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP through _stop_on_signal
+        pass
     finally:
-        if proc.poll() is None:
-            subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-            proc.wait(15)
+        if proc is not None and proc.poll() is None:
+            # metafs unmounts and exits 0 on SIGTERM, also before its mount is live.
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if os.path.ismount(mnt):  # only after a kill: release the dead mount
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
         srv.stop()
         if not args.mountpoint:
             try:
@@ -109,7 +132,7 @@ def main() -> int:
             except OSError:
                 pass
     print("unmounted")
-    return proc.returncode or 0
+    return (proc.returncode if proc is not None else 0) or 0
 
 
 if __name__ == "__main__":

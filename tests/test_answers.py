@@ -147,6 +147,31 @@ def test_describe_transport_names_the_endpoint_and_the_os_reason():
     assert answers.root_cause(ValueError()) == "ValueError"
 
 
+def _tls_failure(reason: str) -> httpx.ConnectError:
+    import ssl
+
+    e = httpx.ConnectError("[SSL] wrong version number")
+    inner = ssl.SSLError(1, f"[SSL: {reason}] wrong version number (_ssl.c:1006)")
+    inner.reason = reason
+    e.__cause__ = inner
+    return e
+
+
+def test_a_failed_tls_handshake_says_https_was_assumed_when_the_url_had_no_scheme():
+    # `--endpoint-url 127.0.0.1:9000` against a plain-HTTP server: https was assumed.
+    assumed = Endpoint.build("127.0.0.1:9000", "us-east-1", "bkt")
+    assert assumed.scheme_assumed and assumed.scheme == "https"
+    line = answers.describe_transport(_tls_failure("WRONG_VERSION_NUMBER"), assumed)
+    assert line == ("the TLS handshake with 127.0.0.1:9000 failed (WRONG_VERSION_NUMBER): https was "
+                    "assumed, as the endpoint URL names no scheme; for a server that speaks plain HTTP, "
+                    "write http://127.0.0.1:9000")
+    # An explicit https:// is what the user asked for: the failure, with no hint.
+    explicit = Endpoint.build("https://127.0.0.1:9000", "us-east-1", "bkt")
+    assert not explicit.scheme_assumed
+    assert answers.describe_transport(_tls_failure("CERTIFICATE_VERIFY_FAILED"), explicit) == \
+        "the TLS handshake with 127.0.0.1:9000 failed (CERTIFICATE_VERIFY_FAILED)"
+
+
 # -- Retry-After ----------------------------------------------------------------------------
 
 NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)

@@ -6,7 +6,13 @@ import os
 
 import pytest
 
-from metafs.config import build_parser, expand_mount_options, parse_args, parse_source
+from metafs.config import (
+    build_parser,
+    expand_mount_options,
+    parse_args,
+    parse_source,
+    with_aws_endpoint,
+)
 from metafs.errors import ConfigError
 
 
@@ -56,13 +62,30 @@ def test_mountpoint_made_absolute(tmp_path, monkeypatch):
     assert parse_args(["b", "mnt"]).mountpoint == str(tmp_path / "mnt")
 
 
-def test_mountpoint_must_be_a_directory(tmp_path):
-    with pytest.raises(ConfigError):
-        parse_args(["b", str(tmp_path / "absent")])
-    f = tmp_path / "file"
-    f.write_text("")
-    with pytest.raises(ConfigError):
-        parse_args(["b", str(f)])
+def test_the_mountpoint_is_checked_at_start_not_while_parsing(tmp_path):
+    # metafs.mountpoint names the cause at start (tests/test_mountpoint.py), exit status 1.
+    assert parse_args(["b", str(tmp_path / "absent")]).mountpoint == str(tmp_path / "absent")
+    assert not parse_args(["b", str(tmp_path)]).nonempty
+    assert parse_args(["b", str(tmp_path), "-o", "nonempty"]).nonempty
+    assert parse_args(["b", str(tmp_path), "--nonempty"]).nonempty
+
+
+def test_aws_endpoint_settings_apply_to_s3_only_and_after_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000")
+    cfg = with_aws_endpoint(parse_args(["b", str(tmp_path)]))
+    assert (cfg.endpoint_url, cfg.endpoint_source) == ("http://127.0.0.1:9000", "AWS_ENDPOINT_URL_S3")
+    assert cfg.provider == "s3"
+    given = parse_args(["b", str(tmp_path), "--endpoint-url", "http://other:1"])
+    assert with_aws_endpoint(given) == given and given.endpoint_source == "--endpoint-url"
+    cos = parse_args(["cos://b-1250000000", str(tmp_path), "--region", "ap-guangzhou"])
+    assert with_aws_endpoint(cos) == cos  # an AWS setting never reaches another vendor
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://[::1")
+    with pytest.raises(ConfigError, match=r"bad endpoint URL .*\(from AWS_ENDPOINT_URL_S3\)"):
+        with_aws_endpoint(parse_args(["b", str(tmp_path)]))
 
 
 def test_explicit_options(tmp_path):

@@ -11,6 +11,7 @@ import trio
 from metafs import errors
 from metafs.credentials import (
     CredentialSource,
+    aws_configured_endpoint,
     parse_credentials_file,
     read_credentials_file,
     static_from_env,
@@ -95,3 +96,106 @@ def test_credentials_file_mode_is_checked_and_changes_are_picked_up(tmp_path, mo
     assert trio.run(src.get) == Credentials("A2", "S2", "T2")
     with pytest.raises(errors.CredentialsError, match="cannot read credentials file"):
         read_credentials_file(str(tmp_path / "absent"), "cos")
+
+
+# -- the AWS configuration: endpoint settings and half key pairs ------------------------------
+
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                  "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+@pytest.fixture
+def aws_config(tmp_path, monkeypatch):
+    """Write ``~/.aws/config`` text to a file botocore reads (AWS_CONFIG_FILE); no other AWS setting."""
+    for var in _ENDPOINT_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+
+    def write(text: str) -> None:
+        (tmp_path / "config").write_text(text)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+
+    write("")
+    return write
+
+
+def _botocore_s3_endpoint(profile: str | None) -> str:
+    """What botocore's own S3 client would use: the oracle for the order."""
+    import botocore.session
+
+    client = botocore.session.Session(profile=profile).create_client(
+        "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    return client.meta.endpoint_url
+
+
+PROFILE = """\
+[profile p]
+services = local
+endpoint_url = http://profile-global:1
+
+[services local]
+s3 =
+  endpoint_url = http://profile-s3:2
+"""
+
+
+def test_aws_endpoint_settings_follow_botocores_order(aws_config, monkeypatch):
+    aws_config(PROFILE)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://env-global:3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://env-s3:4")
+    steps = [("http://env-s3:4", "AWS_ENDPOINT_URL_S3"), ("http://env-global:3", "AWS_ENDPOINT_URL"),
+             ("http://profile-s3:2", "s3 endpoint_url of [services local]"),
+             ("http://profile-global:1", "endpoint_url of AWS profile 'p'")]
+    for expected in steps:  # take away the winner each time: the next one wins, as in botocore
+        assert aws_configured_endpoint("p") == expected
+        assert _botocore_s3_endpoint("p") == expected[0]
+        if expected[1] == "AWS_ENDPOINT_URL_S3":
+            monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+        elif expected[1] == "AWS_ENDPOINT_URL":
+            monkeypatch.delenv("AWS_ENDPOINT_URL")
+        elif "services" in expected[1]:
+            aws_config(PROFILE.replace("services = local\n", ""))
+    aws_config("")
+    assert aws_configured_endpoint(None) is None
+    assert _botocore_s3_endpoint(None) == "https://s3.amazonaws.com"
+
+
+def test_aws_endpoint_settings_profile_from_aws_profile_and_ignored_when_told(aws_config, monkeypatch):
+    aws_config(PROFILE)
+    monkeypatch.setenv("AWS_PROFILE", "p")
+    assert aws_configured_endpoint(None) == ("http://profile-s3:2", "s3 endpoint_url of [services local]")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://env-global:3")
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    assert aws_configured_endpoint(None) is None
+    assert _botocore_s3_endpoint(None) == "https://s3.amazonaws.com"
+
+
+def test_aws_endpoint_settings_errors_are_one_line(aws_config):
+    aws_config("[profile p]\nservices = nowhere\n")
+    with pytest.raises(errors.ConfigError, match="names services section 'nowhere'"):
+        aws_configured_endpoint("p")
+    with pytest.raises(errors.CredentialsError, match="AWS profile 'absent' not found"):
+        aws_configured_endpoint("absent")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"AWS_ACCESS_KEY_ID": "AKIAONLY"}, "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"),
+    ({"AWS_SECRET_ACCESS_KEY": SECRET}, "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"),
+])
+def test_half_an_aws_key_pair_names_the_missing_variable(aws_config, env, message):
+    src = CredentialSource(environ=env)
+    with pytest.raises(errors.CredentialsError) as info:
+        src.resolve()
+    assert message in str(info.value)
+    no_secret_in(info.value)
+
+
+def test_botocores_partial_credentials_name_the_missing_setting(aws_config, tmp_path, monkeypatch):
+    creds = tmp_path / "credentials"
+    creds.write_text("[p]\naws_access_key_id = AKIAONLY\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    with pytest.raises(errors.CredentialsError) as info:
+        CredentialSource(profile="p", environ={}).resolve()
+    assert str(info.value) == ("incomplete AWS credentials in the shared credentials file: "
+                               "aws_secret_access_key is missing")
+    assert "PartialCredentialsError" not in str(info.value)

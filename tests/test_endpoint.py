@@ -10,7 +10,7 @@ from metafs import errors
 from metafs.config import parse_args, resolve_provider
 from metafs.s3 import dialects
 from metafs.s3.dialects import COS, OBS, OSS, S3, S3EXPRESS
-from metafs.s3.endpoint import Endpoint, endpoint_host, path_style, starting_region
+from metafs.s3.endpoint import Endpoint, endpoint_host, has_scheme, path_style, shown, starting_region
 
 
 def no_profile() -> str | None:
@@ -32,6 +32,22 @@ def test_one_reading_of_an_endpoint_url(url, host, port, scheme):
     assert endpoint_host(url) == host
     ep = Endpoint.build(url, "us-east-1", "bkt")
     assert (ep.scheme, ep.host, ep.port, ep.from_region) == (scheme, host, port, False)
+
+
+def test_a_url_without_scheme_is_https_and_remembers_it_was_assumed():
+    assert not has_scheme("127.0.0.1:9000") and has_scheme("http://127.0.0.1:9000")
+    assert Endpoint.build("127.0.0.1:9000", "us-east-1", "b").scheme_assumed
+    assert not Endpoint.build("https://127.0.0.1:9000", "us-east-1", "b").scheme_assumed
+    assert not Endpoint.build(None, "us-east-1", "b").scheme_assumed
+
+
+def test_messages_show_an_endpoint_url_without_user_and_password():
+    assert shown("https://user:pa55@minio.example:9000/x") == "https://minio.example:9000/x"
+    assert shown("user:pa55@minio.example") == "minio.example"
+    assert shown("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
+    with pytest.raises(errors.ConfigError) as info:
+        Endpoint.build("ftp://user:pa55@h", "us-east-1", "b")
+    assert "pa55" not in str(info.value)
 
 
 def test_no_endpoint_url_has_no_host():

@@ -91,6 +91,42 @@ def test_unreachable_endpoint(tmp_path):
     assert time.monotonic() - t0 < 15
 
 
+def test_an_endpoint_url_without_scheme_on_a_plain_http_server_says_https_was_assumed(s3, bucket,
+                                                                                      tmp_path):
+    hostport = s3.url.removeprefix("http://")
+    r = run_metafs("--endpoint-url", hostport, "--retries", "0", bucket, str(tmp_path))
+    assert_one_line_failure(r, f"the TLS handshake with {hostport} failed", "https was assumed",
+                            f"write http://{hostport}")
+    assert not os.path.ismount(tmp_path)
+
+
+def test_the_aws_endpoint_settings_are_used_without_endpoint_url(s3, bucket, tmp_path):
+    put_many(bucket, ["via-env"])
+    config = tmp_path / "aws-config"
+    config.write_text(f"[default]\nendpoint_url = {s3.url}\n")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for env in (base_env(AWS_ENDPOINT_URL_S3=s3.url), base_env(AWS_ENDPOINT_URL=s3.url),
+                base_env(AWS_CONFIG_FILE=str(config))):
+        r = run_metafs(bucket, str(mnt), env=env)
+        try:
+            assert r.returncode == 0, r.stderr
+            assert os.listdir(mnt) == ["via-env"]
+        finally:
+            subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        assert wait_until(lambda: not os.path.ismount(mnt))
+    # A failure names the setting the endpoint came from.
+    r = run_metafs("no-such-bucket", str(mnt), env=base_env(AWS_ENDPOINT_URL_S3=s3.url))
+    assert_one_line_failure(r, f"does not exist at {s3.url} (from AWS_ENDPOINT_URL_S3)")
+
+
+def test_half_an_aws_key_pair_is_named(s3, bucket, tmp_path):
+    env = {k: v for k, v in base_env().items() if k != "AWS_SECRET_ACCESS_KEY"}
+    r = run_metafs("--endpoint-url", s3.url, bucket, str(tmp_path), env=env)
+    assert_one_line_failure(r, "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")
+    assert "PartialCredentialsError" not in r.stderr
+
+
 def test_hanging_endpoint_at_start(s3, bucket, tmp_path):
     s3.set_fault("hang", hang_seconds=30)
     t0 = time.monotonic()
@@ -279,8 +315,9 @@ def test_detached_mount_is_live_when_command_returns(s3, bucket, tmp_path):
 
 
 def test_bad_command_lines(tmp_path):
+    # A missing mountpoint is a start-up failure (exit 1) naming its cause: tests/test_mountpoint.py.
     r = run_metafs("bkt", str(tmp_path / "missing"))
-    assert r.returncode == 2 and "is not a directory" in r.stderr
+    assert r.returncode == 1 and "the mountpoint does not exist" in r.stderr
     r = run_metafs("-o", "bogus=1", "bkt", str(tmp_path))
     assert r.returncode == 2 and "unknown mount option 'bogus'" in r.stderr
     r = run_metafs("--metadata-ttl", "-3", "bkt", str(tmp_path))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import ssl
 
 import httpx
 
@@ -153,6 +154,10 @@ def describe_transport(e: httpx.HTTPError, ep: Endpoint) -> str:
     :func:`protocol_fault`.
     """
     where = f"{ep.host}{':' + str(ep.port) if ep.port else ''}"
+    if isinstance(e, httpx.ConnectError) and (tls := _tls_failure(e)) is not None:
+        hint = (f": https was assumed, as the endpoint URL names no scheme; for a server that speaks "
+                f"plain HTTP, write http://{where}" if ep.scheme_assumed else "")
+        return f"the TLS handshake with {where} failed ({tls}){hint}"
     if isinstance(e, httpx.ConnectError):
         return f"cannot connect to {where} ({root_cause(e)})"
     if isinstance(e, httpx.TimeoutException):
@@ -180,6 +185,19 @@ def protocol_fault(e: httpx.RemoteProtocolError) -> str:
     if text == "Receive buffer too long":
         return "header block too large for the HTTP parser (over 100 KiB)"
     return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+
+
+def _tls_failure(e: BaseException) -> str | None:
+    """OpenSSL's reason when ``e`` comes from a failed TLS handshake (e.g. WRONG_VERSION_NUMBER:
+    the server answered in plain HTTP); None otherwise."""
+    for _ in range(10):
+        if isinstance(e, ssl.SSLError):
+            return e.reason or str(e)
+        inner = e.__cause__ or e.__context__
+        if inner is None:
+            return None
+        e = inner
+    return None
 
 
 def root_cause(e: BaseException) -> str:

@@ -4,8 +4,10 @@ The command line, the mount and the client all ask these questions, and
 each has one answer here, so they cannot disagree:
 
 * an endpoint URL is parsed by :func:`_split` only (a bare host means
-  ``https://``; an unparsable URL is a ConfigError wherever it is first
-  read); :func:`endpoint_host` and :meth:`Endpoint.build` read its parts;
+  ``https://``, and the endpoint remembers it was assumed, so a failed TLS
+  handshake can say so; an unparsable URL is a ConfigError wherever it is
+  first read); :func:`endpoint_host` and :meth:`Endpoint.build` read its
+  parts; :func:`shown` is how messages print one;
 * :func:`path_style` is the addressing rule: ``config`` asks it to refuse
   a command line, :class:`Endpoint` to address requests;
 * :func:`starting_region` is the region to sign and address for before
@@ -36,6 +38,18 @@ def is_ip_or_localhost(host: str) -> bool:
         return False
 
 
+def has_scheme(endpoint_url: str) -> bool:
+    """Whether the URL says http or https (``HOST[:PORT]`` alone does not: https is assumed)."""
+    return "://" in endpoint_url
+
+
+def shown(endpoint_url: str) -> str:
+    """An endpoint URL as messages print it: without any ``user:password@``."""
+    scheme, sep, rest = endpoint_url.rpartition("://")
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
+
+
 def _split(endpoint_url: str) -> SplitResult:
     """The one parse of an endpoint URL; a bare ``HOST[:PORT]`` means https.
 
@@ -43,10 +57,10 @@ def _split(endpoint_url: str) -> SplitResult:
     is a :class:`~metafs.errors.ConfigError` wherever it is first read.
     """
     try:
-        u = urlsplit(endpoint_url if "://" in endpoint_url else "https://" + endpoint_url)
+        u = urlsplit(endpoint_url if has_scheme(endpoint_url) else "https://" + endpoint_url)
         _ = u.port  # not used: read only to validate, as urlsplit checks the port only when it is read
     except ValueError as e:
-        raise ConfigError(f"bad endpoint URL {endpoint_url!r} ({e})") from None
+        raise ConfigError(f"bad endpoint URL {shown(endpoint_url)!r} ({e})") from None
     return u
 
 
@@ -106,6 +120,7 @@ class Endpoint:
     port: int | None
     path_style: bool
     from_region: bool  # the provider's default for the region, so it follows region discovery
+    scheme_assumed: bool = False  # the URL named no scheme: https was assumed (messages say so)
 
     @classmethod
     def build(cls, endpoint_url: str | None, region: str, bucket: str,
@@ -117,9 +132,10 @@ class Endpoint:
             return cls("https", dialect.default_host(region, bucket), None, style, True)
         u = _split(endpoint_url)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise ConfigError(f"bad endpoint URL {endpoint_url!r} (expected http(s)://HOST[:PORT])")
+            raise ConfigError(f"bad endpoint URL {shown(endpoint_url)!r} "
+                              "(expected http(s)://HOST[:PORT])")
         style = path_style(dialect, u.hostname, bucket, force=force_path_style)
-        return cls(u.scheme, u.hostname, u.port, style, False)
+        return cls(u.scheme, u.hostname, u.port, style, False, not has_scheme(endpoint_url))
 
     def netloc(self, bucket: str) -> str:
         host = self.host if self.path_style else f"{bucket}.{self.host}"
