@@ -16,7 +16,9 @@ import logging
 import logging.handlers
 import os
 import signal
+import stat
 import sys
+import tempfile
 from collections.abc import Callable
 
 from . import errors
@@ -65,27 +67,108 @@ def _provider_title(cfg: Config) -> str:
         return cfg.provider
 
 
-def setup_logging(cfg: Config, detached: bool) -> None:
+SYSLOG_SOCKETS = ("/dev/log", "/run/systemd/journal/dev-log")
+SYSLOG_ENV = "METAFS_SYSLOG_SOCKET"  # another syslog socket path (tests: a missing one)
+
+
+def syslog_socket() -> str | None:
+    """The syslog socket a detached mount logs to: ``$METAFS_SYSLOG_SOCKET`` or the usual ones.
+
+    ``/run/systemd/journal/dev-log`` is journald's syslog socket (``/dev/log``
+    links to it); ``/run/systemd/journal/socket`` speaks journald's native
+    protocol, not syslog, so it is not used.
+    """
+    override = os.environ.get(SYSLOG_ENV)
+    for path in ([override] if override else SYSLOG_SOCKETS):
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                return path
+        except OSError:
+            continue
+    return None
+
+
+def fallback_log_file(mountpoint: str) -> str:
+    """Where a detached mount logs when there is no syslog socket (and no --log-file).
+
+    ``$XDG_STATE_HOME/metafs/`` when set, else ``/var/log/metafs/`` as root,
+    else ``~/.local/state/metafs/``; the file is named after the mountpoint's
+    path (``/mnt/data`` -> ``mnt-data.log``).
+    """
+    name = mountpoint.strip("/").replace("/", "-") or "root"
+    dirs: list[str] = []
+    if os.environ.get("XDG_STATE_HOME"):
+        dirs.append(os.path.join(os.environ["XDG_STATE_HOME"], "metafs"))
+    if os.geteuid() == 0:
+        dirs.append("/var/log/metafs")
+    dirs.append(os.path.join(os.path.expanduser("~"), ".local", "state", "metafs"))
+    dirs.append(os.path.join(tempfile.gettempdir(), f"metafs-{os.geteuid()}"))
+    for d in dirs:
+        try:
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            path = os.path.join(d, name + ".log")
+            with open(path, "a"):
+                pass
+            return path
+        except OSError:
+            continue
+    raise errors.ConfigError("no syslog socket and no writable log directory: use --log-file")
+
+
+def log_destination(cfg: Config, detached: bool) -> tuple[str, str | None]:
+    """("file", PATH), ("syslog", SOCKET) or ("stderr", None): never nowhere."""
+    if cfg.log_file:
+        return "file", cfg.log_file
+    if not detached:
+        return "stderr", None
+    sock = syslog_socket()
+    if sock is not None:
+        return "syslog", sock
+    return "file", fallback_log_file(cfg.mountpoint)
+
+
+class _NoTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+
+def setup_logging(cfg: Config, detached: bool, destination: tuple[str, str | None] | None = None
+                  ) -> logging.Handler | None:
+    """Install the log handler; detached, also return the terminal's (removed once live)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
+    kind, where = destination or log_destination(cfg, detached)
     handler: logging.Handler
-    if cfg.log_file:
-        handler = logging.FileHandler(cfg.log_file)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    elif detached and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler("/dev/log")
-        handler.setFormatter(logging.Formatter("metafs[%(process)d]: %(levelname)s %(message)s"))
-    elif detached:
-        handler = logging.NullHandler()
-    else:
+    if kind == "syslog" and where is not None:
+        try:
+            handler = logging.handlers.SysLogHandler(where)
+        except OSError:  # a socket nobody reads: a file instead
+            kind, where = "file", fallback_log_file(cfg.mountpoint)
+        else:
+            handler.setFormatter(logging.Formatter("metafs[%(process)d]: %(levelname)s %(message)s"))
+    if kind == "file" and where is not None:
+        handler = logging.FileHandler(where)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s metafs[%(process)d] %(levelname)s %(name)s: %(message)s"))
+    elif kind == "stderr":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("metafs: %(levelname)s %(message)s"))
     root.addHandler(handler)
+    terminal: logging.Handler | None = None
+    if detached:
+        # Until the mount is live, warnings (empty prefix, region fallback…) reach the
+        # terminal too: the command's stderr is still the user's.
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.setLevel(logging.WARNING)
+        terminal.addFilter(_NoTraceback())
+        terminal.setFormatter(logging.Formatter("metafs: %(levelname)s %(message)s"))
+        root.addHandler(terminal)
     root.setLevel(logging.WARNING)
     logging.getLogger("metafs").setLevel(cfg.log_level.upper())
     # httpx logs every request at INFO: only with --log-level debug.
     logging.getLogger("httpx").setLevel(logging.DEBUG if cfg.log_level == "debug" else logging.WARNING)
+    return terminal
 
 
 def _serve(cfg: Config, on_ready: Callable[[], None] | None = None) -> int:
@@ -115,7 +198,16 @@ def _unwrap(e: BaseException) -> BaseException:
 
 
 def _detach(cfg: Config) -> int:
-    """Fork; the parent waits for READY or an error line from the child."""
+    """Fork; the parent waits for READY or an error line from the child.
+
+    Where the mount will log is settled first: --log-file, else syslog when
+    its socket exists, else a file named on the terminal once live.
+    """
+    try:
+        destination = log_destination(cfg, detached=True)
+    except errors.ConfigError as e:
+        sys.stderr.write(f"metafs: cannot mount {cfg.source} on {cfg.mountpoint}: {e}\n")
+        return 1
     r, w = os.pipe()
     pid = os.fork()
     if pid > 0:
@@ -123,6 +215,10 @@ def _detach(cfg: Config) -> int:
         with os.fdopen(r, "rb") as pipe:
             report = pipe.read().decode("utf-8", "replace")
         if report.startswith("READY"):
+            kind, where = destination
+            if kind == "file" and not cfg.log_file:
+                sys.stderr.write(f"metafs: no syslog socket ({syslog_socket_names()}): "
+                                 f"logging to {where}\n")
             return 0
         _, status = os.waitpid(pid, 0)
         sys.stderr.write(report or f"metafs: the mount process exited early (status {status})\n")
@@ -132,9 +228,11 @@ def _detach(cfg: Config) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(devnull, fd)
-    setup_logging(cfg, detached=True)
+    terminal = setup_logging(cfg, detached=True, destination=destination)
 
     def ready() -> None:
+        if terminal is not None:
+            logging.getLogger().removeHandler(terminal)
         os.write(w, b"READY\n")
         os.close(w)
         os.dup2(devnull, 2)  # stderr stays the parent's terminal only until the mount is live
@@ -142,12 +240,19 @@ def _detach(cfg: Config) -> int:
     try:
         code = _serve(cfg, ready)
     except SystemExit as e:
+        if terminal is not None:
+            logging.getLogger().removeHandler(terminal)  # the one-line reason says it
         try:
             os.write(w, (str(e.code) + "\n").encode())
         except OSError:
             pass
         os._exit(1)
     os._exit(code)
+
+
+def syslog_socket_names() -> str:
+    override = os.environ.get(SYSLOG_ENV)
+    return override or " nor ".join(SYSLOG_SOCKETS)
 
 
 def main(argv: list[str] | None = None) -> int:

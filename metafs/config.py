@@ -227,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-entries", type=int, default=250_000,
                    help="bound of each metadata table, in entries (default 250000)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground, "
-                   "syslog when detached)")
+    p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground; "
+                   "detached: syslog, else a file named on the terminal)")
     p.add_argument("--version", action="version", version=f"metafs {__version__}")
     p.add_argument("-o", dest="mount_options", action="append", default=[], metavar="KEY[=VALUE],...",
                    help="options in mount(8) form")

@@ -322,3 +322,61 @@ def test_bad_command_lines(tmp_path):
     assert r.returncode == 2 and "unknown mount option 'bogus'" in r.stderr
     r = run_metafs("--metadata-ttl", "-3", "bkt", str(tmp_path))
     assert r.returncode == 2
+
+
+def _unmount_and_wait(mnt) -> None:
+    subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+    assert wait_until(lambda: not os.path.ismount(mnt))
+    assert wait_until(lambda: str(mnt) not in subprocess.run(
+        ["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+
+
+def test_a_detached_mount_warns_on_the_terminal_and_logs_to_a_named_file_without_syslog(
+        s3, bucket, tmp_path):
+    put_many(bucket, ["real/x"])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    state = tmp_path / "state"
+    env = base_env(METAFS_SYSLOG_SOCKET=str(tmp_path / "no-such-socket"), XDG_STATE_HOME=str(state))
+    r = run_metafs("--endpoint-url", s3.url, f"{bucket}/mistyped", str(mnt), env=env)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert os.listdir(mnt) == []
+        # The warning found before detaching reaches the terminal...
+        assert f"prefix 'mistyped/' of bucket {bucket} is empty or does not exist" in r.stderr
+        # ...and so does where the log goes, since there is no syslog socket.
+        logfile = state / "metafs" / (str(mnt).strip("/").replace("/", "-") + ".log")
+        assert f"no syslog socket ({tmp_path / 'no-such-socket'}): logging to {logfile}" in r.stderr
+        assert logfile.exists()
+        text = logfile.read_text()
+        assert "is empty or does not exist" in text
+        assert f"mounted s3://{bucket}/mistyped/ at {mnt}" in text
+    finally:
+        _unmount_and_wait(mnt)
+    text = logfile.read_text()
+    assert f"unmounted {mnt}" in text  # the detached process kept logging there
+    assert SECRET_KEY not in text and SECRET_KEY not in r.stderr
+    assert "Traceback" not in text
+
+
+def test_a_detached_mount_logs_to_the_syslog_socket_when_there_is_one(s3, bucket, tmp_path):
+    put_many(bucket, ["x"])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    path = str(tmp_path / "log.sock")
+    lines: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(5)
+        env = base_env(METAFS_SYSLOG_SOCKET=path, XDG_STATE_HOME=str(tmp_path / "state"))
+        r = run_metafs("--endpoint-url", s3.url, bucket, str(mnt), env=env)
+        try:
+            assert r.returncode == 0, r.stderr
+            assert "logging to" not in r.stderr
+            assert not (tmp_path / "state").exists()  # no file when syslog is there
+        finally:
+            _unmount_and_wait(mnt)
+        while not any("unmounted" in ln for ln in lines):
+            lines.append(sock.recv(65536).decode())
+    assert any("metafs[" in ln and f"mounted s3://{bucket}/ at {mnt}" in ln for ln in lines), lines
+    assert not any(SECRET_KEY in ln for ln in lines)
