@@ -236,6 +236,52 @@ class MetaCache:
                 del self._listings[listing.dir_key]
                 self._listings[listing.dir_key] = listing
 
+    # -- forced refresh (metafs refresh) -----------------------------------------------
+    def expire_name(self, key: str, listed: ObjectMeta | None = None) -> None:
+        """Revalidate ``key`` at its next use: expired, not dropped (the ETag stays).
+
+        An object entry is expired; a file known only from its listing
+        (``listed``) gets an expired entry, which outranks the listing, so the
+        next look costs one conditional HEAD.  A negative entry is dropped, a
+        prefix entry expired (one LIST to confirm it).
+        """
+        now = self.clock()
+        entry: Trusted | None = self._objects.get(key)
+        if entry is not None:
+            entry.expires = min(entry.expires, now)
+        elif listed is not None:
+            self._objects[key] = Trusted(listed, now)
+        self._negatives.pop(key, None)
+        exp: float | None = self._prefixes.get(key + "/")
+        if exp is not None:
+            self._prefixes[key + "/"] = min(exp, now)
+
+    def expire_listing(self, dir_key: str) -> Listing | None:
+        """Expire the kept listing of ``dir_key`` (kept as the previous one for stale-if-error)."""
+        lst: Listing | None = self._listings.get(dir_key)
+        if lst is not None:
+            now = self.clock()
+            lst.expires = min(lst.expires, now)
+            lst.page_expires = [min(t, now) for t in lst.page_expires]
+        return lst
+
+    def negatives_in(self, dir_key: str | None) -> list[str]:
+        """Keys of the negative entries directly in ``dir_key`` (None: all of them)."""
+        return [k for k in list(self._negatives) if dir_key is None or _in_dir(k, dir_key)]
+
+    def expire_in(self, dir_key: str | None) -> None:
+        """:meth:`expire_name` for every entry directly in ``dir_key`` (None: everywhere)."""
+        for k in [k for k in list(self._objects) if dir_key is None or _in_dir(k, dir_key)]:
+            self.expire_name(k)
+        for k in self.negatives_in(dir_key):
+            self._negatives.pop(k, None)
+        now = self.clock()
+        for p in [p for p in list(self._prefixes)
+                  if dir_key is None or _in_dir(p[:-1], dir_key)]:
+            self._prefixes[p] = min(self._prefixes[p], now)
+        for d in ([d for d in list(self._listings)] if dir_key is None else []):
+            self.expire_listing(d)
+
     # -- figures -----------------------------------------------------------------------
     def figures(self) -> dict[str, int]:
         """Live sizes of the tables, for the root's ``metafs.*`` xattrs."""
@@ -246,3 +292,8 @@ class MetaCache:
             "cache.listings": len(self._listings),
             "cache.listed-entries": int(self._listings.currsize),
         }
+
+
+def _in_dir(key: str, dir_key: str) -> bool:
+    """Whether ``key`` names an entry directly in the directory ``dir_key``."""
+    return key.startswith(dir_key) and "/" not in key[len(dir_key):] and key != dir_key

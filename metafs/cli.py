@@ -5,6 +5,9 @@ Without ``--foreground`` the command forks before anything else starts
 a pipe, and the parent returns only once the mount is live (exit 0) or
 the child has failed (its one-line message, exit 1).
 
+``metafs refresh [--all] PATH`` (the first argument ``refresh``) is the
+forced refresh of a running mount: :mod:`metafs.refresh`.
+
 Exit status: 0 after a clean unmount; 1 when the mount could not be made
 or ended in error; 2 for a bad command line.
 """
@@ -257,6 +260,10 @@ def syslog_socket_names() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "refresh":  # a bucket named "refresh" is mounted as s3://refresh
+        from . import refresh
+
+        return refresh.main(argv[1:])
     try:
         cfg = parse_args(argv)
     except errors.ConfigError as e:

@@ -36,6 +36,7 @@ from .inodes import InodeTable
 log = logging.getLogger(__name__)
 
 Submit = Callable[[int, bytes], None]
+SubmitInode = Callable[[int], None]
 
 
 def _kernel_submit(parent_ino: int, name: bytes) -> None:
@@ -44,12 +45,21 @@ def _kernel_submit(parent_ino: int, name: bytes) -> None:
     pyfuse3.invalidate_entry(parent_ino, name)
 
 
+def _kernel_submit_inode(ino: int) -> None:
+    import pyfuse3
+
+    pyfuse3.invalidate_inode(ino, attr_only=False)  # attributes and cached data
+
+
 class Invalidator:
     """A queue of (parent inode, name) to invalidate, served by one daemon thread."""
 
-    def __init__(self, submit: Submit = _kernel_submit) -> None:
+    def __init__(self, submit: Submit = _kernel_submit,
+                 submit_inode: SubmitInode = _kernel_submit_inode) -> None:
         self._submit = submit
-        self._queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+        self._submit_inode = submit_inode
+        self._queue: queue.SimpleQueue[tuple[int, bytes | None] | threading.Event | None] = (
+            queue.SimpleQueue())
         self._thread: threading.Thread | None = None
         self._closed = False
         self.sent = 0
@@ -57,20 +67,38 @@ class Invalidator:
 
     def invalidate(self, parent_ino: int, name: bytes) -> None:
         """Queue one entry; returns at once.  Ignored after :meth:`close`."""
+        self._put((parent_ino, name))
+
+    def invalidate_inode(self, ino: int) -> None:
+        """Queue one inode (its attributes and cached data, a forced refresh); returns at once."""
+        self._put((ino, None))
+
+    def barrier(self) -> threading.Event:
+        """An event set once everything queued before it was sent (or dropped at close)."""
+        done = threading.Event()
+        if self._thread is None or self._closed:
+            done.set()
+        else:
+            self._queue.put(done)
+        return done
+
+    def _put(self, item: tuple[int, bytes | None]) -> None:
         if self._closed:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="metafs-invalidate",
                                             daemon=True)
             self._thread.start()
-        self._queue.put((parent_ino, name))
+        self._queue.put(item)
 
     def close(self, timeout: float = 1.0) -> None:
         """Drop what is still queued and stop the thread (before the session closes)."""
         self._closed = True
         try:
             while True:
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
+                if isinstance(item, threading.Event):
+                    item.set()
         except queue.Empty:
             pass
         if self._thread is not None:
@@ -83,17 +111,24 @@ class Invalidator:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
             if item is None or self._closed:
                 return
             try:
-                self._submit(*item)
+                if item[1] is None:
+                    self._submit_inode(item[0])
+                else:
+                    self._submit(item[0], item[1])
                 self.sent += 1
             except FileNotFoundError:
                 pass  # the kernel no longer holds that name: nothing to drop
             except Exception as e:  # noqa: BLE001 - a failed hint must not end the thread
                 self.failed += 1
                 if not self._closed:
-                    log.warning("could not invalidate entry %r of inode %d: %s", item[1], item[0], e)
+                    log.warning("could not invalidate %s of inode %d: %s",
+                                "it" if item[1] is None else f"entry {item[1]!r}", item[0], e)
 
 
 class KernelInvalidation:

@@ -159,7 +159,12 @@ class Listings:
         if e is None:
             return None
         expires = lst.entry_expires(e.pos)
-        return None if fresh and expires <= self._cache.now() else Trusted(e.meta, expires)
+        if fresh:
+            known = self._cache.known_object(key)
+            if expires <= self._cache.now() or (known is not None and not self._cache.is_fresh(
+                    known.expires)):
+                return None  # an expired per-key entry outranks the page (metafs refresh)
+        return Trusted(e.meta, expires)
 
     def locate(self, key: str) -> tuple[Listing, FileEntry] | None:
         """The kept listing that shows the file ``key``, and its entry (readahead's map)."""

@@ -28,7 +28,7 @@ import httpx
 import pyfuse3
 import trio
 
-from . import mountpoint, sdnotify
+from . import mountpoint, refresh, sdnotify
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
@@ -185,6 +185,11 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                     # that stopped answering: they end with the mount.
                     for service in [*layers.background, client]:
                         service.start_background(nursery)
+                    # metafs refresh PATH: the control socket, removed when the mount ends.
+                    refresher = refresh.Refresher(layers.cache, layers.listings, layers.inodes,
+                                                  invalidator)
+                    await nursery.start(refresh.serve, refresh.socket_path(cfg.mountpoint),
+                                        refresher)
                     log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
                     sdnotify.notify("READY=1")
                     if on_ready is not None:

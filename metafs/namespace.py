@@ -8,7 +8,8 @@ The one owner of name resolution (what an object *says* is
 * **Probe once.**  A name no listing has shown costs one HEAD and one
   ``LIST prefix=name/ max-keys=1``, sent concurrently; the directory wins
   when both exist.  Revalidating a name already known as a file costs one
-  conditional HEAD; one known as a directory, one LIST.
+  conditional HEAD; one known as a directory, one LIST (after its TTL or a
+  ``metafs refresh``; such a revalidation is not a miss, see below).
 * **Single flight.**  Concurrent lookups of one name share one probe.
 * **Stale if error.**  When revalidating a known name fails (server
   down, timeout), the name is served as it was for ``stale_grace``
@@ -111,8 +112,13 @@ class Namespace:
             elif (expires := listing.entry_expires(entry.pos)) > now:
                 if not isinstance(entry, FileEntry):
                     return FoundDir(expires)
-                trusted = c.fresh_object(key)
-                return _file(trusted) if trusted is not None else FoundFile(entry.meta, expires)
+                known = c.known_object(key)
+                if known is None:
+                    return FoundFile(entry.meta, expires)
+                if known.expires > now:
+                    return _file(known)
+                # Expired after the page showed it (metafs refresh): one conditional HEAD.
+                return await self._flights.run(key, lambda: self._probe(key))
             # Known from a page older than the TTL: revalidate below.
         if (exp := c.prefix_expiry(key + "/")) is not None:
             return FoundDir(exp)
@@ -120,7 +126,8 @@ class Namespace:
             return _file(trusted)
         if (exp := c.negative_expiry(key)) is not None:
             return Missing(exp)
-        self._list_on_misses(dir_key)
+        if c.known_object(key) is None and not c.knows_prefix(key + "/"):
+            self._list_on_misses(dir_key)  # a known name's revalidation is not a miss
         return await self._flights.run(key, lambda: self._probe(key))
 
     def _list_on_misses(self, dir_key: str) -> None:
