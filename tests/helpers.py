@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +26,18 @@ REPO = Path(__file__).resolve().parent.parent
 FUSERMOUNT = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
 
 
+# Where detached test mounts without a syslog socket write their log file, so
+# the suite leaves nothing in /var/log/metafs (README, "At start": Logs).
+_STATE_HOME = tempfile.mkdtemp(prefix="metafs-test-state-")
+
+
 def base_env(**extra: str) -> dict[str, str]:
     """The environment of a metafs process: moto's keys, no other AWS setting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
                AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/nonexistent",
-               AWS_SHARED_CREDENTIALS_FILE="/nonexistent", PYTHONUNBUFFERED="1")
+               AWS_SHARED_CREDENTIALS_FILE="/nonexistent", PYTHONUNBUFFERED="1",
+               XDG_STATE_HOME=_STATE_HOME)
     env.update(extra)
     return env
 
