@@ -109,7 +109,7 @@ class Listing:
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "lock", "_pending", "pages",
-                 "watermark")
+                 "watermark", "_refuted")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -129,6 +129,7 @@ class Listing:
         self.lock = trio.Lock()
         self._pending: list[tuple[str, Entry]] = []  # (key, entry) held back
         self.watermark = ""  # the greatest key any page has shown so far
+        self._refuted: set[str] | None = None  # listed files a later HEAD found gone
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
@@ -153,9 +154,22 @@ class Listing:
         return self.lock.locked()
 
     def file(self, name: str) -> FileEntry | None:
-        """The listed file ``name``, if this listing shows one."""
+        """The listed file ``name``, if this listing shows one that no HEAD found gone since."""
         e = self.index.get(name)
-        return e if isinstance(e, FileEntry) else None
+        if not isinstance(e, FileEntry) or (self._refuted is not None and name in self._refuted):
+            return None
+        return e
+
+    def refute(self, name: str) -> None:
+        """A HEAD found the listed file ``name`` gone: it is no longer known as a file.
+
+        Its entry stays (readdir offsets are positions), but :meth:`file` no
+        longer returns it, so what the name is now is probed, not revalidated.
+        """
+        if isinstance(self.index.get(name), FileEntry):
+            if self._refuted is None:
+                self._refuted = set()
+            self._refuted.add(name)
 
     # -- merging -------------------------------------------------------------
     def _emit(self, entry: Entry) -> None:
