@@ -147,7 +147,7 @@ class Listing:
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
-                 "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale")
+                 "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -178,6 +178,7 @@ class Listing:
         # arrives: served instead if that page cannot be fetched (listings.py).
         self.previous: Listing | None = None
         self.stale = False  # trusted past its pages' TTL at least once (extend_trust)
+        self._refuted: set[str] | None = None  # listed files a later HEAD found gone
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
@@ -213,9 +214,22 @@ class Listing:
         return self.lock.locked()
 
     def file(self, name: str) -> FileEntry | None:
-        """The listed file ``name``, if this listing shows one."""
+        """The listed file ``name``, if this listing shows one that no HEAD found gone since."""
         e = self.index.get(name)
-        return e if isinstance(e, FileEntry) else None
+        if not isinstance(e, FileEntry) or (self._refuted is not None and name in self._refuted):
+            return None
+        return e
+
+    def refute(self, name: str) -> None:
+        """A HEAD found the listed file ``name`` gone: it is no longer known as a file.
+
+        Its entry stays (readdir offsets are positions), but :meth:`file` no
+        longer returns it, so what the name is now is probed, not revalidated.
+        """
+        if isinstance(self.index.get(name), FileEntry):
+            if self._refuted is None:
+                self._refuted = set()
+            self._refuted.add(name)
 
     # -- merging -------------------------------------------------------------
     def _emit(self, entry: Entry) -> None:

@@ -322,8 +322,11 @@ class Operations(pyfuse3.Operations):
                 node = ensure(parent, e.name, False, meta.key)
                 timeout = page_ttl
                 if overridden:
+                    # A fresher HEAD updates the attributes; the name's trust stays its
+                    # page's (an open handle's older listing may show a name that is a
+                    # directory by now).
                     meta, expires = self.listings.entry_meta(e, now + page_ttl)
-                    timeout = max(0.0, expires - now)
+                    timeout = min(page_ttl, max(0.0, expires - now))
                 attrs = reuse.file(node.ino, meta, timeout)
             # dirlist.key_bytes, inlined in this loop: names that are not UTF-8 keep their bytes.
             if not pyfuse3.readdir_reply(token, e.name.encode("utf-8", "surrogateescape"), attrs,

@@ -49,6 +49,8 @@ class InodeTable:
         # (parent inode, name) -> Node: the node itself, not its number, so
         # readdir's per-entry ensure() is one dict probe.
         self.children: dict[tuple[int, str], Node] = {}
+        # new inode -> the node of the other kind it displaced from its slot
+        self._displaced: dict[int, Node] = {}
         self._next = ROOT_INODE + 1
         root = Node(ROOT_INODE, ROOT_INODE, "", root_key, True)
         root.nlookup = 1  # pinned: the kernel never forgets the root
@@ -76,11 +78,13 @@ class InodeTable:
         # Absent, or the kind changed: then the old inode lives on until forgotten, detached.
         if key is None:  # callers that hold the key pass it: one string, not two
             key = parent.key + name + ("/" if is_dir else "")
-        node = Node(self._next, parent.ino, name, key, is_dir)
+        new = Node(self._next, parent.ino, name, key, is_dir)
         self._next += 1
-        self.nodes[node.ino] = node
-        self.children[slot] = node
-        return node
+        self.nodes[new.ino] = new
+        self.children[slot] = new
+        if node is not None:
+            self._displaced[new.ino] = node  # back in its slot if the kernel never takes `new`
+        return new
 
     def find_dir(self, dir_key: str) -> Node | None:
         """The directory node for ``dir_key`` (``a/b/``), if the kernel holds the whole path."""
@@ -114,9 +118,18 @@ class InodeTable:
         node.nlookup += 1
 
     def discard_if_unused(self, node: Node) -> None:
-        """Drop a node allocated for a reply the kernel did not take."""
+        """Drop a node allocated for a reply the kernel did not take.
+
+        If it displaced a node of the other kind that the kernel still
+        holds, that node gets its slot back: a name the kernel never saw
+        change kind keeps its inode.
+        """
         if node.nlookup == 0 and node.ino != ROOT_INODE:
+            old = self._displaced.get(node.ino)
             self._drop(node)
+            slot = (node.parent, node.name)
+            if old is not None and self.nodes.get(old.ino) is old and slot not in self.children:
+                self.children[slot] = old
 
     def forget(self, items: Iterable[tuple[int, int]]) -> None:
         """Apply the kernel's FORGET batch.  Never raises."""
@@ -133,6 +146,7 @@ class InodeTable:
 
     def _drop(self, node: Node) -> None:
         del self.nodes[node.ino]
+        self._displaced.pop(node.ino, None)
         slot = (node.parent, node.name)
         if self.children.get(slot) is node:
             del self.children[slot]

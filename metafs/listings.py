@@ -166,6 +166,13 @@ class Listings:
                 return None  # an expired per-key entry outranks the page (metafs refresh)
         return Trusted(e.meta, expires)
 
+    def refute(self, key: str) -> None:
+        """A HEAD found ``key`` gone: its kept listing stops vouching for it as a file."""
+        dir_key, name = split_key(key)
+        lst = self._cache.listing(dir_key)
+        if lst is not None:
+            lst.refute(name)
+
     def locate(self, key: str) -> tuple[Listing, FileEntry] | None:
         """The kept listing that shows the file ``key``, and its entry (readahead's map)."""
         dir_key, name = split_key(key)

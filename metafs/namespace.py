@@ -112,17 +112,21 @@ class Namespace:
             elif (expires := listing.entry_expires(entry.pos)) > now:
                 if not isinstance(entry, FileEntry):
                     return FoundDir(expires)
-                known = c.known_object(key)
-                if known is None:
-                    return FoundFile(entry.meta, expires)
-                if known.expires > now:
-                    return _file(known)
-                # Expired after the page showed it (metafs refresh): one conditional HEAD.
-                return await self._flights.run(key, lambda: self._probe(key))
-            # Known from a page older than the TTL: revalidate below.
+                if listing.file(name) is not None:  # not found gone by a HEAD since
+                    known = c.known_object(key)
+                    if known is None:
+                        return FoundFile(entry.meta, expires)
+                    if known.expires > now:
+                        return _file(known)
+                    # Expired after the page showed it (metafs refresh): one conditional HEAD.
+                    return await self._flights.run(key, lambda: self._probe(key))
+            # Known from a page older than the TTL, or found gone since: revalidate below.
         if (exp := c.prefix_expiry(key + "/")) is not None:
             return FoundDir(exp)
-        if (trusted := c.fresh_object(key)) is not None:
+        # A fresh object answers for the name only while the name is known as a
+        # file: once known as a directory, a HEAD since (an fstat, a getxattr of
+        # an inode the kernel still holds) says nothing of ``name/``, so probe.
+        if (trusted := c.fresh_object(key)) is not None and not c.knows_prefix(key + "/"):
             return _file(trusted)
         if (exp := c.negative_expiry(key)) is not None:
             return Missing(exp)
@@ -220,6 +224,7 @@ class Namespace:
         if isinstance(head, errors.MetafsError):
             raise head
         assert head is not None  # both tasks ran to completion
+        self._cache.drop_prefix(key + "/")  # no longer a directory: known as what HEAD says
         return self._settle(key, head, None)
 
     async def _revalidate_file(self, key: str, stale: Trusted) -> Resolved:
@@ -234,5 +239,6 @@ class Namespace:
         """A HEAD's outcome for the *name*: an absent object is remembered as missing."""
         found = self._objects.settle(key, outcome, stale)
         if isinstance(found, Absent):
+            self._listings.refute(key)  # no longer known as a file: a new object is probed
             return Missing(self._cache.put_negative(key))
         return _file(found)

@@ -177,6 +177,7 @@ class ObjectMetadata:
         found = self.settle(key, outcome, stale if usable else None)
         if isinstance(found, Absent):
             c.drop_object(key)
+            self._listings.refute(key)
         return found
 
     def _read_ahead(self, key: str) -> None:
