@@ -44,7 +44,7 @@ from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
 from .views import LiveView, View
-from .xattrs import bucket_xattrs
+from .xattrs import SYSTEM_NS, bucket_xattrs
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,12 @@ async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource
 
 def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, bytes]:
     """The mount root's xattrs: the bucket check's answer plus what metafs knows."""
-    extra = {"s3.bucket": cfg.bucket, "s3.provider": client.dialect.provider,
-             "s3.endpoint": f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"}
+    extra = {SYSTEM_NS + "bucket": cfg.bucket, SYSTEM_NS + "provider": client.dialect.provider,
+             SYSTEM_NS + "endpoint": f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"}
     if client.region:
-        extra["s3.region"] = client.region
+        extra[SYSTEM_NS + "region"] = client.region
     if client.dialect.region_header is None and info.region:
-        extra["s3.bucket-region"] = info.region  # OSS: from GET /?location, not a header
+        extra[SYSTEM_NS + "bucket-region"] = info.region  # OSS: from GET /?location, not a header
     return bucket_xattrs(info.headers, extra)
 
 
@@ -118,14 +118,19 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
          root_key: str = "", root_xattrs: dict[bytes, bytes] | None = None,
          ordered: bool = True, submit: Callable[[int, bytes], None] | None = None,
          clock: Callable[[], float] = time.monotonic, stale_grace: float = 1.0,
-         read_chunk: int = READ_CHUNK, bound: float) -> Layers:
+         read_chunk: int = READ_CHUNK, bound: float,
+         channels: frozenset[str] = frozenset(),
+         annotations_dir: Callable[[str], str | None] | None = None) -> Layers:
     """Wire the layers over one view: cache -> listings, objects, namespace -> FUSE handlers.
 
     The one place they are put together, for the mount and for the tests
     that drive the handlers without a kernel.  ``submit`` sends a kernel
     invalidation (the :class:`Invalidator`'s queue); ``ordered`` is False
     for directory buckets, which list in no order (dirlist sorts them);
-    ``bound`` is the longest any FUSE request may run (seconds).
+    ``bound`` is the longest any FUSE request may run (seconds);
+    ``channels`` the metadata channels shown beside HEAD (``tags``,
+    ``annotations``; none unless asked), ``annotations_dir`` where the
+    files of annotations too large for xattrs are, per key.
     """
     inodes = InodeTable(root_key)
     invalidation = KernelInvalidation(inodes, submit)
@@ -133,7 +138,8 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     # to the invalidation policy, never up to the FUSE layer.
     cache = MetaCache(ttl, negative_ttl, max_entries, clock=clock, on_evict=invalidation.evicted)
     listings = Listings(view, cache, ordered=ordered, stale_grace=stale_grace)
-    objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
+    objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace, channels=channels,
+                             annotations_dir=annotations_dir)
     namespace = Namespace(view, cache, listings, objects)
 
     def figures() -> dict[str, int]:
@@ -155,7 +161,7 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
                 max_entries=cfg.cache_entries, root_key=cfg.prefix,
                 root_xattrs=root_xattrs(cfg, client, info),
                 ordered=client.dialect.ordered_listings, submit=submit,
-                bound=handler_bound(client.budget))
+                bound=handler_bound(client.budget), channels=cfg.channels)
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:

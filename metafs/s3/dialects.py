@@ -24,7 +24,11 @@ short list of protocol details, which is all a :class:`Dialect` holds:
 * whether the region the bucket check reports is adopted: only SigV4
   signs for a region that answer can contradict (COS and OBS sign none,
   and an OSS answer that arrived was signed for the right region already);
-* where the starting region comes from when nothing names it.
+* where the starting region comes from when nothing names it;
+* which metadata channels beside HEAD it has: object tags (``GET
+  ?tagging``, all four, not directory buckets) and annotations (S3 only,
+  not directory buckets); answers that say "no tags" differ (S3: an empty
+  ``TagSet``; OBS: 404 ``NoSuchTagSet``), which is a list of codes here.
 
 S3 directory buckets (``NAME--ZONE--x-s3``) are a dialect of their own,
 chosen by the bucket name: zonal endpoint, virtual-hosted only, session
@@ -195,6 +199,9 @@ class Dialect:
     path_style_for_dotted_bucket: bool = False  # dots break the provider's *.host certificate (S3)
     checksum_mode: bool = False  # ask HEAD for x-amz-checksum-* (S3 only)
     make_session_signer: Callable[[str], Signer] | None = None  # S3 Express: signs with session keys
+    tagging: bool = True  # GET ?tagging exists (not on directory buckets)
+    no_tags_codes: frozenset[str] = frozenset()  # a 404 with one of these codes means "no tags"
+    annotations: bool = False  # ListObjectAnnotations / GetObjectAnnotation (S3, 2026)
 
     def signing_region_needed(self, oss_signature: str) -> bool:
         return self.signs_region and oss_signature not in self.regionless_signatures
@@ -206,7 +213,7 @@ S3 = Dialect(
     bucket_probe=_S3_PROBE, default_host=_aws_host, host_region=_AWS_HOST_REGION,
     make_signer=_sigv4, signs_region=True, region_from_profile=True,
     follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
-    checksum_mode=True,
+    checksum_mode=True, annotations=True,
 )
 S3EXPRESS = Dialect(
     name="s3express", provider="s3", title="S3 directory bucket",
@@ -215,7 +222,7 @@ S3EXPRESS = Dialect(
     host_region=_EXPRESS_HOST_REGION, make_signer=_express_iam, signs_region=True,
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
-    make_session_signer=_express_session,
+    make_session_signer=_express_session, tagging=False,
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
@@ -237,6 +244,7 @@ OBS = Dialect(
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
     host_region=_OBS_HOST_REGION, make_signer=_obs, signs_region=False,
     percent_decode_values=True, path_style_allowed=False,
+    no_tags_codes=frozenset({"NoSuchTagSet"}),
 )
 
 _BY_PROVIDER = {"s3": S3, "cos": COS, "oss": OSS, "obs": OBS}
