@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv"
+PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv rsync tar coreutils"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
