@@ -29,10 +29,13 @@ import pyfuse3
 import trio
 
 from . import mountpoint, refresh, sdnotify
+from .annotation_files import SUBTREE as ANNOTATION_SUBTREE
+from .annotation_files import AnnotationFiles
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
 from .contents import READ_CHUNK, FileReader
+from .control import ControlRoot
 from .credentials import CredentialSource
 from .fuse_ops import Operations, handler_bound
 from .inodes import InodeTable
@@ -119,6 +122,7 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
          ordered: bool = True, submit: Callable[[int, bytes], None] | None = None,
          clock: Callable[[], float] = time.monotonic, stale_grace: float = 1.0,
          read_chunk: int = READ_CHUNK, bound: float,
+         control: ControlRoot | None = None,
          channels: frozenset[str] = frozenset(),
          annotations_dir: Callable[[str], str | None] | None = None) -> Layers:
     """Wire the layers over one view: cache -> listings, objects, namespace -> FUSE handlers.
@@ -128,6 +132,7 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     invalidation (the :class:`Invalidator`'s queue); ``ordered`` is False
     for directory buckets, which list in no order (dirlist sorts them);
     ``bound`` is the longest any FUSE request may run (seconds);
+    ``control`` the reserved control directory (:mod:`metafs.control`);
     ``channels`` the metadata channels shown beside HEAD (``tags``,
     ``annotations``; none unless asked), ``annotations_dir`` where the
     files of annotations too large for xattrs are, per key.
@@ -149,19 +154,36 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     # configured retries and timeout (fuse_ops.handler_bound).
     ops = Operations(namespace, objects, listings, FileReader(view, read_chunk), inodes, own,
                      clock=cache.clock, dir_ttl=ttl, bound=bound, root_xattrs=root_xattrs,
-                     invalidation=invalidation, figures=figures)
+                     invalidation=invalidation, figures=figures, control=control)
     return Layers(inodes, invalidation, cache, listings, objects, namespace, ops)
+
+
+def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> None:
+    """Plug the enabled subtrees into the control directory: one registration each."""
 
 
 def build(cfg: Config, client: S3Client, info: BucketInfo,
           submit: Callable[[int, bytes], None] | None) -> Layers:
     """The layers of a live mount of ``cfg`` (see :func:`wire`)."""
     own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
-    return wire(LiveView(client), own, ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl,
-                max_entries=cfg.cache_entries, root_key=cfg.prefix,
-                root_xattrs=root_xattrs(cfg, client, info),
-                ordered=client.dialect.ordered_listings, submit=submit,
-                bound=handler_bound(client.budget), channels=cfg.channels)
+    control = ControlRoot(cfg.control_dir, dir_ttl=cfg.metadata_ttl)
+    control_subtrees(cfg, client, control)
+    annotations = "annotations" in cfg.channels and client.dialect.annotations
+
+    def annotations_dir(key: str) -> str:
+        return AnnotationFiles.where(cfg.mountpoint, control.name, cfg.prefix, key)
+
+    layers = wire(LiveView(client), own, ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl,
+                  max_entries=cfg.cache_entries, root_key=cfg.prefix,
+                  root_xattrs=root_xattrs(cfg, client, info),
+                  ordered=client.dialect.ordered_listings, submit=submit,
+                  bound=handler_bound(client.budget), control=control, channels=cfg.channels,
+                  annotations_dir=annotations_dir if annotations else None)
+    if annotations:
+        # Needs the metadata layer (its cache and requests), so it is plugged in once wired.
+        control.register(ANNOTATION_SUBTREE, AnnotationFiles(layers.objects, cfg.prefix,
+                                                             ttl=cfg.metadata_ttl))
+    return layers
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:

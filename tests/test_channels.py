@@ -163,6 +163,17 @@ def test_annotations_of_every_size_and_the_ones_too_large_for_xattrs(mount, boto
     assert s3.counts()["ANNOTATION"] == 0  # refused from the listing's sizes, nothing fetched
     # getfattr -d (which reads every listed name) succeeds.
     m.run("getfattr -d -m - big")
+    # Every annotation, in full, as a file of the control directory's annotations view.
+    view = m.path / ".metafs" / "annotations" / "big"
+    assert note == f"3 annotations too large for xattrs: read {view}/"
+    assert sorted(os.listdir(view)) == sorted(anns)
+    s3.reset()
+    for name, payload in anns.items():
+        assert (view / name).stat().st_size == len(payload)
+        assert (view / name).read_bytes() == payload, name
+    # Payloads already read as xattrs are not fetched again; each other one once.
+    assert s3.counts()["ANNOTATION"] == 3  # over, mib and the long name
+    assert ".metafs" not in os.listdir(m.path)  # hidden from the root's readdir
 
 
 def test_a_thousand_annotations_one_listing(mount, boto, bucket, s3):
