@@ -85,7 +85,8 @@ def test_limits_at_their_edges(boto, obj):
     boto.put_object_annotation(Bucket=b, Key=k, AnnotationName="n" * 512, AnnotationPayload=b"x")
     mib = b"m" * (1024 * 1024)
     boto.put_object_annotation(Bucket=b, Key=k, AnnotationName="mib", AnnotationPayload=mib)
-    assert boto.get_object_annotation(Bucket=b, Key=k, AnnotationName="mib")["AnnotationPayload"].read() == mib
+    got = boto.get_object_annotation(Bucket=b, Key=k, AnnotationName="mib")
+    assert got["AnnotationPayload"].read() == mib
     with pytest.raises(ClientError) as e:
         boto.put_object_annotation(Bucket=b, Key=k, AnnotationName="over", AnnotationPayload=mib + b"x")
     assert e.value.response["Error"]["Code"] == "InvalidRequest"
