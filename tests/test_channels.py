@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import xattr
+from tests.helpers import wait_until, xattr
 
 pytestmark = pytest.mark.mount
 
@@ -218,3 +218,26 @@ def test_cp_rsync_tar_to_tmpfs_carry_every_value_that_fits(mount, boto, bucket, 
     r = subprocess.run(["rsync", "-aX", f"{m.path}/", f"{shm}/all/"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert os.getxattr(shm / "all", "user.s3.bucket") == bucket.encode()
+
+
+def test_readahead_fetches_the_channels_the_reader_uses(mount, boto, bucket, s3):
+    for i in range(12):
+        boto.put_object(Bucket=bucket, Key=f"scan/f{i:02d}", Body=b"x")
+        tag(boto, bucket, f"scan/f{i:02d}", {"i": str(i)})
+    m = mount(bucket, "--no-annotations")
+    m.run("ls scan")
+    s3.reset()
+    for i in range(4):  # a sequential scan, as for f in scan/*; do getfattr -d "$f"; done
+        assert xattrs_of(m.path / "scan" / f"f{i:02d}")["user.s3.tag.i"] == str(i).encode()
+
+    def tagged_ahead() -> set[str]:
+        return {r.path.rsplit("/", 1)[1] for r in s3.log("TAGGING")} - {f"f{i:02d}" for i in range(4)}
+
+    # The tags of the files after f03 were fetched in the background, beside their HEADs.
+    assert wait_until(lambda: {"f04", "f05"} <= tagged_ahead())
+    s3.reset()
+    for i in range(4, 6):
+        assert xattrs_of(m.path / "scan" / f"f{i:02d}")["user.s3.tag.i"] == str(i).encode()
+    # Reading them sent neither their HEAD nor their tags again (the scan goes on reading ahead).
+    sent = {r.path.rsplit("/", 1)[1] for r in s3.log("TAGGING", "HEAD", "HEAD_COND")}
+    assert not sent & {"f04", "f05"}
