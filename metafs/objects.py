@@ -38,7 +38,8 @@ The one owner of per-object answers (which names exist is
   concurrently: one each.  A 403 leaves that channel empty with one log
   line; an endpoint that does not speak a channel's API turns the
   channel off for the mount, with one log line.  Readahead fetches the
-  channels the reader was seen to use.
+  channels the reader was seen to use.  Every HEAD sent for an object
+  (its TTL ran out, or ``metafs refresh``) expires its channels too.
 """
 
 from __future__ import annotations
@@ -390,8 +391,12 @@ class ObjectMetadata:
         """Record a HEAD's outcome: 200 stores, 304 extends ``stale``, 404 is ``Absent``.
 
         What an absent object means for the *name* is the caller's rule.
+        A HEAD was sent because what was known of the object expired (its TTL,
+        or ``metafs refresh``): its tags and annotations, fetched no later,
+        are revalidated at their next use too.
         """
         c = self._cache
+        self._chan.expire(key)
         match outcome:
             case Fresh(meta):
                 return c.put_object(meta)

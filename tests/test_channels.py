@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until, xattr
+from tests.helpers import REPO, base_env, wait_until, xattr
 
 pytestmark = pytest.mark.mount
 
@@ -241,3 +242,21 @@ def test_readahead_fetches_the_channels_the_reader_uses(mount, boto, bucket, s3)
     # Reading them sent neither their HEAD nor their tags again (the scan goes on reading ahead).
     sent = {r.path.rsplit("/", 1)[1] for r in s3.log("TAGGING", "HEAD", "HEAD_COND")}
     assert not sent & {"f04", "f05"}
+
+
+def test_metafs_refresh_revalidates_tags_and_annotations_too(mount, boto, bucket, s3):
+    boto.put_object(Bucket=bucket, Key="f", Body=b"x")
+    tag(boto, bucket, "f", {"k": "v1"})
+    annotate(boto, bucket, "f", {"a": b"one"})
+    m = mount(bucket)
+    assert xattrs_of(m.path / "f")["user.s3.tag.k"] == b"v1"
+    tag(boto, bucket, "f", {"k": "v2"})
+    annotate(boto, bucket, "f", {"a": b"ONE"})
+    r = subprocess.run([sys.executable, "-m", "metafs", "refresh", str(m.path / "f")], env=base_env(),
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    s3.reset()
+    got = xattrs_of(m.path / "f")
+    assert (got["user.s3.tag.k"], got["user.s3.annotation.a"]) == (b"v2", b"ONE")
+    assert kinds(s3, *CHANNEL_KINDS) == {**dict.fromkeys(CHANNEL_KINDS, 0), "HEAD_COND": 1,
+                                         "TAGGING": 1, "ANNOTATIONS": 1, "ANNOTATION": 1}
