@@ -38,7 +38,9 @@ The one owner of per-object answers (which names exist is
   concurrently: one each.  A 403 leaves that channel empty with one log
   line; an endpoint that does not speak a channel's API turns the
   channel off for the mount, with one log line.  Readahead fetches the
-  channels the reader was seen to use.  Every HEAD sent for an object
+  channels the reader was seen to use (and, once it reads annotation
+  payloads, the first ``READAHEAD_PAYLOADS`` of each object ahead).  Every
+  HEAD sent for an object
   (its TTL ran out, or ``metafs refresh``) expires its channels too.
 """
 
@@ -73,6 +75,10 @@ from .views import ChannelView, View
 # that where an annotation shows does not depend on the tags: at most 10
 # tags, each name at most XATTR_NAME_MAX bytes plus its NUL.
 _TAG_ROOM = 10 * (xattrs.XATTR_NAME_MAX + 1)
+# A scan that reads annotation payloads has the first ones of each next object read
+# ahead, this many at most: an object may have 1,000, and a guess must stay cheap.
+READAHEAD_PAYLOADS = 8
+PAYLOADS = "payloads"  # in ObjectMetadata._used: the reader reads annotation payloads
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -249,6 +255,7 @@ class ObjectMetadata:
             return NoAttr()
         if ann not in fits:
             return TooLarge(self._elsewhere(key))
+        self._used.add(PAYLOADS)
         return await self._payload(key, found, entry)
 
     async def annotation_entries(self, key: str) -> list[AnnotationEntry] | Absent:
@@ -474,6 +481,10 @@ class ObjectMetadata:
                     if TAGS in wanted:
                         await self._tags(key, found)
                     if ANNOTATIONS in wanted:
-                        await self._annotations(key, found)
+                        anns = await self._annotations(key, found)
+                        if PAYLOADS in self._used and not isinstance(anns, Absent):
+                            fits = set(self._place(self._head_table(found), anns)[0])
+                            for e in [a for a in anns if a.name in fits][:READAHEAD_PAYLOADS]:
+                                await self._payload(key, found, e)
             except Exception as e:  # noqa: BLE001 - a failed guess costs only this line; raising would end the mount
                 log.debug("readahead of %r failed: %s", key, e)

@@ -260,3 +260,24 @@ def test_metafs_refresh_revalidates_tags_and_annotations_too(mount, boto, bucket
     assert (got["user.s3.tag.k"], got["user.s3.annotation.a"]) == (b"v2", b"ONE")
     assert kinds(s3, *CHANNEL_KINDS) == {**dict.fromkeys(CHANNEL_KINDS, 0), "HEAD_COND": 1,
                                          "TAGGING": 1, "ANNOTATIONS": 1, "ANNOTATION": 1}
+
+
+def test_a_scan_that_reads_annotations_has_the_next_payloads_read_ahead(mount, boto, bucket, s3):
+    for i in range(10):
+        boto.put_object(Bucket=bucket, Key=f"scan/f{i:02d}", Body=b"x")
+        annotate(boto, bucket, f"scan/f{i:02d}", {"a": f"a{i}".encode(), "b": f"b{i}".encode()})
+    m = mount(bucket, "--no-tags")
+    m.run("ls scan")
+    s3.reset()
+    for i in range(4):
+        assert xattrs_of(m.path / "scan" / f"f{i:02d}")["user.s3.annotation.b"] == f"b{i}".encode()
+
+    def read_ahead() -> list[tuple[str, str]]:
+        return [(r.path.rsplit("/", 1)[1], r.query["annotationName"]) for r in s3.log("ANNOTATION")
+                if r.path.rsplit("/", 1)[1] >= "f04"]
+
+    assert wait_until(lambda: {("f04", "a"), ("f04", "b")} <= set(read_ahead()))
+    s3.reset()
+    assert xattrs_of(m.path / "scan" / "f04")["user.s3.annotation.a"] == b"a4"
+    assert not [r for r in s3.log("ANNOTATION", "ANNOTATIONS", "HEAD") if r.path.endswith("/f04")]
+    assert len(read_ahead()) == len(set(read_ahead()))  # each payload at most once
