@@ -170,7 +170,7 @@ class ObjectMetadata:
         return await self._get(key, head_level=True)
 
     async def xattrs(self, key: str) -> dict[bytes, bytes] | Absent:
-        """Every xattr of the object, from each of its metadata channels."""
+        """The HEAD channel's table (user and system metadata); :meth:`xattr_names` has every channel."""
         found = await self.head(key)
         if isinstance(found, Absent):
             return found
