@@ -244,3 +244,30 @@ def test_trio_nursery_runs_both_channel_requests_together():
     run(handler, go, endpoint_url="http://127.0.0.1:9000", force_path_style=True)
     assert order[:2] == ["start HEAD", "end HEAD"]
     assert sorted(order[2:4]) == ["start ANNOTATIONS", "start TAGGING"]
+
+
+def test_client_channel_requests_on_the_wire():
+    from metafs.s3.model import Absent, AnnotationPage, Denied, Unsupported
+    from tests.fakes import Server
+
+    srv = Server(httpx.Response(200, content=b"<Tagging><TagSet/></Tagging>"),
+                 httpx.Response(404, content=b"<Error><Code>NoSuchTagSet</Code></Error>"),
+                 httpx.Response(403, content=b"<Error><Code>AccessDenied</Code></Error>"),
+                 httpx.Response(200, content=b"<R><Annotations/></R>"),
+                 httpx.Response(501, content=b"<Error><Code>NotImplemented</Code></Error>"),
+                 httpx.Response(404, content=b"<Error><Code>NoSuchAnnotation</Code></Error>"))
+
+    async def go(c: Any) -> list[Any]:
+        return [await c.get_tagging("d/k", "v1"), await c.get_tagging("d/k"), await c.get_tagging("d/k"),
+                await c.list_annotations("d/k", "tok", "v1"), await c.list_annotations("d/k"),
+                await c.get_annotation("d/k", "ml.größe", "v1")]
+
+    got = run(srv, go)
+    assert got[0] == {} and isinstance(got[1], Absent) and isinstance(got[2], Denied)
+    assert isinstance(got[3], AnnotationPage) and isinstance(got[4], Unsupported) and got[5] is None
+    raw = [r.url.raw_path.decode().split("?", 1)[1] for r in srv.requests]
+    assert raw[0] == "tagging&versionId=v1"
+    assert raw[3] == "annotation&continuation-token=tok&versionId=v1"
+    assert raw[5] == "annotation&annotationName=ml.gr%C3%B6%C3%9Fe&versionId=v1"
+    # The sub-resource is signed as "annotation=" (SigV4's canonical form of a value-less name).
+    assert all("Signature=" in r.headers["authorization"] for r in srv.requests)

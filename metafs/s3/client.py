@@ -548,15 +548,18 @@ class S3Client:
         raise answers.error_for(r, what, self.dialect)
 
     # -- metadata channels -------------------------------------------------------
-    async def get_tagging(self, key: str) -> dict[str, str] | Absent | Denied:
+    async def get_tagging(self, key: str, version_id: str | None = None
+                          ) -> dict[str, str] | Absent | Denied:
         """GetObjectTagging (``GET /KEY?tagging``, all four providers): the tags, in order.
 
         A 404 with one of the dialect's "no tags" codes (OBS ``NoSuchTagSet``)
         is no tags; any other 404 is :class:`Absent`; 403 is :class:`Denied`
-        (the caller lacks the tag permission, not the object).
+        (the caller lacks the tag permission, not the object).  ``version_id``:
+        that version's tags (all four providers take ``versionId``).
         """
         what = f"GET tagging {key}"
-        r = await self._send("GET", key, [("tagging", "")], what=what)
+        query = [("tagging", "")] + ([("versionId", version_id)] if version_id else [])
+        r = await self._send("GET", key, query, what=what)
         if r.status_code == 200:
             try:
                 return parse_tagging(r.content)
@@ -568,7 +571,7 @@ class S3Client:
             return Denied()
         raise answers.error_for(r, what, self.dialect)
 
-    async def list_annotations(self, key: str, token: str | None = None
+    async def list_annotations(self, key: str, token: str | None = None, version_id: str | None = None
                                ) -> AnnotationPage | Absent | Denied | Unsupported:
         """One ListObjectAnnotations page (``GET /KEY?annotation``, never with ``annotationName``).
 
@@ -580,6 +583,8 @@ class S3Client:
         query = [("annotation", "")]
         if token:
             query.append(("continuation-token", token))
+        if version_id:
+            query.append(("versionId", version_id))
         what = f"LIST annotations {key}"
         r = await self._send("GET", key, query, what=what)
         if r.status_code == 200:
@@ -595,10 +600,14 @@ class S3Client:
             return Unsupported(f"{what}: HTTP {r.status_code} {answers.error_code(r)}".rstrip())
         raise answers.error_for(r, what, self.dialect)
 
-    async def get_annotation(self, key: str, name: str) -> bytes | Absent | Denied | None:
+    async def get_annotation(self, key: str, name: str, version_id: str | None = None
+                             ) -> bytes | Absent | Denied | None:
         """GetObjectAnnotation: the payload of ``name``; None if the object has no such annotation."""
         what = f"GET annotation {name!r} of {key}"
-        r = await self._send("GET", key, [("annotation", ""), ("annotationName", name)], what=what)
+        query = [("annotation", ""), ("annotationName", name)]
+        if version_id:
+            query.append(("versionId", version_id))
+        r = await self._send("GET", key, query, what=what)
         if r.status_code == 200:
             return _whole_body(r, what)
         if r.status_code == 404:
