@@ -49,14 +49,15 @@ from .listings import Listings
 from .namespace import FoundDir, FoundFile, Namespace
 from .objects import NoAttr, ObjectMetadata, TooLarge
 from .s3.model import Absent
-from .xattrs import FIGURES_NS, LEGACY_FIGURES_NS, LEGACY_SYSTEM_NS, SYSTEM_NS, USER_NS, is_foreign, lookup
+from .xattrs import FIGURES_NS, LEGACY_SYSTEM_NS, SYSTEM_NS, USER_NS, is_foreign, lookup
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-# Names a file may have: user.*, and the previous release's s3.* (read by name only).
-_XATTR_PREFIXES = (USER_NS.encode(), LEGACY_SYSTEM_NS.encode(), LEGACY_FIGURES_NS.encode())
+# Names a file may have: user.*, and the previous release's s3.* (read by name only);
+# the root's previous metafs.* names are a directory's, answered from its table.
+_XATTR_PREFIXES = (USER_NS.encode(), LEGACY_SYSTEM_NS.encode())
 
 
 # A handler may wait on two requests in turn (a lookup waits for a listing
@@ -454,8 +455,8 @@ class Operations(pyfuse3.Operations):
 
         ``security.*``, ``system.*``, ``trusted.*``: ENOTSUP, no request,
         before anything else (even for a forgotten inode).
-        Other names outside ``user.`` (and the previous release's ``s3.``,
-        ``metafs.``): ENOATTR, no request.  For a file, the first access
+        Other names outside ``user.`` (and the previous release's ``s3.``;
+        ``metafs.`` on the root): ENOATTR, no request.  For a file, the first access
         sends HEAD (cached, revalidated after the TTL), and a tag or
         annotation name the one request of its channel (see objects.py);
         pyfuse3's size probe and the real call share those answers.  An
