@@ -680,8 +680,10 @@ class ReferenceModel(RuleBasedStateMachine):
             else:
                 assert g.errno is None, (name, g.errno)
                 values[name] = g.value
+        # The user metadata: user.* but metafs's own user.s3.* and the freedesktop aliases.
         meta = tuple(sorted((n[len(b"user."):].decode(), v.decode()) for n, v in values.items()
-                            if n.startswith(b"user.")))
+                            if n.startswith(b"user.") and not n.startswith(
+                                (b"user.s3.", b"user.mime_type", b"user.xdg."))))
         self.check_object(path, (values[b"user.s3.etag"].decode(), meta), None)
 
     # -- readdir -------------------------------------------------------------------------------------
