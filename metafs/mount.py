@@ -45,6 +45,7 @@ from .objects import ObjectMetadata
 from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
+from .versions import VersionsTree
 from .views import LiveView, View
 from .xattrs import SYSTEM_NS, bucket_xattrs
 
@@ -173,6 +174,9 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
 
 def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> None:
     """Plug the enabled subtrees into the control directory: one registration each."""
+    if cfg.versions:
+        control.register("versions", VersionsTree(client, cfg.prefix, ttl=cfg.metadata_ttl,
+                                                  clock=time.monotonic))
 
 
 def build(cfg: Config, client: S3Client, info: BucketInfo,

@@ -263,3 +263,36 @@ def test_vendor_as_of_mount(mount, name):
         assert dt.datetime.fromtimestamp(os.stat(m.path / "kept.txt").st_mtime, dt.UTC).hour == 2
     finally:
         srv.stop()
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize("name", ["cos", "oss", "obs"])
+def test_vendor_versions_view(mount, name):
+    srv = make_server(name, page_size=2)  # the view reads every page of a directory
+    try:
+        ids = history(srv)
+        env = {k: v for k, v in base_env().items() if "proxy" not in k.lower()}
+        id_var, secret_var = VENDORS[name]["env"]
+        env.update(HTTP_PROXY=srv.proxy_url, http_proxy=srv.proxy_url,
+                   **{str(id_var): KEY_ID, str(secret_var): SECRET})
+        m = mount(f"{name}://{srv.bucket}", "--versions", "--region", srv.region,
+                  endpoint=srv.endpoint_url, env=env)
+        srv.reset()
+        assert sorted(os.listdir(m.path / ".metafs/versions")) == [
+            "a b+c.txt", "dead", "dir", "gone.txt", "kept.txt", "late.txt"]
+        assert len(srv.log("LIST")) == 5  # 9 entries (7 versions and markers, 2 prefixes), 2 a page
+        files = sorted(os.listdir(m.path / ".metafs/versions/dir/z"))
+        assert [f.rpartition("_")[2].replace("%2F", "/") for f in files] == ids["dir/z"]
+        assert files[0].startswith("2026-01-01T02:00:00.123Z_")
+        old = m.path / ".metafs/versions/a b+c.txt" / sorted(
+            os.listdir(m.path / ".metafs/versions/a b+c.txt"))[0]
+        assert old.read_bytes() == b"old"
+        assert os.getxattr(old, "s3.version-id") == ids["a b+c.txt"][0].encode()
+        gone = sorted(os.listdir(m.path / ".metafs/versions/gone.txt"))
+        marker = m.path / ".metafs/versions/gone.txt" / gone[1]
+        assert os.getxattr(marker, "s3.delete-marker") == b"true"
+        assert os.getxattr(marker, "s3.is-latest") == b"true"
+        assert [r.query["versionId"] for r in srv.log("GET")] == [ids["a b+c.txt"][0]]
+        assert srv.counts()["HEAD"] == 0
+    finally:
+        srv.stop()

@@ -1,0 +1,219 @@
+"""The versions view (``--versions``): every version of every object, under the control
+directory as ``<control dir>/versions/``.
+
+Names (README, "Versions and time travel"):
+
+* ``versions/`` mirrors the mount's tree, deleted objects included: a
+  directory of it holds one subdirectory per prefix and one per *key* that
+  has or had a version there (a key whose latest version is a delete
+  marker too).  When a key ``a`` and a prefix ``a/`` both exist, the
+  prefix wins, as in the mount itself.
+* A key's directory holds one read-only file per version and per delete
+  marker, named ``<LastModified>_<version id>`` (``2026-11-01T09:30:00.123Z_3HL4k…``,
+  UTC, milliseconds), so names sort by time; a ``/`` or ``%`` in a version
+  id is written ``%2F`` / ``%25``.  A version file has the version's size
+  and mtime, and reading it returns that version's bytes (GET with
+  ``versionId``).  A delete marker is an empty file.
+* Each version file's xattrs come from the listing, no HEAD:
+  ``s3.version-id``, ``s3.is-latest`` (``true``/``false``),
+  ``s3.delete-marker`` (``true``/``false``), ``s3.etag``,
+  ``s3.storage-class``, ``s3.last-modified`` (names built on
+  :data:`~metafs.xattrs.SYSTEM_NS`).
+
+Costs: nothing until a process looks inside ``versions/``.  The first
+lookup or readdir inside a directory ``D`` of it lists every version in
+``D`` (``GET /?versions&prefix=D&delimiter=/``, all pages: one request
+per 1,000 versions, delete markers and subdirectories); that listing
+answers every name in ``D`` and every key directory of ``D`` for the
+metadata TTL (versions are added and ``is-latest`` changes, so it is
+revalidated like any listing).  At most :data:`MAX_DIRS` directories'
+listings are kept.  Reading a version file costs its ranged GETs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from cachetools import LRUCache
+
+from . import errors
+from .asof import moment_text
+from .control import CtlDir, CtlEntry, CtlFile, Path
+from .dirlist import invalid_reason
+from .flight import SingleFlight
+from .s3.client import S3Client
+from .s3.model import ObjectMeta, Version
+from .xattrs import SYSTEM_NS
+
+MAX_DIRS = 256  # directory listings kept at once
+
+
+def version_name(v: Version) -> str:
+    """The file name of a version: sorts by time, carries the version id."""
+    vid = v.version_id.replace("%", "%25").replace("/", "%2F")
+    return f"{moment_text(v.stamp_ms)}_{vid}"
+
+
+def version_file(v: Version, timeout: float) -> CtlFile:
+    """A version (or delete marker) as a read-only file of the view."""
+    ns = SYSTEM_NS
+    xattrs = {
+        ns + "version-id": v.version_id,
+        ns + "is-latest": "true" if v.is_latest else "false",
+        ns + "delete-marker": "true" if v.delete_marker else "false",
+        ns + "last-modified": moment_text(v.stamp_ms),
+    }
+    if v.etag:
+        xattrs[ns + "etag"] = v.etag.strip('"')
+    if v.storage_class:
+        xattrs[ns + "storage-class"] = v.storage_class
+    table = {k.encode(): val.encode("utf-8", "surrogateescape") for k, val in xattrs.items()}
+    meta = ObjectMeta(v.key, 0 if v.delete_marker else v.size, v.mtime, v.etag, table)
+    return CtlFile(meta, timeout)
+
+
+@dataclasses.dataclass
+class DirVersions:
+    """Everything one directory's versions listing said, and until when it is trusted."""
+
+    prefixes: set[str]  # names of subdirectories
+    keys: dict[str, list[Version]]  # name -> its versions, newest first
+    expires: float
+
+    def names(self) -> list[str]:
+        return sorted(self.prefixes | set(self.keys), key=lambda n: n.encode("utf-8", "surrogateescape"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _PrefixDir:
+    prefix: str  # '' or ending with '/'
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeyDir:
+    key: str
+    versions: tuple[Version, ...]
+
+
+class VersionsTree:
+    """The ``versions`` subtree of the control directory (see the module docstring).
+
+    ``root_prefix`` is the mount's prefix; ``ttl`` how long a directory's
+    listing is trusted; ``clock`` the cache's monotonic clock.
+    """
+
+    def __init__(self, client: S3Client, root_prefix: str, *, ttl: float,
+                 clock: Callable[[], float]) -> None:
+        self._client = client
+        self._root = root_prefix
+        self._ttl = ttl
+        self._clock = clock
+        self._dirs: LRUCache[str, DirVersions] = LRUCache(MAX_DIRS)
+        self._flights: SingleFlight[DirVersions] = SingleFlight()
+
+    # -- listings -----------------------------------------------------------------
+    async def _listing(self, prefix: str) -> DirVersions:
+        """The versions listing of the directory ``prefix``: cached, else every page of it."""
+        found = self._dirs.get(prefix)
+        if found is not None and found.expires > self._clock():
+            return found
+        return await self._flights.run(prefix, lambda: self._fetch(prefix))
+
+    async def _fetch(self, prefix: str) -> DirVersions:
+        started = self._clock()
+        prefixes: set[str] = set()
+        keys: dict[str, list[Version]] = {}
+        km: str | None = None
+        vm: str | None = None
+        seen: set[tuple[str | None, str | None]] = set()
+        while True:
+            page = await self._client.list_versions(prefix, delimiter="/", key_marker=km,
+                                                    version_id_marker=vm)
+            for p in page.prefixes:
+                name = p[len(prefix):].rstrip("/")
+                if p.startswith(prefix) and invalid_reason(name) is None:
+                    prefixes.add(name)
+            for v in page.versions:
+                name = v.key[len(prefix):]
+                if v.key.startswith(prefix) and invalid_reason(name) is None:
+                    keys.setdefault(name, []).append(v)
+            if not page.truncated:
+                break
+            km, vm = page.next_key_marker, page.next_version_id_marker
+            if km is None or (km, vm) in seen:
+                raise errors.MalformedResponseError(
+                    f"LIST versions {prefix or '/'}: a truncated page with no way forward")
+            seen.add((km, vm))
+        for vs in keys.values():  # newest first, whatever pages they came in
+            vs.sort(key=lambda v: -v.stamp_ms)
+        listing = DirVersions(prefixes, keys, started + self._ttl)
+        self._dirs[prefix] = listing
+        return listing
+
+    def _timeout(self, listing: DirVersions) -> float:
+        return max(0.0, listing.expires - self._clock())
+
+    # -- paths ----------------------------------------------------------------------
+    async def _resolve(self, path: Path) -> _PrefixDir | _KeyDir | CtlFile | None:
+        """What ``path`` names: a mirrored directory, a key's directory, a version, or nothing."""
+        node: _PrefixDir | _KeyDir | CtlFile | None = _PrefixDir(self._root)
+        for name in path:
+            match node:
+                case _PrefixDir(prefix):
+                    listing = await self._listing(prefix)
+                    if name in listing.prefixes:  # the directory wins, as in the mount
+                        node = _PrefixDir(prefix + name + "/")
+                    elif name in listing.keys:
+                        node = _KeyDir(prefix + name, tuple(listing.keys[name]))
+                    else:
+                        return None
+                case _KeyDir(key, versions):
+                    listing = await self._listing(self._parent_prefix(key))
+                    v = next((v for v in versions if version_name(v) == name), None)
+                    if v is None:
+                        return None
+                    node = version_file(v, self._timeout(listing))
+                case _:
+                    return None
+        return node
+
+    def _parent_prefix(self, key: str) -> str:
+        return key[:key.rfind("/") + 1] if key.rfind("/") >= len(self._root) else self._root
+
+    # -- the Subtree protocol (metafs.control) -----------------------------------------
+    async def entry(self, path: Path) -> CtlEntry | None:
+        node = await self._resolve(path)
+        match node:
+            case _PrefixDir(prefix):
+                return CtlDir(self._timeout(await self._listing(self._parent_prefix(
+                    prefix.rstrip("/"))))) if path else CtlDir(self._ttl)
+            case _KeyDir(key):
+                return CtlDir(self._timeout(await self._listing(self._parent_prefix(key))))
+            case CtlFile():
+                return node
+        return None
+
+    async def listdir(self, path: Path) -> Sequence[tuple[str, CtlEntry]]:
+        node = await self._resolve(path)
+        match node:
+            case _PrefixDir(prefix):
+                listing = await self._listing(prefix)
+                t = self._timeout(listing)
+                return [(n, CtlDir(t)) for n in listing.names()]
+            case _KeyDir(key, versions):
+                t = self._timeout(await self._listing(self._parent_prefix(key)))
+                return sorted(((version_name(v), version_file(v, t)) for v in versions),
+                              key=lambda e: e[0])
+        raise errors.NotFoundError(404, "NoSuchKey", "not a directory of the versions view")
+
+    async def read(self, path: Path, first: int, last: int) -> bytes:
+        node = await self._resolve(path)
+        if not isinstance(node, CtlFile) or node.meta.size == 0:
+            return b""
+        vid = node.meta.xattrs[(SYSTEM_NS + "version-id").encode()].decode() \
+            if node.meta.xattrs else None
+        if first >= node.meta.size:
+            return b""
+        return await self._client.get_range(node.meta.key, first, min(last, node.meta.size - 1),
+                                            node.meta.etag, version_id=vid)
