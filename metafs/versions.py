@@ -14,11 +14,13 @@ Names (README, "Versions and time travel"):
   id is written ``%2F`` / ``%25``.  A version file has the version's size
   and mtime, and reading it returns that version's bytes (GET with
   ``versionId``).  A delete marker is an empty file.
-* Each version file's xattrs come from the listing, no HEAD:
+* Each version file's xattrs: from the listing, at no cost,
   ``s3.version-id``, ``s3.is-latest`` (``true``/``false``),
   ``s3.delete-marker`` (``true``/``false``), ``s3.etag``,
   ``s3.storage-class``, ``s3.last-modified`` (names built on
-  :data:`~metafs.xattrs.SYSTEM_NS`).
+  :data:`~metafs.xattrs.SYSTEM_NS`); any other name, or all of them
+  (``getfattr -d``), costs one HEAD with the ``versionId``, once per
+  version: the version's user and system metadata, as it was.
 
 Costs: nothing until a process looks inside ``versions/``.  The first
 lookup or readdir inside a directory ``D`` of it lists every version in
@@ -33,7 +35,7 @@ listings are kept.  Reading a version file costs its ranged GETs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from cachetools import LRUCache
 
@@ -43,10 +45,11 @@ from .control import CtlDir, CtlEntry, CtlFile, Path
 from .dirlist import invalid_reason
 from .flight import SingleFlight
 from .s3.client import S3Client
-from .s3.model import ObjectMeta, Version
+from .s3.model import Fresh, ObjectMeta, Version
 from .xattrs import SYSTEM_NS
 
 MAX_DIRS = 256  # directory listings kept at once
+MAX_HEADS = 4096  # HEAD answers of versions kept (a version never changes)
 
 
 def version_name(v: Version) -> str:
@@ -111,6 +114,7 @@ class VersionsTree:
         self._clock = clock
         self._dirs: LRUCache[str, DirVersions] = LRUCache(MAX_DIRS)
         self._flights: SingleFlight[DirVersions] = SingleFlight()
+        self._heads: LRUCache[tuple[str, str], Mapping[bytes, bytes]] = LRUCache(MAX_HEADS)
 
     # -- listings -----------------------------------------------------------------
     async def _listing(self, prefix: str) -> DirVersions:
@@ -206,6 +210,26 @@ class VersionsTree:
                 return sorted(((version_name(v), version_file(v, t)) for v in versions),
                               key=lambda e: e[0])
         raise errors.NotFoundError(404, "NoSuchKey", "not a directory of the versions view")
+
+    async def xattrs(self, path: Path, name: bytes | None) -> Mapping[bytes, bytes] | None:
+        """A version's full table: the listing's names, plus what a HEAD with its
+        ``versionId`` says (user metadata...), fetched once per version and only when a
+        name the listing does not give is asked for (or all of them)."""
+        node = await self._resolve(path)
+        if not isinstance(node, CtlFile) or node.meta.xattrs is None:
+            return None
+        listed = node.meta.xattrs
+        vid = listed[(SYSTEM_NS + "version-id").encode()].decode("utf-8", "surrogateescape")
+        if (name is not None and name in listed) or listed.get(
+                (SYSTEM_NS + "delete-marker").encode()) == b"true":
+            return listed
+        cached = self._heads.get((node.meta.key, vid))
+        if cached is None:
+            outcome = await self._client.head_object(node.meta.key, version_id=vid)
+            if not isinstance(outcome, Fresh) or outcome.meta.xattrs is None:
+                return listed  # deleted for good since it was listed: what the listing said
+            cached = self._heads[(node.meta.key, vid)] = {**outcome.meta.xattrs, **listed}
+        return cached
 
     async def read(self, path: Path, first: int, last: int) -> bytes:
         node = await self._resolve(path)

@@ -34,7 +34,7 @@ def test_version_names_sort_by_time_and_carry_the_id():
 def _history(boto, bucket: str) -> dict[str, list[str]]:
     boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     for body in (b"1", b"22", b"333"):
-        boto.put_object(Bucket=bucket, Key="a.txt", Body=body)
+        boto.put_object(Bucket=bucket, Key="a.txt", Body=body, Metadata={"rev": str(len(body))})
     boto.put_object(Bucket=bucket, Key="deleted.txt", Body=b"was")
     boto.delete_object(Bucket=bucket, Key="deleted.txt")
     boto.put_object(Bucket=bucket, Key="dir/b", Body=b"b")
@@ -72,6 +72,11 @@ def test_versions_view_on_a_live_mount(mount, boto, bucket, s3):
     assert xattr(m, first, "s3.version-id") == ids["a.txt"][0].encode()
     assert xattr(m, first, "s3.is-latest") == b"false"
     assert xattr(m, first, "s3.delete-marker") == b"false"
+    assert s3.counts()["HEAD"] == 0  # the listing's names cost nothing
+    # Any other name costs one HEAD of that version, once: its metadata as it was.
+    assert xattr(m, first, "user.rev") == b"1"
+    assert "user.rev" in os.listxattr(m.path / first)
+    assert [r.query.get("versionId") for r in s3.log("HEAD")] == [ids["a.txt"][0]]
     latest = f".metafs/versions/a.txt/2026-01-01T03:00:00.000Z_{ids['a.txt'][2]}"
     assert xattr(m, latest, "s3.is-latest") == b"true"
     assert int(os.stat(m.path / latest).st_mtime) == int(T[3].timestamp())
@@ -102,5 +107,7 @@ def test_figure_versions_view_of_one_object_with_50_versions(mount, boto, bucket
     c = s3.counts()
     assert (c["LIST"], c["HEAD"], c["GET"]) == (1, 0, 0), c
     s3.reset()
-    m.run("ls -l .metafs/versions/obj && getfattr -d -m - .metafs/versions/obj/*")
+    m.run("ls -l .metafs/versions/obj && getfattr -n s3.version-id .metafs/versions/obj/*")
     assert sum(s3.counts().values()) == 0
+    m.run("getfattr -d -m - .metafs/versions/obj/*")  # all names: one HEAD per version
+    assert s3.counts()["HEAD"] == 50 and s3.counts()["LIST"] == 0
