@@ -22,14 +22,20 @@ Names (README, "Versions and time travel"):
   (``getfattr -d``), costs one HEAD with the ``versionId``, once per
   version: the version's user and system metadata, as it was.
 
-Costs: nothing until a process looks inside ``versions/``.  The first
-lookup or readdir inside a directory ``D`` of it lists every version in
-``D`` (``GET /?versions&prefix=D&delimiter=/``, all pages: one request
-per 1,000 versions, delete markers and subdirectories); that listing
-answers every name in ``D`` and every key directory of ``D`` for the
-metadata TTL (versions are added and ``is-latest`` changes, so it is
-revalidated like any listing).  At most :data:`MAX_DIRS` directories'
-listings are kept.  Reading a version file costs its ranged GETs.
+Costs: nothing until a process looks inside ``versions/``.  A readdir
+of a directory ``D`` of it lists every version in ``D``
+(``GET /?versions&prefix=D&delimiter=/``, all pages: one request per
+1,000 versions, delete markers and subdirectories); that listing answers
+every name in ``D`` and every key directory of ``D`` for the metadata TTL
+(versions are added and ``is-latest`` changes, so it is revalidated like
+any listing).  A lookup of a name ``N`` in a directory not listed costs
+one request instead, ``prefix=D/N`` with ``delimiter=/`` (the key's own
+versions come first; a few more pages only when many keys extend ``N``
+with a byte below ``/``, and past :data:`PROBE_PAGES` the directory is
+listed), so reaching one object's versions in a huge directory does not
+list that directory.  At most :data:`MAX_DIRS` directories' listings and
+:data:`MAX_PROBES` names are kept.  Reading a version file costs its
+ranged GETs.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from .xattrs import SYSTEM_NS
 
 MAX_DIRS = 256  # directory listings kept at once
 MAX_HEADS = 4096  # HEAD answers of versions kept (a version never changes)
+MAX_PROBES = 4096  # one name's answers kept (lookups in directories not listed)
+PROBE_PAGES = 3  # pages of prefix=KEY read before listing the whole directory instead
 
 
 def version_name(v: Version) -> str:
@@ -91,12 +99,27 @@ class DirVersions:
 @dataclasses.dataclass(frozen=True)
 class _PrefixDir:
     prefix: str  # '' or ending with '/'
+    expires: float  # the trust of the answer that showed it
 
 
 @dataclasses.dataclass(frozen=True)
 class _KeyDir:
     key: str
+    versions: tuple[Version, ...]  # newest first
+    expires: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Probe:
+    """What the versions listing of ``prefix=KEY`` said of one name (see :meth:`VersionsTree._probe`)."""
+
     versions: tuple[Version, ...]
+    is_prefix: bool
+    expires: float
+
+
+def _order(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")  # servers order keys by their bytes
 
 
 class VersionsTree:
@@ -115,6 +138,8 @@ class VersionsTree:
         self._dirs: LRUCache[str, DirVersions] = LRUCache(MAX_DIRS)
         self._flights: SingleFlight[DirVersions] = SingleFlight()
         self._heads: LRUCache[tuple[str, str], Mapping[bytes, bytes]] = LRUCache(MAX_HEADS)
+        self._probes: LRUCache[str, _Probe] = LRUCache(MAX_PROBES)
+        self._probe_flights: SingleFlight[_Probe | None] = SingleFlight()
 
     # -- listings -----------------------------------------------------------------
     async def _listing(self, prefix: str) -> DirVersions:
@@ -155,45 +180,86 @@ class VersionsTree:
         self._dirs[prefix] = listing
         return listing
 
-    def _timeout(self, listing: DirVersions) -> float:
-        return max(0.0, listing.expires - self._clock())
+    def _timeout(self, expires: float) -> float:
+        return max(0.0, expires - self._clock())
+
+    async def _probe(self, key: str) -> _Probe | None:
+        """Whether ``key`` is a key (its versions) and whether ``key/`` is a prefix, from the
+        versions listing of ``prefix=KEY`` with ``delimiter=/``, without listing the
+        directory: the key's own versions come first, ``KEY/`` after the keys that extend
+        ``KEY`` with a byte below ``/``.  Usually one request; None if
+        :data:`PROBE_PAGES` pages did not settle it (the caller lists the directory).
+        """
+        found = self._probes.get(key)
+        if found is not None and found.expires > self._clock():
+            return found
+        return await self._probe_flights.run(key, lambda: self._fetch_probe(key))
+
+    async def _fetch_probe(self, key: str) -> _Probe | None:
+        started = self._clock()
+        versions: list[Version] = []
+        km: str | None = None
+        vm: str | None = None
+        beyond = _order(key + "/")
+        for _ in range(PROBE_PAGES):
+            page = await self._client.list_versions(key, delimiter="/", key_marker=km,
+                                                    version_id_marker=vm)
+            versions += (v for v in page.versions if v.key == key)
+            if key + "/" in page.prefixes:
+                return self._remember(key, _Probe((), True, started + self._ttl))
+            km, vm = page.next_key_marker, page.next_version_id_marker
+            if not page.truncated or km is None or _order(km) > beyond:
+                versions.sort(key=lambda v: -v.stamp_ms)
+                return self._remember(key, _Probe(tuple(versions), False, started + self._ttl))
+        return None
+
+    def _remember(self, key: str, probe: _Probe) -> _Probe:
+        self._probes[key] = probe
+        return probe
+
+    async def _child(self, prefix: str, name: str) -> _PrefixDir | _KeyDir | None:
+        """``name`` in the mirrored directory ``prefix``: from its listing when one is kept,
+        else from a probe of that one name (the whole directory is not listed for it)."""
+        listing = self._dirs.get(prefix)
+        if listing is None or listing.expires <= self._clock():
+            probe = await self._probe(prefix + name)
+            if probe is not None:
+                if probe.is_prefix:  # the directory wins, as in the mount
+                    return _PrefixDir(prefix + name + "/", probe.expires)
+                if probe.versions:
+                    return _KeyDir(prefix + name, probe.versions, probe.expires)
+                return None
+            listing = await self._listing(prefix)
+        if name in listing.prefixes:
+            return _PrefixDir(prefix + name + "/", listing.expires)
+        if name in listing.keys:
+            return _KeyDir(prefix + name, tuple(listing.keys[name]), listing.expires)
+        return None
 
     # -- paths ----------------------------------------------------------------------
     async def _resolve(self, path: Path) -> _PrefixDir | _KeyDir | CtlFile | None:
         """What ``path`` names: a mirrored directory, a key's directory, a version, or nothing."""
-        node: _PrefixDir | _KeyDir | CtlFile | None = _PrefixDir(self._root)
+        node: _PrefixDir | _KeyDir | CtlFile | None = _PrefixDir(
+            self._root, self._clock() + self._ttl)
         for name in path:
             match node:
                 case _PrefixDir(prefix):
-                    listing = await self._listing(prefix)
-                    if name in listing.prefixes:  # the directory wins, as in the mount
-                        node = _PrefixDir(prefix + name + "/")
-                    elif name in listing.keys:
-                        node = _KeyDir(prefix + name, tuple(listing.keys[name]))
-                    else:
-                        return None
-                case _KeyDir(key, versions):
-                    listing = await self._listing(self._parent_prefix(key))
+                    node = await self._child(prefix, name)
+                case _KeyDir(_key, versions, expires):
                     v = next((v for v in versions if version_name(v) == name), None)
                     if v is None:
                         return None
-                    node = version_file(v, self._timeout(listing))
+                    node = version_file(v, self._timeout(expires))
                 case _:
                     return None
         return node
-
-    def _parent_prefix(self, key: str) -> str:
-        return key[:key.rfind("/") + 1] if key.rfind("/") >= len(self._root) else self._root
 
     # -- the Subtree protocol (metafs.control) -----------------------------------------
     async def entry(self, path: Path) -> CtlEntry | None:
         node = await self._resolve(path)
         match node:
-            case _PrefixDir(prefix):
-                return CtlDir(self._timeout(await self._listing(self._parent_prefix(
-                    prefix.rstrip("/"))))) if path else CtlDir(self._ttl)
-            case _KeyDir(key):
-                return CtlDir(self._timeout(await self._listing(self._parent_prefix(key))))
+            case _PrefixDir(_, expires) | _KeyDir(_, _, expires):
+                return CtlDir(self._timeout(expires))
             case CtlFile():
                 return node
         return None
@@ -203,10 +269,10 @@ class VersionsTree:
         match node:
             case _PrefixDir(prefix):
                 listing = await self._listing(prefix)
-                t = self._timeout(listing)
+                t = self._timeout(listing.expires)
                 return [(n, CtlDir(t)) for n in listing.names()]
-            case _KeyDir(key, versions):
-                t = self._timeout(await self._listing(self._parent_prefix(key)))
+            case _KeyDir(_key, versions, expires):
+                t = self._timeout(expires)
                 return sorted(((version_name(v), version_file(v, t)) for v in versions),
                               key=lambda e: e[0])
         raise errors.NotFoundError(404, "NoSuchKey", "not a directory of the versions view")

@@ -111,3 +111,24 @@ def test_figure_versions_view_of_one_object_with_50_versions(mount, boto, bucket
     assert sum(s3.counts().values()) == 0
     m.run("getfattr -d -m - .metafs/versions/obj/*")  # all names: one HEAD per version
     assert s3.counts()["HEAD"] == 50 and s3.counts()["LIST"] == 0
+
+
+@pytest.mark.mount
+def test_versions_view_looks_up_one_name_without_listing_its_directory(mount, boto, bucket, s3,
+                                                                        monkeypatch):
+    monkeypatch.setenv("MOTO_S3_DEFAULT_MAX_KEYS", "10")  # moto's server is in this process
+    boto.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    put_versions(bucket, [f"big/k{i:02d}" for i in range(30)], 2, T[1])
+    # "big/k07" is also a prefix (the directory wins), with "big/k07-x" between the two.
+    put_versions(bucket, ["big/k07-x", "big/k07/inner"], 1, T[2])
+    m = mount(bucket, "--versions")
+    assert len(os.listdir(m.path / ".metafs/versions/big/k05")) == 2
+    lists = s3.log("LIST")
+    # "big" is decided by one request of prefix=big, "k05" by one of prefix=big/k05:
+    # the directory's 62 entries (7 pages) are not listed.
+    assert [r.query["prefix"] for r in lists] == ["big", "big/k05"]
+    assert os.listdir(m.path / ".metafs/versions/big/k07") == ["inner"]
+    assert os.path.isdir(m.path / ".metafs/versions/big/k07/inner")
+    s3.reset()
+    assert len(os.listdir(m.path / ".metafs/versions/big")) == 31  # 30 keys (k07 a dir), k07-x
+    assert len(s3.log("LIST")) == 7
