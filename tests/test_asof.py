@@ -188,3 +188,16 @@ def test_figure_as_of_ls_of_2000_objects_with_3_versions(mount, boto, bucket, s3
     s3.reset()
     m.run("ls -l && stat f0000 f1999")
     assert sum(s3.counts().values()) == 0
+
+
+@pytest.mark.mount
+def test_as_of_prefix_mount_with_the_versions_view(mount, boto, bucket, s3):
+    ids = _history(boto, bucket)
+    m = mount(f"{bucket}/dir", "--as-of", AT, "--versions")
+    assert os.listdir(m.path) == ["z"]
+    assert (m.path / "z").read_bytes() == b"zz"
+    # The view shows every version under the prefix, whatever the moment.
+    assert sorted(os.listdir(m.path / ".metafs/versions")) == ["sub", "z"]
+    assert len(os.listdir(m.path / ".metafs/versions/sub/w")) == 3
+    assert os.listdir(m.path / ".metafs/versions/z") == [
+        f"2026-01-01T02:00:00.000Z_{ids['dir/z'][0]}"]
