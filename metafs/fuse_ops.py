@@ -49,7 +49,15 @@ from .listings import Listings
 from .namespace import FoundDir, FoundFile, Namespace
 from .objects import NoAttr, ObjectMetadata, TooLarge
 from .s3.model import Absent
-from .xattrs import FIGURES_NS, LEGACY_SYSTEM_NS, SYSTEM_NS, USER_NS, is_foreign, lookup
+from .xattrs import (
+    FIGURES_NS,
+    LEGACY_SYSTEM_NS,
+    SYSTEM_NS,
+    USER_NS,
+    is_foreign,
+    legacy_name,
+    lookup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -469,8 +477,9 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENOTSUP)
         node = self._node(inode)
         if ControlRoot.owns(node.key) or node.is_dir:
-            table = await self._control_xattrs(node, name) if ControlRoot.owns(node.key) \
-                else self._dir_xattrs(node)
+            # The control tree is told the current name (s3.X asks for user.s3.X).
+            table = await self._control_xattrs(node, legacy_name(name) or name) \
+                if ControlRoot.owns(node.key) else self._dir_xattrs(node)
             value = lookup(table, name)
             if value is None:
                 raise FUSEError(pyfuse3.ENOATTR)
