@@ -271,3 +271,16 @@ def test_client_channel_requests_on_the_wire():
     assert raw[5] == "annotation&annotationName=ml.gr%C3%B6%C3%9Fe&versionId=v1"
     # The sub-resource is signed as "annotation=" (SigV4's canonical form of a value-less name).
     assert all("Signature=" in r.headers["authorization"] for r in srv.requests)
+
+
+def test_a_view_without_channels_shows_head_metadata_only():
+    """An as-of mount's view answers no tags or annotations (yet): none are asked for."""
+    from metafs.asof import AsOfView
+
+    async def go(client: Any) -> Any:
+        view = AsOfView(client, 1_700_000_000_000, max_keys=10)
+        cache = MetaCache(60.0, 60.0, clock=Clock())
+        objects = ObjectMetadata(view, cache, Listings(view, cache), channels=frozenset({TAGS, ANNOTATIONS}))
+        return objects.channels
+
+    assert run(Store(), go, endpoint_url="http://127.0.0.1:9000", force_path_style=True) == set()
