@@ -60,6 +60,9 @@ class Config:
     cache_entries: int = 250_000
     log_level: str = "info"
     log_file: str | None = None
+    # The source as written on the command line or in fstab: the mount's fsname, so that
+    # `mount -a` finds the fstab line's source in /proc/self/mountinfo and skips it once mounted.
+    given_source: str | None = None
 
     @property
     def source(self) -> str:
@@ -295,4 +298,5 @@ def parse_args(argv: list[str]) -> Config:
         cache_entries=args.cache_entries,
         log_level=args.log_level,
         log_file=args.log_file,
+        given_source=args.source,
     )

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 def fuse_options(cfg: Config) -> set[str]:
     opts = set(pyfuse3.default_options)  # default_permissions
-    opts |= {"ro", "noatime", f"fsname={cfg.source}", "subtype=metafs"}
+    opts |= {"ro", "noatime", f"fsname={cfg.given_source or cfg.source}", "subtype=metafs"}
     if cfg.allow_other:
         opts.add("allow_other")
     return opts
