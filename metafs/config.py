@@ -60,6 +60,7 @@ class Config:
     cache_entries: int = 250_000
     log_level: str = "info"
     log_file: str | None = None
+    metrics_addr: tuple[str, int] | None = None  # --metrics-addr: serve Prometheus metrics there
     # The source as written on the command line or in fstab: the mount's fsname, so that
     # `mount -a` finds the fstab line's source in /proc/self/mountinfo and skips it once mounted.
     given_source: str | None = None
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground; "
                    "detached: syslog, else a file named on the terminal)")
+    p.add_argument("--metrics-addr", metavar="[HOST:]PORT", default=None,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST default 127.0.0.1; "
+                   "off by default)")
     p.add_argument("--version", action="version", version=f"metafs {__version__}")
     p.add_argument("-o", dest="mount_options", action="append", default=[], metavar="KEY[=VALUE],...",
                    help="options in mount(8) form")
@@ -267,6 +271,14 @@ def parse_args(argv: list[str]) -> Config:
     _check_provider_options(provider, bucket, args)
     # Whether the mountpoint can take the mount is checked at start (metafs.mountpoint).
     mnt = os.path.abspath(args.mountpoint)
+    metrics_addr = None
+    if args.metrics_addr is not None:
+        from .metrics import parse_addr
+
+        try:
+            metrics_addr = parse_addr(args.metrics_addr)
+        except ValueError as e:
+            raise ConfigError(f"--metrics-addr {e}") from None
     if args.retries < 0 or args.max_connections < 1 or args.cache_entries < 1:
         raise ConfigError("--retries, --max-connections and --cache-entries must be positive")
     return Config(
@@ -299,4 +311,5 @@ def parse_args(argv: list[str]) -> Config:
         log_level=args.log_level,
         log_file=args.log_file,
         given_source=args.source,
+        metrics_addr=metrics_addr,
     )
