@@ -164,6 +164,7 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``cfg`` and serve until a signal or an unmount."""
     mountpoint.check(cfg.mountpoint, cfg.nonempty)  # before any request: the cheapest refusal
+    mountpoint.check_user_mount(cfg.allow_other)  # /dev/fuse, fusermount3, /etc/fuse.conf
     if cfg.endpoint_source and cfg.endpoint_source != "--endpoint-url":
         log.info("endpoint %s, from %s", shown(cfg.endpoint_url or ""), cfg.endpoint_source)
     if cfg.endpoint_url and not has_scheme(cfg.endpoint_url):
@@ -186,8 +187,11 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             report = _status(cfg, client, layers, rec, exporter)
             try:
                 pyfuse3.init(layers.ops, cfg.mountpoint, fuse_options(cfg))
-            except BaseException:
+            except BaseException as e:
                 _stop(exporter)
+                if isinstance(e, RuntimeError):  # libfuse printed its reason on stderr
+                    raise errors.MountpointError(f"the kernel or fusermount3 refused the mount ({e}): "
+                                                 "libfuse's reason is on the line before") from None
                 raise
             try:
                 async with trio.open_nursery() as nursery:

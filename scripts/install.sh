@@ -6,6 +6,10 @@
 #   scripts/install.sh --root DIR    the same under DIR instead of / (a test prefix)
 #   scripts/install.sh --no-apt      do not install missing Debian packages
 #
+# The venv is built on Debian's own /usr/bin/python3 ($PYTHON to choose another):
+# not on whatever python3 comes first in root's PATH (a pyenv under /root would
+# leave the venv unusable by other users, e.g. for non-root mounts).
+#
 # What goes where (DIR is empty for a system install):
 #   DIR/opt/metafs/                       its own venv: metafs and its runtime
 #                                         dependencies only (pip refuses Debian's
@@ -83,8 +87,9 @@ if [ "$APT" = 1 ]; then
   fi
 fi
 
+PYTHON="${PYTHON:-/usr/bin/python3}"
 if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "$SRC"
 

@@ -13,13 +13,19 @@ HOME, no AWS variable — against the moto server, and unmounts after.
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
+import shutil
+import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ACCESS_KEY, REPO, SECRET_KEY, put_many
+from metafs.mountpoint import mounts_at
+from tests.helpers import ACCESS_KEY, FUSERMOUNT, REPO, SECRET_KEY, put_many, wait_until
 
 pytestmark = pytest.mark.mount
 
@@ -27,13 +33,19 @@ MINIMAL = "env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    """metafs installed under a temporary root by scripts/install.sh."""
-    root = tmp_path_factory.mktemp("root")
+def root() -> Iterator[Path]:
+    """metafs installed under a temporary root by scripts/install.sh.
+
+    The root is world-readable, as /opt and /usr/local are (pytest's own temporary
+    directories are not): ordinary users run the installed metafs too.
+    """
+    root = Path(tempfile.mkdtemp(prefix="metafs-root-"))
+    root.chmod(0o755)
     r = subprocess.run(["bash", str(REPO / "scripts" / "install.sh"), "--root", str(root), "--no-apt"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def in_namespace(root: Path, script: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -111,19 +123,21 @@ ls {q(str(one))}; echo "--"
 {MINIMAL} mount -a -T {q(str(fstab))} || exit 12
 ls {q(str(two))}; echo "--"
 findmnt -n -o SOURCE,FSTYPE --target {q(str(two))}; echo "--"
-grep -c ' fuse.metafs ' /proc/self/mountinfo
+cat /proc/self/mountinfo; echo "--"
 umount {q(str(one))} || exit 13
 umount {q(str(two))} || exit 14
-grep -c ' fuse.metafs ' /proc/self/mountinfo
+cat /proc/self/mountinfo
 exit 0
 """
     r = in_namespace(root, script)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    first, second, mounted, counts = r.stdout.split("--\n")
+    first, second, mounted, before, after = r.stdout.split("--\n")
     assert first.split() == ["logs", "other.txt"]
     assert second.split() == ["a.txt", "b.txt"]
     assert mounted.split() == [f"{bucket}/logs", "fuse.metafs"]  # what `mount -a` compares
-    assert counts.split() == ["2", "0"]  # the second `mount -a` mounted nothing: both unmounted
+    # One mount on each (the second `mount -a` stacked nothing), and none after umount.
+    assert [len(mounts_at(str(p), before)) for p in (one, two)] == [1, 1]
+    assert [len(mounts_at(str(p), after)) for p in (one, two)] == [0, 0]
     assert "not found" not in r.stderr
     # Two mounts: each a HEAD Bucket, and one listing per `ls` (the prefix check of the
     # fstab mount is a LIST too); the second `mount -a` sent nothing.
@@ -144,6 +158,137 @@ def test_mount_helper_reports_a_failure_as_mount_expects(root, s3, tmp_path):
     assert any("bucket 'no-such-bucket' does not exist" in ln for ln in lines), lines
     assert any("unknown mount option 'bogus-option'" in ln for ln in lines), lines
     assert not os.path.ismount(mnt)
+
+
+# -- ordinary users: mounts through fusermount3 ------------------------------------------------
+
+@pytest.fixture
+def user(tmp_path) -> Iterator[pwd.struct_passwd]:
+    """A throw-away user (fusermount3 needs a passwd entry), /dev/fuse as Debian's udev sets it.
+
+    /dev/fuse is 0666 on every Debian machine (udev's rule); where no udev runs it is
+    created 0600, which only root may open, so the test sets 0666 and restores the mode.
+    """
+    name = f"metafs-t{os.getpid() % 100000}"
+    subprocess.run(["userdel", name], capture_output=True)
+    r = subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                        "/usr/sbin/nologin", "--user-group", name], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    os.chmod("/dev/fuse", 0o666)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        os.chmod("/dev/fuse", mode)
+        uid = pwd.getpwnam(name).pw_uid
+        subprocess.run(["userdel", name], capture_output=True)
+        shutil.rmtree(f"/tmp/metafs-{uid}", ignore_errors=True)  # its runtime dir (control sockets)
+
+
+@pytest.fixture
+def fuse_conf() -> Iterator[Path]:
+    """/etc/fuse.conf, restored byte for byte after the test."""
+    path = Path("/etc/fuse.conf")
+    saved = path.read_bytes() if path.exists() else None
+    try:
+        yield path
+    finally:
+        if saved is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(saved)
+
+
+def as_user(u: pwd.struct_passwd, cmd: str, **env: str) -> subprocess.CompletedProcess:
+    """``cmd`` (sh) as ``u``, in a minimal environment with the moto keys."""
+    base = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true", **env}
+    return subprocess.run(["setpriv", f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}", "--init-groups",
+                           "env", "-i", *(f"{k}={v}" for k, v in base.items()), "sh", "-c", cmd],
+                          capture_output=True, text=True, timeout=120)
+
+
+def user_dir(u: pwd.struct_passwd) -> Path:
+    d = Path(tempfile.mkdtemp(prefix="metafs-user-"))
+    os.chown(d, u.pw_uid, u.pw_gid)
+    return d
+
+
+def release(mnt: Path) -> None:
+    if os.path.ismount(mnt):
+        subprocess.run([FUSERMOUNT, "-uz", str(mnt)], capture_output=True)
+
+
+def test_an_ordinary_user_mounts_through_fusermount3(root, user, s3, bucket):
+    put_many(bucket, ["d/a.txt"], body=b"hello")
+    home = user_dir(user)
+    mnt = home / "mnt"
+    metafs = root / "usr/local/bin/metafs"
+    try:
+        r = as_user(user, f"mkdir {mnt} && {metafs} --endpoint-url {s3.url} --log-file {home}/log "
+                          f"{bucket} {mnt} && ls -n {mnt}/d && cat {mnt}/d/a.txt && "
+                          f"{metafs} status {mnt} && {metafs} refresh {mnt}/d")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        lines = r.stdout.splitlines()
+        assert lines[1].split()[2:4] == [str(user.pw_uid), str(user.pw_gid)]  # its files are its own
+        assert "hello" in r.stdout and f"source:       s3://{bucket}/" in r.stdout
+        with open("/proc/self/mountinfo") as f:
+            line = next(ln for ln in f if f" {mnt} " in ln)
+        assert f"user_id={user.pw_uid}," in line and " fuse.metafs " in line
+        # No allow_other: not even root may look in (FUSE's rule, not a permission bit).
+        with pytest.raises(PermissionError):
+            os.listdir(mnt)
+        r = as_user(user, f"fusermount3 -u {mnt}")
+        assert r.returncode == 0, r.stderr
+        assert wait_until(lambda: not os.path.ismount(mnt))
+        assert wait_until(lambda: "unmounted" in (home / "log").read_text())
+    finally:
+        release(mnt)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_allow_other_follows_the_rules_of_etc_fuse_conf(root, user, fuse_conf, s3, bucket):
+    put_many(bucket, ["shared.txt"])
+    home = user_dir(user)
+    mnt = home / "mnt"
+    cmd = (f"mkdir -p {mnt} && {root}/usr/local/bin/metafs --endpoint-url {s3.url} "
+           f"--log-file {home}/log -o allow_other {bucket} {mnt}")
+    try:
+        fuse_conf.write_text("# mount_max = 1000\n#user_allow_other\n")
+        s3.reset()
+        r = as_user(user, cmd)
+        assert r.returncode == 1 and not os.path.ismount(mnt)
+        assert r.stderr.splitlines() == [
+            f"metafs: cannot mount s3://{bucket}/ on {mnt}: --allow-other (allow_other) for an ordinary "
+            "user needs the line user_allow_other in /etc/fuse.conf (root adds it); without it, only "
+            "you can see the mount"]
+        assert s3.log() == []  # refused before any request
+        fuse_conf.write_text("# mount_max = 1000\n  user_allow_other\n")
+        r = as_user(user, cmd)
+        assert r.returncode == 0, r.stderr
+        assert os.listdir(mnt) == ["shared.txt"]  # root, another user, sees it
+        assert as_user(user, f"fusermount3 -u {mnt}").returncode == 0
+    finally:
+        release(mnt)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_an_unusable_dev_fuse_is_named_for_an_ordinary_user(root, user, s3, bucket):
+    home = user_dir(user)
+    mnt = home / "mnt"
+    os.chmod("/dev/fuse", 0o600)  # as where no udev runs (the fixture restores its mode)
+    try:
+        r = as_user(user, f"mkdir -p {mnt} && {root}/usr/local/bin/metafs --endpoint-url {s3.url} "
+                          f"--log-file {home}/log {bucket} {mnt}")
+        assert r.returncode == 1
+        assert r.stderr.splitlines() == [
+            f"metafs: cannot mount s3://{bucket}/ on {mnt}: an ordinary user's mount needs /dev/fuse "
+            "readable and writable by all (mode 0600; Debian's udev makes it 0666: as root, "
+            "chmod 0666 /dev/fuse)"]
+    finally:
+        release(mnt)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_uninstall_removes_what_install_added(root):
