@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from metafs import metrics
 from metafs.config import parse_args
 from metafs.errors import ConfigError
-from tests.helpers import REPO, base_env, put_many, stat_fields, wait_until
+from tests.helpers import REPO, base_env, put_many, run_metafs, stat_fields, wait_until
 
 OPERATION = {"LIST": "ListObjects", "HEAD": "HeadObject", "HEAD_COND": "HeadObject",
              "HEAD_BUCKET": "HeadBucket", "GET": "GetObject"}
@@ -152,3 +154,19 @@ def test_metafs_status_of_a_path_that_is_no_mount_is_one_line(tmp_path):
                        capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 1
     assert r.stderr == f"metafs status: {tmp_path}: not on a metafs mount\n"
+
+
+@pytest.mark.mount
+def test_a_metrics_port_in_use_fails_the_mount_with_one_line(s3, bucket, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_metafs("--endpoint-url", s3.url, "--metrics-addr", f"127.0.0.1:{port}", bucket, str(mnt))
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"metafs: cannot mount s3://{bucket}/ on {mnt}: --metrics-addr 127.0.0.1:{port}: "
+        "Address already in use"]
+    assert not os.path.ismount(mnt)
