@@ -41,7 +41,13 @@ import errno as errno_mod
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, TypeVar
 from wsgiref.simple_server import WSGIServer
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    M = TypeVar("M", bound=MetricWrapperBase)
 
 OK = "OK"
 
@@ -138,8 +144,8 @@ class _PromAttempt(Attempt):
 
     def done(self, status: int | None, timed_out: bool = False) -> None:
         outcome = str(status) if status is not None else ("timeout" if timed_out else "transport")
-        self._rec.s3_requests.labels(self._operation, outcome).inc()
-        self._rec.s3_latency.labels(self._operation).observe(time.perf_counter() - self._start)
+        self._rec.child(self._rec.s3_requests, self._operation, outcome).inc()
+        self._rec.child(self._rec.s3_latency, self._operation).observe(time.perf_counter() - self._start)
 
 
 class PrometheusRecorder(Recorder):
@@ -183,7 +189,15 @@ class PrometheusRecorder(Recorder):
         self.started = time.time()
         self.start_time.set(self.started)
         self._prefetched: dict[str, None] = {}  # insertion-ordered: the oldest goes first
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
 
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, kept: prometheus_client's look-up costs more than the count."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found  # type: ignore[return-value]  # stored by this method under this metric
     def describe_mount(self, source: str, provider: str, region: str) -> None:
         self.info.labels(source, provider, region).set(1)
 
@@ -208,22 +222,22 @@ class PrometheusRecorder(Recorder):
         return self._attempt(s3_operation(method, key, query))
 
     def s3_retry(self, method: str, key: str, query: Sequence[tuple[str, str]]) -> None:
-        self.s3_retries.labels(s3_operation(method, key, query)).inc()
+        self.child(self.s3_retries, s3_operation(method, key, query)).inc()
 
     def fuse_op(self, op: str, err: int = 0) -> None:
-        self.fuse_ops.labels(op, errno_name(err)).inc()
+        self.child(self.fuse_ops, op, errno_name(err)).inc()
 
     def cache_lookup(self, table: str, hit: bool) -> None:
-        self.lookups.labels(table, "hit" if hit else "miss").inc()
+        self.child(self.lookups, table, "hit" if hit else "miss").inc()
 
     def cache_eviction(self, table: str) -> None:
-        self.evictions.labels(table).inc()
+        self.child(self.evictions, table).inc()
 
     def stale_served(self, what: str) -> None:
-        self.stale.labels(what).inc()
+        self.child(self.stale, what).inc()
 
     def kernel_invalidation(self, kind: str, outcome: str) -> None:
-        self.invalidations.labels(kind, outcome).inc()
+        self.child(self.invalidations, kind, outcome).inc()
 
     def readahead_sent(self, key: str) -> None:
         self.ra_sent.inc()
