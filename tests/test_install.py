@@ -145,6 +145,55 @@ exit 0
     assert c["HEAD_BUCKET"] == 2 and c["LIST"] == 3, c
 
 
+FSTAB_GENERATOR = "/usr/lib/systemd/system-generators/systemd-fstab-generator"
+
+
+def unit_section(text: str, section: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and "=" in line:
+            k, _, v = line.partition("=")
+            out[k] = v
+    return out
+
+
+def test_at_boot_systemds_fstab_generator_makes_an_automount_whose_mount_works(root, s3, bucket,
+                                                                                tmp_path):
+    """What boot does with the fstab line, short of a running systemd: systemd's own
+    generator turns it into units, and the mount unit's command (mount WHAT WHERE -t TYPE -o
+    OPTIONS) runs from a minimal environment."""
+    put_many(bucket, ["boot.txt"])
+    creds = credentials(tmp_path)
+    mnt = tmp_path / "at-boot"
+    mnt.mkdir()
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"{bucket} {mnt} fuse.metafs _netdev,nofail,x-systemd.automount,"
+                     f"credentials-file={creds},endpoint-url={s3.url},log-file={tmp_path}/boot.log 0 0\n")
+    gen = [tmp_path / "generated" / d for d in ("normal", "early", "late")]
+    for d in gen:
+        d.mkdir(parents=True)
+    r = subprocess.run([FSTAB_GENERATOR, *map(str, gen)], capture_output=True, text=True,
+                       env={"SYSTEMD_FSTAB": str(fstab), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    name = subprocess.run(["systemd-escape", "--path", str(mnt)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    # _netdev (and the fuse type): a network filesystem, mounted on first access once
+    # remote-fs.target is reached, i.e. after the network.
+    assert (gen[0] / "remote-fs.target.wants" / f"{name}.automount").exists()
+    assert unit_section((gen[0] / f"{name}.automount").read_text(), "Automount")["Where"] == str(mnt)
+    unit = unit_section((gen[0] / f"{name}.mount").read_text(), "Mount")
+    assert (unit["What"], unit["Where"], unit["Type"]) == (bucket, str(mnt), "fuse.metafs")
+    q = shlex.quote
+    r = in_namespace(root, f"{MINIMAL} mount {q(unit['What'])} {q(unit['Where'])} -t {unit['Type']} "
+                           f"-o {q(unit['Options'])} || exit 10\n"
+                           f"ls {q(str(mnt))} && umount {q(str(mnt))}")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.stdout.split() == ["boot.txt"]
+
+
 def test_mount_helper_reports_a_failure_as_mount_expects(root, s3, tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
