@@ -64,6 +64,8 @@ def s3_operation(method: str, key: str, query: Sequence[tuple[str, str]]) -> str
             return "GetBucketLocation"
         if "versions" in names:
             return "ListObjectVersions"
+        if "versioning" in names:
+            return "GetBucketVersioning"
         if not key:
             return "ListObjects"
         return "GetObject"

@@ -30,6 +30,10 @@ def test_s3_operations_are_named_as_the_s3_api_names_them():
     assert metrics.s3_operation("GET", "", [("location", "")]) == "GetBucketLocation"
     assert metrics.s3_operation("GET", "", [("session", "")]) == "CreateSession"
     assert metrics.s3_operation("GET", "k", []) == "GetObject"
+    assert metrics.s3_operation("GET", "k", [("versionId", "v1")]) == "GetObject"
+    assert metrics.s3_operation("HEAD", "k", [("versionId", "v1")]) == "HeadObject"
+    assert metrics.s3_operation("GET", "", [("versions", ""), ("prefix", "")]) == "ListObjectVersions"
+    assert metrics.s3_operation("GET", "", [("versioning", "")]) == "GetBucketVersioning"
 
 
 def test_metrics_addr_is_off_by_default_and_localhost_unless_told():
