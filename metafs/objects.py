@@ -54,7 +54,7 @@ from typing import Any
 import trio
 from cachetools import LRUCache
 
-from . import errors, xattrs
+from . import errors, metrics, xattrs
 from .cache import MetaCache, Trusted
 from .channels import ANNOTATIONS, TAGS, ChannelCache
 from .dirlist import FileEntry, Listing
@@ -166,6 +166,7 @@ class ObjectMetadata:
 
     async def head(self, key: str) -> Trusted | Absent:
         """Fresh HEAD-level metadata of ``key`` (its xattrs are filled); starts readahead."""
+        metrics.recorder.readahead_used(key)
         self._read_ahead(key)
         return await self._get(key, head_level=True)
 
@@ -471,6 +472,7 @@ class ObjectMetadata:
             if not isinstance(e, FileEntry) or self._cache.fresh_object(e.meta.key, head_level=True):
                 continue
             self._nursery.start_soon(self._prefetch, e.meta.key)
+            metrics.recorder.readahead_sent(e.meta.key)
 
     async def _prefetch(self, key: str) -> None:
         async with self._limiter:
