@@ -34,6 +34,10 @@ def test_s3_operations_are_named_as_the_s3_api_names_them():
     assert metrics.s3_operation("HEAD", "k", [("versionId", "v1")]) == "HeadObject"
     assert metrics.s3_operation("GET", "", [("versions", ""), ("prefix", "")]) == "ListObjectVersions"
     assert metrics.s3_operation("GET", "", [("versioning", "")]) == "GetBucketVersioning"
+    assert metrics.s3_operation("GET", "k", [("tagging", "")]) == "GetObjectTagging"
+    assert metrics.s3_operation("GET", "k", [("annotation", "")]) == "ListObjectAnnotations"
+    assert metrics.s3_operation("GET", "k", [("annotation", ""), ("annotationName", "n")]) == \
+        "GetObjectAnnotation"
 
 
 def test_metrics_addr_is_off_by_default_and_localhost_unless_told():
