@@ -19,7 +19,8 @@ from metafs.errors import ConfigError
 from tests.helpers import REPO, base_env, put_many, run_metafs, stat_fields, wait_until
 
 OPERATION = {"LIST": "ListObjects", "HEAD": "HeadObject", "HEAD_COND": "HeadObject",
-             "HEAD_BUCKET": "HeadBucket", "GET": "GetObject"}
+             "HEAD_BUCKET": "HeadBucket", "GET": "GetObject", "TAGGING": "GetObjectTagging",
+             "ANNOTATIONS": "ListObjectAnnotations", "ANNOTATION": "GetObjectAnnotation"}
 
 
 def test_s3_operations_are_named_as_the_s3_api_names_them():
