@@ -133,6 +133,11 @@ class Listings:
         previous.extend_trust(self._cache.now() + self.stale_grace)
         self._cache.put_listing(previous)
 
+    def adopt(self, lst: Listing, entries: list[Entry]) -> None:
+        """Keep a listing built elsewhere (a walk's, see :mod:`metafs.walks`) like a fetched one."""
+        self._cache.put_listing(lst)
+        self._absorb(lst, entries)
+
     def _absorb(self, lst: Listing, entries: list[Entry]) -> None:
         """Let a page refresh what the per-key tables hold (see the module docstring)."""
         c = self._cache

@@ -40,6 +40,10 @@ class View(Protocol):
         """Whether anything exists under ``key/`` (the directory half of a probe)."""
         ...
 
+    async def list_flat(self, prefix: str, token: str | None, start_after: str | None) -> ListPage:
+        """One page of the listing of every key under ``prefix``, without a delimiter (walks)."""
+        ...
+
     async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
         """HEAD of ``key``, conditional on ``etag`` when given."""
         ...
@@ -63,6 +67,10 @@ class LiveView:
     async def has_children(self, key: str) -> bool:
         page = await self._client.list_page(key + "/", delimiter=None, max_keys=1)
         return bool(page.objects or page.prefixes)
+
+    async def list_flat(self, prefix: str, token: str | None, start_after: str | None) -> ListPage:
+        return await self._client.list_page(prefix, delimiter=None, token=token,
+                                            start_after=start_after)
 
     async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
         return await self._client.head_object(key, etag)
