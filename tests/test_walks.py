@@ -23,6 +23,7 @@ from metafs.dirlist import Listing, key_bytes, name_of
 from metafs.s3.model import ListPage, ObjectMeta
 from metafs.walks import MAX_PAGES_PER_DIR, FlatSplit
 from tests.fakes import Bucket, OpsEnv, run_ops
+from tests.helpers import put_many
 
 TOKEN: Any = object()
 ROOT = pyfuse3.ROOT_INODE
@@ -337,3 +338,48 @@ def test_a_directory_is_complete_only_once_a_later_key_proves_it() -> None:
     assert [d.dir_key for d in out] == ["r/a/"]
     assert [m.key for m in out[0].objects] == ["r/a/x", "r/a/y"]
     assert split.position("r/a/") == "passed" and split.position("r/b/") == "ahead"
+
+
+# -- through the kernel ---------------------------------------------------------------------
+
+MOUNT_TREE = [f"t/a{a}/b{b}/f{f}" for a in range(5) for b in range(4) for f in range(10)]
+
+
+def _lists(s3: Any) -> tuple[int, int, int]:
+    """(delimiter LISTs, flat LISTs of a walk, probe LISTs) the server received."""
+    recs = s3.log("LIST")
+    probes = sum(r.query.get("max-keys") == "1" for r in recs)
+    delim = sum("delimiter" in r.query for r in recs)
+    return delim, len(recs) - probes - delim, probes
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize("cmd, out_lines", [("find t -type f", len(MOUNT_TREE)),
+                                            ("du -s t", 1),
+                                            ("ls -R t", None),
+                                            ("getfattr -R -d t", None)])
+def test_tree_walks_cost_one_flat_listing_through_the_kernel(mount, bucket, s3, cmd, out_lines):
+    """find/du/ls -R/getfattr -R over 25 directories, 200 files: the probe of t, t's one
+    delimiter page, and one flat page for the 25 directories below, instead of 26 LISTs."""
+    put_many(bucket, MOUNT_TREE)
+    m = mount(bucket)
+    r = m.run(cmd)
+    if out_lines is not None:
+        assert len(r.stdout.splitlines()) == out_lines
+    delim, flat_lists, probes = _lists(s3)
+    assert (delim, flat_lists, probes) == (1, 1, 1), s3.log("LIST")
+    walked = [r for r in s3.log("LIST") if "delimiter" not in r.query and r.query.get("max-keys") != "1"]
+    assert walked[0].query.get("prefix") == "t/" and walked[0].query.get("start-after") == "t/a0/"
+
+
+@pytest.mark.mount
+def test_a_lone_ls_l_costs_what_it_always_cost(mount, bucket, s3):
+    """ls -l of one directory, then ls -l of a subdirectory from another process: delimiter
+    LISTs only, as before walks existed."""
+    put_many(bucket, MOUNT_TREE)
+    m = mount(bucket)
+    m.run("ls -l t")
+    m.run("ls -l t/a1")
+    delim, flat_lists, probes = _lists(s3)
+    assert (delim, flat_lists, probes) == (2, 0, 1)
+    assert s3.counts()["HEAD"] == 1
