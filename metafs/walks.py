@@ -188,10 +188,10 @@ class Walks:
 
         Synchronous bookkeeping; sends nothing.
         """
-        if not self._enabled or pid is None or dir_key == "":
+        if not self._enabled or pid is None:
             return
         parent, _ = split_key(dir_key)
-        walking = (pid, parent) in self._recent
+        walking = dir_key != "" and (pid, parent) in self._recent  # (the bucket's root has none)
         self._recent[(pid, dir_key)] = True
         if walking and self._walker_for(dir_key) is None:
             self._walkers[dir_key] = _Walker(parent, dir_key)

@@ -128,6 +128,21 @@ def test_a_walk_costs_one_flat_listing(monkeypatch: pytest.MonkeyPatch) -> None:
     run_ops(b, go)
 
 
+def test_a_walk_from_the_mount_root_lists_the_bucket_flat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """find . at the root: the root's delimiter page, then one flat page from the first directory."""
+    b = tree_bucket()
+
+    async def go(env: OpsEnv) -> None:
+        r = Reader(monkeypatch)
+        seen = await walk(env, r, ROOT, pid=100)
+        assert sorted(seen) == reference(b, "")
+        ls = lists(b)
+        assert [flat(p) for p in ls] == [False, True]
+        assert ls[1]["prefix"] == "" and ls[1]["start-after"] == "t/"
+
+    run_ops(b, go)
+
+
 def test_a_walk_pages_through_a_subtree_larger_than_a_page(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 7 keys: the walk costs ceil(keys / 7) flat pages (+1 that proves the end), as bare."""
     b = tree_bucket(top=3, mid=3, files=4, page_size=7)
