@@ -16,6 +16,7 @@ import os
 import re
 
 from . import __version__
+from .control import check_name
 from .errors import ConfigError
 from .s3 import dialects
 from .s3.endpoint import endpoint_host, path_style
@@ -60,6 +61,7 @@ class Config:
     cache_entries: int = 250_000
     log_level: str = "info"
     log_file: str | None = None
+    control_dir: str = ".metafs"  # the reserved control directory at the root (control.py)
 
     @property
     def source(self) -> str:
@@ -229,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground; "
                    "detached: syslog, else a file named on the terminal)")
+    p.add_argument("--control-dir", metavar="NAME", default=".metafs",
+                   help="name of metafs's own directory at the mount root, hidden from listings "
+                   "(default .metafs; pick another if the bucket has an entry of that name)")
     p.add_argument("--version", action="version", version=f"metafs {__version__}")
     p.add_argument("-o", dest="mount_options", action="append", default=[], metavar="KEY[=VALUE],...",
                    help="options in mount(8) form")
@@ -295,4 +300,5 @@ def parse_args(argv: list[str]) -> Config:
         cache_entries=args.cache_entries,
         log_level=args.log_level,
         log_file=args.log_file,
+        control_dir=check_name(args.control_dir),
     )

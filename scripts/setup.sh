@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv"
+# ceph radosgw ceph-common: the Ceph RGW of the tests that need a server enforcing what moto
+# does not (SSE-C); metafs/devrgw.py starts it.
+PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv ceph radosgw ceph-common"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

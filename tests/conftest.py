@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from metafs import devrgw
 from metafs.devserver import CountingS3Server
 from tests.helpers import (
     ACCESS_KEY,
@@ -26,6 +27,7 @@ from tests.helpers import (
     REPO,
     SECRET_KEY,
     base_env,
+    rgw_env,
     wait_for_mount,
 )
 
@@ -47,6 +49,61 @@ def s3(s3server: CountingS3Server) -> Iterator[CountingS3Server]:
     s3server.set_fault(None)
     s3server.delay = 0.0
     s3server.enable_auth(False)
+
+
+@pytest.fixture(scope="session")
+def rgw() -> Iterator[devrgw.CephRgw]:
+    """One Ceph RGW (metafs.devrgw) for the session, started on first use (~2 s).
+
+    Without the Ceph packages the RGW tests are skipped on a workstation but
+    *fail* under CI (``CI`` set, as in .ci/run): CI must run them.
+    """
+    missing = devrgw.missing_binaries()
+    if missing:
+        msg = (f"Ceph RGW tests need the Debian packages {devrgw.PACKAGES} "
+               f"(missing {', '.join(missing)}; scripts/setup.sh installs them)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with devrgw.CephRgw() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rgw_boto(rgw: devrgw.CephRgw):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=rgw.url, region_name="us-east-1",
+                        aws_access_key_id=rgw.access_key, aws_secret_access_key=rgw.secret_key)
+
+
+@pytest.fixture
+def rgw_bucket(rgw_boto, request) -> str:
+    """A fresh, empty bucket on the RGW, named after the test."""
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"r{next(_bucket_ids)}-{stem}"
+    rgw_boto.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def rgw_mount(mount, rgw: devrgw.CephRgw):
+    """Factory like ``mount``, against the RGW: ``rgw_mount(bucket, *options, endpoint=None)``.
+
+    ``endpoint`` lets a test put a proxy in front of the RGW.  Teardown (the
+    ``mount`` fixture's) also fails the test if the log holds the RGW secret.
+    """
+    made: list[Mount] = []
+
+    def _mount(source: str, *options: str, endpoint: str | None = None,
+               env: dict[str, str] | None = None) -> Mount:
+        m = mount(source, *options, endpoint=endpoint or rgw.url, env=env or rgw_env(rgw))
+        made.append(m)
+        return m
+
+    yield _mount
+    for m in made:
+        assert rgw.secret_key not in m.log_text()
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,11 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def rgw_env(rgw: Any, **extra: str) -> dict[str, str]:
+    """The environment of a metafs process talking to ``rgw`` (a metafs.devrgw.CephRgw)."""
+    return base_env(AWS_ACCESS_KEY_ID=rgw.access_key, AWS_SECRET_ACCESS_KEY=rgw.secret_key, **extra)
+
+
 def run_metafs(*args: str, env: dict[str, str] | None = None, timeout: float = 60
                ) -> subprocess.CompletedProcess:
     """``python -m metafs ARGS`` from the repository, output captured."""
