@@ -65,6 +65,7 @@ ACCESS_KEY = "AKIAMETAFSBENCHMARK0"
 SECRET_KEY = "metafs-benchmark-secret-key"  # moto does not check signatures
 MOTO_ACCOUNT = "123456789012"  # moto's default account
 
+SERVER_LABEL = "moto S3"  # or "Ceph RGW" (--server rgw): the chart's title
 METAFS_CODE = REPO  # the metafs checkout mounts run (--metafs-code: compare two versions)
 MOUNT_TIMEOUT = 30.0    # seconds until a mount must be live
 REFERENCES = ("bare", "tmpfs")
@@ -321,7 +322,7 @@ def log_tail(path: Path, n: int = 3) -> str:
 # ----------------------------------------------------------------- runner
 @dataclasses.dataclass
 class Context:
-    server: CountingS3Server
+    server: Any  # CountingS3Server (moto) or bench_rgw.RgwServer: url, delay, counts, reset
     url: str
     work: Path
     tmpfs_root: Path
@@ -619,7 +620,7 @@ def chart(records: list[Record], delays: list[float], tools: list[str], workload
         if heights:  # room for the legend above the tallest bar
             ax.set_ylim(min(heights) / 2, max(heights) * 12)
         ax.set_ylabel("wall time (s, log)")
-        ax.set_title(f"metafs vs s3fs vs rclone mount, moto S3 with {delay:g} ms per request")
+        ax.set_title(f"metafs vs s3fs vs rclone mount, {SERVER_LABEL} with {delay:g} ms per request")
         ax.set_xticks(range(len(rows)), [label for _, label in rows], rotation=25, ha="right", fontsize=8)
         ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
@@ -697,14 +698,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="metafs-bench-"))
     tmpfs_root = Path(tempfile.mkdtemp(prefix="metafs-bench-", dir="/dev/shm"))
-    server = CountingS3Server().start()
+    global ACCESS_KEY, SECRET_KEY, SERVER_LABEL
+    if args.server == "rgw":
+        SERVER_LABEL = "Ceph RGW"
+        import bench_rgw
+        server: Any = bench_rgw.RgwServer().start()
+        ACCESS_KEY, SECRET_KEY = server.access_key, server.secret_key
+        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+        server_name = f"Ceph RGW (metafs.devrgw) behind a counting proxy at {server.url}"
+    else:
+        server = CountingS3Server().start()
+        server_name = f"metafs.devserver.CountingS3Server (moto) at {server.url}"
     ctx = Context(server, server.url, work, tmpfs_root, work / "names", work / "passwd-s3fs",
                   out, args.timeout, [], shlex.split(args.metafs_args))
     results: dict[str, Any] = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "quick": args.quick, "delays_ms": delays, "tools": tools, "timeout_s": args.timeout,
-        "server": f"metafs.devserver.CountingS3Server (moto) at {server.url}",
+        "server": server_name,
         "commands": {}, "workloads": {}, "records": ctx.records,
     }
     exit_code = 0
@@ -716,7 +727,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         data = dataset(args.quick)
-        load_into_moto(data)
+        if args.server == "rgw":
+            bench_rgw.load(server.rgw, data, REGION)
+        else:
+            load_into_moto(data)
         build_tmpfs_copy(data, tmpfs_root)
         write_name_lists(ctx.names)
         ctx.passwd_file.write_text(f"{ACCESS_KEY}:{SECRET_KEY}\n")
