@@ -382,9 +382,12 @@ def test_tree_walks_cost_one_flat_listing_through_the_kernel(mount, bucket, s3, 
     if out_lines is not None:
         assert len(r.stdout.splitlines()) == out_lines
     delim, flat_lists, probes = _lists(s3)
-    assert (delim, flat_lists, probes) == (1, 1, 1), s3.log("LIST")
     walked = [r for r in s3.log("LIST") if "delimiter" not in r.query and r.query.get("max-keys") != "1"]
-    assert walked[0].query.get("prefix") == "t/" and walked[0].query.get("start-after") == "t/a0/"
+    assert flat_lists == 1 and probes == 1, s3.log("LIST")
+    q = walked[0].query
+    # Tools that open "." first (fts keeps a descriptor of the start directory) walk from
+    # the root, and t/ itself comes from the flat page; the others list t/ by delimiter.
+    assert (delim, q.get("prefix"), q.get("start-after")) in ((1, "t/", "t/a0/"), (0, "", "t/"))
 
 
 @pytest.mark.mount
