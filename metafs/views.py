@@ -8,12 +8,13 @@ a change in the layers above:
 
 * :class:`LiveView` (today): the bucket as it is now: ListObjects, HEAD
   and GET of the current version, revalidated after the TTL.
-* A point-in-time view (``--as-of``, next): pages from the versions
+* :class:`metafs.asof.AsOfView` (``--as-of``): pages from the versions
   listing collapsed to the newest version at or before the moment, HEAD
   and GET with ``versionId``; its answers never change, so
   ``revalidates`` is False and entries are kept until the memory bound
   drops them.
-* A versions view (next): every version of a key as a file of its own.
+* Every version of every object (``--versions``) is not a view of the
+  mount's tree but a subtree of the control directory (:mod:`metafs.versions`).
 
 A view hands up the S3 layer's own vocabulary: :class:`ListPage` and the
 typed :data:`HeadOutcome` (``Fresh | NotModified | Absent``).
@@ -21,7 +22,7 @@ typed :data:`HeadOutcome` (``Fresh | NotModified | Absent``).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .s3.client import S3Client
 from .s3.model import HeadOutcome, ListPage
@@ -40,16 +41,25 @@ class View(Protocol):
         """Whether anything exists under ``key/`` (the directory half of a probe)."""
         ...
 
-    async def list_flat(self, prefix: str, token: str | None, start_after: str | None) -> ListPage:
-        """One page of the listing of every key under ``prefix``, without a delimiter (walks)."""
-        ...
-
     async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
         """HEAD of ``key``, conditional on ``etag`` when given."""
         ...
 
     async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
         """Bytes ``first..last`` (inclusive) of ``key``, pinned to ``etag``."""
+        ...
+
+
+@runtime_checkable
+class FlatLister(Protocol):
+    """A view whose keys can also be listed flat, in byte order: tree walks (walks.py) use it.
+
+    A view without it (the as-of view: its pages are collapsed version
+    listings) is never walked flat.
+    """
+
+    async def list_flat(self, prefix: str, token: str | None, start_after: str | None) -> ListPage:
+        """One page of the listing of every key under ``prefix``, without a delimiter."""
         ...
 
 

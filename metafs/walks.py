@@ -40,7 +40,8 @@ The rules (tested in ``tests/test_walks.py``):
   of the first page that showed the directory.  A fresh listing already
   kept is never replaced.
 * Unordered listings (S3 directory buckets) have no byte order to prove
-  completeness with: no walks there.
+  completeness with, and the as-of view lists collapsed versions, not
+  keys: no walks there.
 
 :class:`FlatSplit` is the pure part (flat pages in, complete directories
 out); :class:`Walks` does the I/O.
@@ -59,7 +60,7 @@ from .cache import MetaCache
 from .dirlist import Listing, key_bytes, split_key
 from .listings import Listings
 from .s3.model import ListPage, ObjectMeta
-from .views import View
+from .views import FlatLister
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +174,13 @@ class _Walker:
 class Walks:
     """Recognise walks and serve their directories from flat listings (see the module docstring)."""
 
-    def __init__(self, view: View, cache: MetaCache, listings: Listings, *,
+    def __init__(self, view: object, cache: MetaCache, listings: Listings, *,
                  ordered: bool = True) -> None:
-        self._view = view
+        # Views that cannot list flat (the as-of view) and unordered listings never walk.
+        self._flat: FlatLister | None = view if isinstance(view, FlatLister) else None
         self._cache = cache
         self._listings = listings
-        self._enabled = ordered
+        self._enabled = ordered and self._flat is not None
         self._recent: LRUCache[tuple[int, str], bool] = LRUCache(_RECENT_OPENS)
         self._walkers: LRUCache[str, _Walker] = LRUCache(MAX_WALKERS)  # by start key
         self.flat_pages = 0  # pages fetched by walks (a figure)
@@ -244,7 +246,8 @@ class Walks:
         """One more flat page of ``w``; False if the walk ended in an error."""
         expires = self._cache.now() + self._cache.ttl  # trust runs from the request
         try:
-            page = await self._view.list_flat(w.root, w.token, w.start_after)
+            assert self._flat is not None  # (no walker starts without it)
+            page = await self._flat.list_flat(w.root, w.token, w.start_after)
             self.flat_pages += 1
             if page.truncated and (not page.next_token or page.next_token in w.tokens):
                 raise errors.MalformedResponseError(

@@ -24,7 +24,11 @@ short list of protocol details, which is all a :class:`Dialect` holds:
 * whether the region the bucket check reports is adopted: only SigV4
   signs for a region that answer can contradict (COS and OBS sign none,
   and an OSS answer that arrived was signed for the right region already);
-* where the starting region comes from when nothing names it.
+* where the starting region comes from when nothing names it;
+* the versions listing's query (``GET /?versions``, paged by
+  ``key-marker`` / ``version-id-marker``; COS wants an empty
+  ``version-id-marker`` sent, OBS refuses one, OSS takes no empty
+  ``prefix``; none in directory buckets).
 
 S3 directory buckets (``NAME--ZONE--x-s3``) are a dialect of their own,
 chosen by the bucket name: zonal endpoint, virtual-hosted only, session
@@ -119,6 +123,48 @@ def _v1_list_query(prefix: str, delimiter: str | None, token: str | None,
     return q
 
 
+def _versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                    version_id_marker: str | None, max_keys: int | None,
+                    *, empty_prefix: bool = True, empty_version_marker: bool = False
+                    ) -> list[tuple[str, str]]:
+    # ``versions`` is a value-less sub-resource: sent as a bare name.
+    q = [("versions", "")]
+    if prefix or empty_prefix:
+        q.append(("prefix", prefix))
+    q.append(("encoding-type", "url"))
+    if delimiter:
+        q.append(("delimiter", delimiter))
+    if key_marker:
+        q.append(("key-marker", key_marker))
+        if version_id_marker or empty_version_marker:
+            q.append(("version-id-marker", version_id_marker or ""))
+    if max_keys is not None:
+        q.append(("max-keys", str(max_keys)))
+    return q
+
+
+def _s3_versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                       version_id_marker: str | None, max_keys: int | None) -> list[tuple[str, str]]:
+    return _versions_query(prefix, delimiter, key_marker, version_id_marker, max_keys)
+
+
+def _cos_versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                        version_id_marker: str | None, max_keys: int | None
+                        ) -> list[tuple[str, str]]:
+    # COS: "if the previous NextVersionIdMarker was empty, send an empty version-id-marker".
+    return _versions_query(prefix, delimiter, key_marker, version_id_marker, max_keys,
+                           empty_version_marker=True)
+
+
+def _oss_obs_versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                            version_id_marker: str | None, max_keys: int | None
+                            ) -> list[tuple[str, str]]:
+    # OSS: no value-less parameter but the sub-resource; OBS: an empty
+    # version-id-marker is refused, so none is sent.
+    return _versions_query(prefix, delimiter, key_marker, version_id_marker, max_keys,
+                           empty_prefix=False)
+
+
 def _sigv4(region: str, oss_signature: str) -> Signer:
     return SigV4Signer(region)
 
@@ -199,6 +245,11 @@ class Dialect:
     path_style_for_dotted_bucket: bool = False  # dots break the provider's *.host certificate (S3)
     checksum_mode: bool = False  # ask HEAD for x-amz-checksum-* (S3 only)
     make_session_signer: Callable[[str], Signer] | None = None  # S3 Express: signs with session keys
+    # The versions listing (GET /?versions: key-marker / version-id-marker
+    # paging); None where there is none (directory buckets).
+    versions_query: Callable[[str, str | None, str | None, str | None, int | None],
+                             list[tuple[str, str]]] | None = _s3_versions_query
+    version_header: str = "x-amz-version-id"  # names the version a HEAD or GET answered
 
     def signing_region_needed(self, oss_signature: str) -> bool:
         return self.signs_region and oss_signature not in self.regionless_signatures
@@ -219,13 +270,14 @@ S3EXPRESS = Dialect(
     host_region=_EXPRESS_HOST_REGION, make_signer=_express_iam, signs_region=True,
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
-    make_session_signer=_express_session,
+    make_session_signer=_express_session, versions_query=None,
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
     list_version=1, list_query=_v1_list_query, list_plus_is_space=False, bucket_check="head",
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"cos.{region}.myqcloud.com",
     host_region=_COS_HOST_REGION, make_signer=_cos, signs_region=False, path_style_allowed=False,
+    versions_query=_cos_versions_query, version_header="x-cos-version-id",
 )
 OSS = Dialect(
     name="oss", provider="oss", title="Alibaba Cloud OSS", region_header=None,
@@ -234,6 +286,7 @@ OSS = Dialect(
     default_host=lambda region, bucket: f"oss-{region.removeprefix('oss-')}.aliyuncs.com",
     host_region=_OSS_HOST_REGION, make_signer=_oss, signs_region=True,
     regionless_signatures=frozenset({"v1"}), region_prefix="oss-", wrong_endpoint_403=True,
+    versions_query=_oss_obs_versions_query, version_header="x-oss-version-id",
 )
 OBS = Dialect(
     name="obs", provider="obs", title="Huawei Cloud OBS", region_header="x-obs-bucket-location",
@@ -241,6 +294,7 @@ OBS = Dialect(
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
     host_region=_OBS_HOST_REGION, make_signer=_obs, signs_region=False,
     percent_decode_values=True, path_style_allowed=False,
+    versions_query=_oss_obs_versions_query, version_header="x-obs-version-id",
 )
 
 _BY_PROVIDER = {"s3": S3, "cos": COS, "oss": OSS, "obs": OBS}
