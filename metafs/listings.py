@@ -29,10 +29,11 @@ the storage and bound the cache's):
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from . import errors, metrics
 from .cache import MetaCache, Trusted
-from .dirlist import Entry, FileEntry, Listing, split_key
+from .dirlist import DirEntry, Entry, FileEntry, Listing, split_key
 from .s3.model import ObjectMeta
 from .views import View
 
@@ -185,6 +186,48 @@ class Listings:
         lst = self._cache.listing(dir_key)
         e = None if lst is None else lst.file(name)
         return None if lst is None or e is None else (lst, e)
+
+    def files_after(self, key: str) -> Iterator[str]:
+        """The files a tree walk reads after the file ``key``, in walk order (readahead's map).
+
+        Walk order is what ``getfattr -R``, ``find`` and a shell glob over a
+        tree follow: depth first, each directory in listing (readdir) order.
+        Only kept listings are read, and no request is sent: the walk stops
+        at the first directory whose listing is not kept, or once it climbs
+        past a directory whose parent was never listed (the mount root).
+        """
+        located = self.locate(key)
+        if located is None:
+            return
+        lst, entry = located
+        start, cur = entry.pos + 1, lst
+        while True:
+            for k in self._files_from(cur, start):
+                if k is None:
+                    return
+                yield k
+            if not cur.dir_key:
+                return
+            parent, name = split_key(cur.dir_key)
+            plst = self._cache.listing(parent)
+            e = None if plst is None else plst.index.get(name)
+            if plst is None or not isinstance(e, DirEntry) or e.pos < 0:
+                return
+            start, cur = e.pos + 1, plst
+
+    def _files_from(self, lst: Listing, start: int) -> Iterator[str | None]:
+        """Files of ``lst`` from index ``start`` on, subdirectories' first; None: walk unknown from here."""
+        for e in lst.entries[start:]:
+            if isinstance(e, FileEntry):
+                yield e.meta.key
+                continue
+            child = self._cache.listing(lst.dir_key + e.name + "/")
+            if child is None:
+                yield None
+                return
+            yield from self._files_from(child, 0)
+        if not lst.complete:
+            yield None  # what comes next is not listed yet
 
     def overridden(self) -> bool:
         """Whether per-key entries may hold fresher metadata than listings (readdir's hint)."""

@@ -47,8 +47,9 @@ The one owner of per-object answers (which names exist is
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
@@ -57,7 +58,6 @@ from cachetools import LRUCache
 from . import errors, metrics, xattrs
 from .cache import MetaCache, Trusted
 from .channels import ANNOTATIONS, TAGS, ChannelCache
-from .dirlist import FileEntry, Listing
 from .flight import SingleFlight
 from .listings import Listings
 from .s3.model import (
@@ -95,31 +95,75 @@ class TooLarge:
 log = logging.getLogger(__name__)
 
 
-class Readahead:
-    """Detects sequential scans of a directory's files.  Pure and synchronous.
+@dataclasses.dataclass(slots=True)
+class _Stream:
+    """One reader's scan: its last file, how many it read, what was sent ahead."""
 
-    :meth:`access` is told each HEAD-level access as (listing, position) and
-    returns the positions to fetch ahead: none for a first or random
-    access, then a window that doubles (2, 4, 8…) while accesses stay
-    consecutive.  Positions already scheduled are never returned twice.
+    last: str
+    hits: int = 1
+    expected: list[str] = dataclasses.field(default_factory=list)  # the files after ``last``
+    issued: set[str] = dataclasses.field(default_factory=set)  # sent ahead, not read yet
+    wasted: int = 0  # sent ahead and skipped by the reader
+
+
+class Readahead:
+    """Detects scans (in walk order) and ramps the readahead window.  Pure and synchronous.
+
+    :meth:`access` is told each HEAD-level access of a file and the files
+    that follow it in walk order (:meth:`metafs.listings.Listings.files_after`);
+    it returns the files to fetch ahead.  A scan is a run of accesses each
+    one of the next ``SLACK`` files after the previous one.  The window is
+    ramped like the kernel's file readahead, but on what the reader actually
+    consumed: after ``n`` files read, at most ``n // 2`` files (less those
+    sent ahead and then skipped) are sent ahead of the reader, up to
+    ``max_window``.  So whenever a scan stops, HEADs sent <= 1.5 x files
+    read, at any length; a first or lone access sends nothing ahead; and a
+    long scan keeps ``max_window`` HEADs in flight.  Files sent once are
+    never returned again by the same scan.
     """
 
-    def __init__(self, max_window: int = 32, max_dirs: int = 256) -> None:
-        self.max_window = max_window
-        self._state: LRUCache[str, list[int]] = LRUCache(max_dirs)  # dir -> [last, window, ahead]
+    SLACK = 2  # a scan may skip one file (a shell glob and readdir may differ by one)
 
-    def access(self, lst: Listing, pos: int) -> range:
-        st = self._state.get(lst.dir_key)
-        if st is None or not (st[0] < pos <= st[0] + 2):
-            if st is None or pos != st[0]:
-                self._state[lst.dir_key] = [pos, 0, pos + 1]
-            return range(0)
-        _last, window, ahead = st
-        window = min(self.max_window, max(2, window * 2))
-        start = max(pos + 1, ahead)
-        end = min(pos + 1 + window, len(lst.entries))
-        self._state[lst.dir_key] = [pos, window, max(ahead, end)]
-        return range(start, end)
+    def __init__(self, max_window: int = 32, max_streams: int = 64) -> None:
+        self.max_window = max_window
+        self._streams: LRUCache[int, _Stream] = LRUCache(max_streams)
+        self._by_next: dict[str, int] = {}  # an expected file -> the id of the scan expecting it
+        self._ids = itertools.count()
+
+    def access(self, key: str, after: Callable[[], Iterator[str]]) -> list[str]:
+        sid = self._by_next.get(key)
+        st = None if sid is None else self._streams.get(sid)
+        if st is not None and st.last == key:
+            return []  # the same file again (listxattr, then each getxattr)
+        if sid is None or st is None or key not in st.expected[:len(st.issued) + self.SLACK]:
+            sid = next(self._ids)
+            st = _Stream(key)
+            self._streams[sid] = st
+            self._expect(sid, st, after, 0)
+            return []
+        skipped = st.expected[:st.expected.index(key)]
+        st.wasted += sum(1 for k in skipped if k in st.issued)
+        st.issued.difference_update(skipped)
+        st.issued.discard(key)
+        st.last = key
+        st.hits += 1
+        ahead = max(0, min(self.max_window, st.hits // 2 - st.wasted))
+        self._expect(sid, st, after, ahead)
+        send = [k for k in st.expected[:ahead] if k not in st.issued]
+        st.issued.update(send)
+        return send
+
+    def _expect(self, sid: int, st: _Stream, after: Callable[[], Iterator[str]], ahead: int) -> None:
+        for k in st.expected:
+            if self._by_next.get(k) == sid:
+                del self._by_next[k]
+        st.expected = list(itertools.islice(after(), max(ahead, len(st.issued)) + self.SLACK))
+        for k in st.expected:
+            self._by_next[k] = sid
+        self._by_next[st.last] = sid
+        if len(self._by_next) > 4 * self._streams.maxsize * (self.max_window + self.SLACK):
+            live = set(self._streams)
+            self._by_next = {k: v for k, v in self._by_next.items() if v in live}
 
 
 class ObjectMetadata:
@@ -460,19 +504,14 @@ class ObjectMetadata:
         return found
 
     def _read_ahead(self, key: str) -> None:
-        """Schedule HEADs of the entries a sequential scan will want next."""
+        """Schedule HEADs of the files a scan will want next, in walk order, across directories."""
         if self._readahead is None or self._nursery is None:
             return
-        located = self._listings.locate(key)
-        if located is None:
-            return
-        lst, entry = located
-        for pos in self._readahead.access(lst, entry.pos):
-            e = lst.entries[pos]
-            if not isinstance(e, FileEntry) or self._cache.fresh_object(e.meta.key, head_level=True):
+        for k in self._readahead.access(key, lambda: self._listings.files_after(key)):
+            if self._cache.fresh_object(k, head_level=True):
                 continue
-            self._nursery.start_soon(self._prefetch, e.meta.key)
-            metrics.recorder.readahead_sent(e.meta.key)
+            self._nursery.start_soon(self._prefetch, k)
+            metrics.recorder.readahead_sent(k)
 
     async def _prefetch(self, key: str) -> None:
         async with self._limiter:
