@@ -26,6 +26,9 @@ so nothing above :mod:`metafs.views` knows the difference:
   (bounded like the cache); a key it does not know (looked up by name
   before any listing, or dropped by the bound) is resolved by one versions
   listing of ``prefix=KEY`` first.
+* **Tags and annotations** (:class:`~metafs.views.ChannelView`) are the
+  version's own: GetObjectTagging, ListObjectAnnotations and
+  GetObjectAnnotation with the ``versionId`` shown, as HEAD.
 * **Nothing is revalidated** (``revalidates`` is False): a version never
   changes, so the mount keeps every answer until the memory bound drops
   it, and tells the kernel to keep them as long (:data:`PERMANENT`).
@@ -36,13 +39,25 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from urllib.parse import quote
 
 import trio
 from cachetools import LRUCache
 
 from .errors import ChangedError, ConfigError, MalformedResponseError
 from .s3.client import S3Client
-from .s3.model import Absent, Fresh, HeadOutcome, ListPage, ObjectMeta, VersionsPage
+from .s3.model import (
+    Absent,
+    AnnotationEntry,
+    Denied,
+    Fresh,
+    HeadOutcome,
+    ListPage,
+    ObjectMeta,
+    Unsupported,
+    VersionsPage,
+)
+from .views import all_annotations
 
 # The trust of every entry of an as-of mount, and the kernel's timeouts: a year.
 PERMANENT = 365 * 24 * 3600.0
@@ -232,3 +247,37 @@ class AsOfView:
         if vid is None:
             raise ChangedError(404, "NoSuchVersion", "the version shown is gone", what=f"GET {key}")
         return await self._client.get_range(key, first, last, etag, version_id=vid)
+
+    # -- channels (views.ChannelView): the tags and annotations of the version shown ----
+    @property
+    def tags_supported(self) -> bool:
+        return self._client.dialect.tagging
+
+    @property
+    def annotations_supported(self) -> bool:
+        return self._client.dialect.annotations
+
+    def origin_url(self, key: str) -> str:
+        """The object's URL; with ``?versionId=`` once the version shown is known (always,
+        after the HEAD that every xattr request begins with)."""
+        url = self._client.object_url(key)
+        vid = self._versions.get(key)
+        return url if vid is None else f"{url}?versionId={quote(vid, safe='')}"
+
+    async def tags(self, key: str) -> dict[str, str] | Absent | Denied:
+        vid = await self._version_of(key)
+        if vid is None:
+            return Absent()
+        return await self._client.get_tagging(key, version_id=vid)
+
+    async def annotations(self, key: str) -> list[AnnotationEntry] | Absent | Denied | Unsupported:
+        vid = await self._version_of(key)
+        if vid is None:
+            return Absent()
+        return await all_annotations(self._client, key, vid)
+
+    async def annotation(self, key: str, name: str) -> bytes | Absent | Denied | None:
+        vid = await self._version_of(key)
+        if vid is None:
+            return Absent()
+        return await self._client.get_annotation(key, name, version_id=vid)

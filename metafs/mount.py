@@ -190,8 +190,10 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
 def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> None:
     """Plug the enabled subtrees into the control directory: one registration each."""
     if cfg.versions:
+        channels = frozenset(c for c in cfg.channels if (
+            client.dialect.tagging if c == "tags" else client.dialect.annotations))
         control.register("versions", VersionsTree(client, cfg.prefix, ttl=cfg.metadata_ttl,
-                                                  clock=time.monotonic))
+                                                  clock=time.monotonic, channels=channels))
 
 
 def build(cfg: Config, client: S3Client, info: BucketInfo,
@@ -206,8 +208,8 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
         ttl = negative_ttl = PERMANENT
     control = ControlRoot(cfg.control_dir, dir_ttl=ttl)
     control_subtrees(cfg, client, control)
-    # Tags and annotations: where the view answers them (the live view does; a view of
-    # past versions that does not shows HEAD's metadata only, see views.ChannelView).
+    # Tags and annotations: where the view answers them (the live and as-of views do,
+    # the latter with the version's id; see views.ChannelView).
     annotations = ("annotations" in cfg.channels and client.dialect.annotations
                    and isinstance(view, ChannelView))
 

@@ -20,7 +20,12 @@ Names (README, "Versions and time travel"):
   ``s3.storage-class``, ``s3.last-modified`` (names built on
   :data:`~metafs.xattrs.SYSTEM_NS`); any other name, or all of them
   (``getfattr -d``), costs one HEAD with the ``versionId``, once per
-  version: the version's user and system metadata, as it was.
+  version: the version's user and system metadata, as it was; with the
+  tags and annotations channels on, that version's tags (``user.s3.tag.K``,
+  GetObjectTagging with the ``versionId``) and annotations
+  (``user.s3.annotation.N``: ListObjectAnnotations, then one
+  GetObjectAnnotation per payload that fits an xattr; larger ones are left
+  out), once per version.
 
 Costs: nothing until a process looks inside ``versions/``.  A readdir
 of a directory ``D`` of it lists every version in ``D``
@@ -45,18 +50,23 @@ from collections.abc import Callable, Mapping, Sequence
 
 from cachetools import LRUCache
 
-from . import errors
+from . import errors, xattrs
 from .asof import moment_text
+from .channels import ANNOTATIONS, TAGS
 from .control import CtlDir, CtlEntry, CtlFile, Path
 from .dirlist import invalid_reason
 from .flight import SingleFlight
 from .s3.client import S3Client
-from .s3.model import Fresh, ObjectMeta, Version
+from .s3.model import AnnotationEntry, Fresh, ObjectMeta, Version
+from .views import all_annotations
 from .xattrs import SYSTEM_NS
 
 MAX_DIRS = 256  # directory listings kept at once
 MAX_HEADS = 4096  # HEAD answers of versions kept (a version never changes)
 MAX_PROBES = 4096  # one name's answers kept (lookups in directories not listed)
+MAX_PAYLOADS = 512  # annotation payloads of versions kept (each at most 64 KiB as an xattr)
+# Room kept for tags when annotations are placed (as objects.py does for the mount's files).
+_TAG_ROOM = 10 * (xattrs.XATTR_NAME_MAX + 1)
 PROBE_PAGES = 3  # pages of prefix=KEY read before listing the whole directory instead
 
 
@@ -130,8 +140,13 @@ class VersionsTree:
     """
 
     def __init__(self, client: S3Client, root_prefix: str, *, ttl: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], channels: frozenset[str] = frozenset()) -> None:
         self._client = client
+        self._channels = channels  # the enabled metadata channels beside HEAD (tags, annotations)
+        # A version's tags and annotations never change: kept until the bound drops them.
+        self._tag_sets: LRUCache[tuple[str, str], dict[str, str]] = LRUCache(MAX_HEADS)
+        self._annotation_lists: LRUCache[tuple[str, str], list[AnnotationEntry]] = LRUCache(MAX_HEADS)
+        self._payloads: LRUCache[tuple[str, str, str], bytes] = LRUCache(MAX_PAYLOADS)
         self._root = root_prefix
         self._ttl = ttl
         self._clock = clock
@@ -279,8 +294,10 @@ class VersionsTree:
 
     async def xattrs(self, path: Path, name: bytes | None) -> Mapping[bytes, bytes] | None:
         """A version's full table: the listing's names, plus what a HEAD with its
-        ``versionId`` says (user metadata...), fetched once per version and only when a
-        name the listing does not give is asked for (or all of them)."""
+        ``versionId`` says (user metadata...), plus that version's tags and annotations
+        (the enabled channels, each request with the ``versionId``), fetched once per
+        version and only when a name the listing does not give is asked for (or all of
+        them: then every channel; a tag or annotation name: HEAD and that channel)."""
         node = await self._resolve(path)
         if not isinstance(node, CtlFile) or node.meta.xattrs is None:
             return None
@@ -289,13 +306,52 @@ class VersionsTree:
         if (name is not None and name in listed) or listed.get(
                 (SYSTEM_NS + "delete-marker").encode()) == b"true":
             return listed
-        cached = self._heads.get((node.meta.key, vid))
+        key = node.meta.key
+        cached = self._heads.get((key, vid))
         if cached is None:
-            outcome = await self._client.head_object(node.meta.key, version_id=vid)
+            outcome = await self._client.head_object(key, version_id=vid)
             if not isinstance(outcome, Fresh) or outcome.meta.xattrs is None:
                 return listed  # deleted for good since it was listed: what the listing said
-            cached = self._heads[(node.meta.key, vid)] = {**outcome.meta.xattrs, **listed}
-        return cached
+            cached = self._heads[(key, vid)] = {**outcome.meta.xattrs, **listed}
+        channel = None if name is None else xattrs.channel_of(name)
+        table = dict(cached)
+        if TAGS in self._channels and channel in (None, TAGS) \
+                and cached.get(xattrs.TAGGING_COUNT.encode()) != b"0":  # HEAD says none
+            table.update(xattrs.tag_xattrs(await self._tags(key, vid), key))
+        if ANNOTATIONS in self._channels and channel in (None, ANNOTATIONS) \
+                and xattrs.SSE_C.encode() not in cached:  # SSE-C objects have none
+            anns = await self._annotations(key, vid)
+            fits, _elsewhere = xattrs.place_annotations(
+                ((e.name, e.size) for e in anns), xattrs.listed_size(cached) + _TAG_ROOM)
+            for n in fits:
+                if name is None or xattrs.annotation_name(n) == name:
+                    payload = await self._payload(key, vid, n)
+                    if payload is not None:
+                        table[xattrs.annotation_name(n)] = payload
+        return table
+
+    async def _tags(self, key: str, vid: str) -> dict[str, str]:
+        got = self._tag_sets.get((key, vid))
+        if got is None:
+            answer = await self._client.get_tagging(key, version_id=vid)
+            got = self._tag_sets[(key, vid)] = answer if isinstance(answer, dict) else {}
+        return got
+
+    async def _annotations(self, key: str, vid: str) -> list[AnnotationEntry]:
+        got = self._annotation_lists.get((key, vid))
+        if got is None:
+            answer = await all_annotations(self._client, key, vid)
+            got = self._annotation_lists[(key, vid)] = answer if isinstance(answer, list) else []
+        return got
+
+    async def _payload(self, key: str, vid: str, name: str) -> bytes | None:
+        got = self._payloads.get((key, vid, name))
+        if got is None:
+            answer = await self._client.get_annotation(key, name, version_id=vid)
+            if not isinstance(answer, bytes):
+                return None  # gone, or not readable: left out
+            got = self._payloads[(key, vid, name)] = answer
+        return got
 
     async def read(self, path: Path, first: int, last: int) -> bytes:
         node = await self._resolve(path)

@@ -145,21 +145,30 @@ class LiveView:
         return await self._client.get_tagging(key)
 
     async def annotations(self, key: str) -> list[AnnotationEntry] | Absent | Denied | Unsupported:
-        out: list[AnnotationEntry] = []
-        token: str | None = None
-        for _ in range(MAX_ANNOTATION_PAGES):
-            page = await self._client.list_annotations(key, token)
-            if isinstance(page, Absent | Denied | Unsupported):
-                return page
-            out.extend(page.entries)
-            if page.next_token is None:
-                return out
-            if page.next_token == token:
-                break
-            token = page.next_token
-        raise errors.MalformedResponseError(
-            f"LIST annotations {key}: the listing does not end (more than "
-            f"{MAX_ANNOTATION_PAGES} pages or a repeated token)")
+        return await all_annotations(self._client, key)
 
     async def annotation(self, key: str, name: str) -> bytes | Absent | Denied | None:
         return await self._client.get_annotation(key, name)
+
+
+async def all_annotations(client: S3Client, key: str, version_id: str | None = None
+                          ) -> list[AnnotationEntry] | Absent | Denied | Unsupported:
+    """Every annotation of ``key`` (of its version ``version_id``): all ListObjectAnnotations pages.
+
+    At most ``MAX_ANNOTATION_PAGES`` pages; a listing that does not end is an error.
+    """
+    out: list[AnnotationEntry] = []
+    token: str | None = None
+    for _ in range(MAX_ANNOTATION_PAGES):
+        page = await client.list_annotations(key, token, version_id=version_id)
+        if isinstance(page, Absent | Denied | Unsupported):
+            return page
+        out.extend(page.entries)
+        if page.next_token is None:
+            return out
+        if page.next_token == token:
+            break
+        token = page.next_token
+    raise errors.MalformedResponseError(
+        f"LIST annotations {key}: the listing does not end (more than "
+        f"{MAX_ANNOTATION_PAGES} pages or a repeated token)")

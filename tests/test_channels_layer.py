@@ -273,8 +273,8 @@ def test_client_channel_requests_on_the_wire():
     assert all("Signature=" in r.headers["authorization"] for r in srv.requests)
 
 
-def test_a_view_without_channels_shows_head_metadata_only():
-    """An as-of mount's view answers no tags or annotations (yet): none are asked for."""
+def test_the_as_of_view_answers_the_channels_of_its_versions():
+    """An as-of mount's view answers tags and annotations (of the version shown)."""
     from metafs.asof import AsOfView
 
     async def go(client: Any) -> Any:
@@ -283,4 +283,4 @@ def test_a_view_without_channels_shows_head_metadata_only():
         objects = ObjectMetadata(view, cache, Listings(view, cache), channels=frozenset({TAGS, ANNOTATIONS}))
         return objects.channels
 
-    assert run(Store(), go, endpoint_url="http://127.0.0.1:9000", force_path_style=True) == set()
+    assert run(Store(), go, endpoint_url="http://127.0.0.1:9000", force_path_style=True) == {TAGS, ANNOTATIONS}
