@@ -21,11 +21,15 @@ The one owner of per-object answers (which names exist is
   keeps being served, grace after grace, at no cost, until the endpoint
   answers again.
 * **Read ahead what a scan will ask for.**  When a process reads the
-  xattrs of consecutive files of one directory (in listing order, as
-  ``for f in dir/*; do getfattr -d "$f"; done`` does), the HEADs of the
-  next entries are sent ahead, in the background, with bounded
-  concurrency; the window doubles with each consecutive access up to
-  ``readahead_max``.  A lone access sends exactly its own HEAD.
+  xattrs of file after file in walk order (``getfattr -d F1 F2…``,
+  ``for f in dir/*``, ``getfattr -R``: depth first, each directory in
+  listing order), the HEADs of the next files are sent ahead, in the
+  background, with bounded concurrency, across directory ends
+  (:meth:`~metafs.listings.Listings.files_after` reads the kept listings,
+  no request).  The window ramps on what the reader consumed: after n
+  files read, at most n // 2 ahead, up to ``readahead_max``
+  (:class:`Readahead`), so HEADs sent <= 1.5 x files read at any scan
+  length.  A lone access sends exactly its own HEAD.
 * **Metadata channels.**  An object's xattrs are the union of its
   channels: the HEAD answer (user metadata and system headers), object
   tags (``GET ?tagging``) and S3 annotations (ListObjectAnnotations, then
