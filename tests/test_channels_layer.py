@@ -283,4 +283,5 @@ def test_the_as_of_view_answers_the_channels_of_its_versions():
         objects = ObjectMetadata(view, cache, Listings(view, cache), channels=frozenset({TAGS, ANNOTATIONS}))
         return objects.channels
 
-    assert run(Store(), go, endpoint_url="http://127.0.0.1:9000", force_path_style=True) == {TAGS, ANNOTATIONS}
+    got = run(Store(), go, endpoint_url="http://127.0.0.1:9000", force_path_style=True)
+    assert got == {TAGS, ANNOTATIONS}
