@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import logging.handlers
 import os
 import signal
 import stat
@@ -145,8 +144,10 @@ def setup_logging(cfg: Config, detached: bool, destination: tuple[str, str | Non
     kind, where = destination or log_destination(cfg, detached)
     handler: logging.Handler
     if kind == "syslog" and where is not None:
+        from logging.handlers import SysLogHandler  # imported only for syslog
+
         try:
-            handler = logging.handlers.SysLogHandler(where)
+            handler = SysLogHandler(where)
         except OSError:  # a socket nobody reads: a file instead
             kind, where = "file", fallback_log_file(cfg.mountpoint)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -48,6 +49,7 @@ from .objects import ObjectMetadata
 from .s3 import dialects
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
+from .s3.tls import client_context
 from .versions import VersionsTree
 from .views import LiveView, View
 from .walks import Walks
@@ -221,7 +223,9 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
         limits = httpx.Limits(max_connections=cfg.max_connections,
                               max_keepalive_connections=cfg.max_connections)
         timeout = httpx.Timeout(cfg.request_timeout)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as http:
+        tls = client_context(cfg.endpoint_url, os.environ)  # built only when TLS can be used
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False,
+                                     verify=tls) as http:
             await trio.to_thread.run_sync(creds.resolve)
             client, info = await prepare(cfg, http, creds)
             mountpoint.check(cfg.mountpoint, cfg.nonempty)  # again: a mount made during the bucket check
