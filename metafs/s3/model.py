@@ -203,6 +203,9 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
     else:
         dec = _unquote
     objects = []
+    # Objects written in one second share LastModified: parsed once a page, and one int
+    # object for all of them (32 bytes an entry a listing no longer holds).
+    stamps: dict[str, int] = {}
     for o in raw_objects:
         if "Key" not in o:
             raise MalformedResponseError("listing entry without <Key>")
@@ -210,7 +213,9 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
             size = int(o.get("Size", "0"))
         except ValueError as e:
             raise MalformedResponseError(f"bad <Size> in listing: {o.get('Size')!r}") from e
-        mtime = parse_iso8601(o["LastModified"]) if o.get("LastModified") else 0
+        stamp = o.get("LastModified", "")
+        if (mtime := stamps.get(stamp)) is None:
+            mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
         objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None))
     truncated = fields.get("IsTruncated", "false").lower() == "true"
     prefixes = [dec(p) for p in raw_prefixes]
