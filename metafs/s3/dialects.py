@@ -25,6 +25,10 @@ short list of protocol details, which is all a :class:`Dialect` holds:
   signs for a region that answer can contradict (COS and OBS sign none,
   and an OSS answer that arrived was signed for the right region already);
 * where the starting region comes from when nothing names it;
+* which metadata channels beside HEAD it has: object tags (``GET
+  ?tagging``, all four, not directory buckets) and annotations (S3 only,
+  not directory buckets); answers that say "no tags" differ (S3: an empty
+  ``TagSet``; OBS: 404 ``NoSuchTagSet``), which is a list of codes here;
 * the versions listing's query (``GET /?versions``, paged by
   ``key-marker`` / ``version-id-marker``; COS wants an empty
   ``version-id-marker`` sent, OBS refuses one, OSS takes no empty
@@ -245,6 +249,9 @@ class Dialect:
     path_style_for_dotted_bucket: bool = False  # dots break the provider's *.host certificate (S3)
     checksum_mode: bool = False  # ask HEAD for x-amz-checksum-* (S3 only)
     make_session_signer: Callable[[str], Signer] | None = None  # S3 Express: signs with session keys
+    tagging: bool = True  # GET ?tagging exists (not on directory buckets)
+    no_tags_codes: frozenset[str] = frozenset()  # a 404 with one of these codes means "no tags"
+    annotations: bool = False  # ListObjectAnnotations / GetObjectAnnotation (S3, 2026)
     # The versions listing (GET /?versions: key-marker / version-id-marker
     # paging); None where there is none (directory buckets).
     versions_query: Callable[[str, str | None, str | None, str | None, int | None],
@@ -261,7 +268,7 @@ S3 = Dialect(
     bucket_probe=_S3_PROBE, default_host=_aws_host, host_region=_AWS_HOST_REGION,
     make_signer=_sigv4, signs_region=True, region_from_profile=True,
     follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
-    checksum_mode=True,
+    checksum_mode=True, annotations=True,
 )
 S3EXPRESS = Dialect(
     name="s3express", provider="s3", title="S3 directory bucket",
@@ -270,7 +277,7 @@ S3EXPRESS = Dialect(
     host_region=_EXPRESS_HOST_REGION, make_signer=_express_iam, signs_region=True,
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
-    make_session_signer=_express_session, versions_query=None,
+    make_session_signer=_express_session, tagging=False, versions_query=None,
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
@@ -294,6 +301,7 @@ OBS = Dialect(
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
     host_region=_OBS_HOST_REGION, make_signer=_obs, signs_region=False,
     percent_decode_values=True, path_style_allowed=False,
+    no_tags_codes=frozenset({"NoSuchTagSet"}),
     versions_query=_oss_obs_versions_query, version_header="x-obs-version-id",
 )
 
