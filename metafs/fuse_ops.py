@@ -92,7 +92,8 @@ def _boundary(fn: Callable[Concatenate[Operations, P], Awaitable[R]]
         except FUSEError:
             raise
         except errors.MetafsError as e:
-            level = logging.DEBUG if e.errno == errno.ENOENT else logging.WARNING
+            # A failure already reported (a handle's refused read again, see contents.py): debug only.
+            level = logging.DEBUG if e.errno == errno.ENOENT or e.repeated else logging.WARNING
             log.log(level, "%s: %s", fn.__name__, e)
             raise FUSEError(e.errno) from None
         except Exception:

@@ -27,7 +27,7 @@ import datetime as _dt
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 import trio
@@ -53,6 +53,7 @@ from .model import (
     parse_list,
     parse_location,
 )
+from .ssec import CustomerKeys
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ class S3Client:
         oss_signature: str = "v4",
         explicit_region: bool = True,
         clock: Callable[[], float] = trio.current_time,
+        customer_keys: CustomerKeys | None = None,
+        request_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.http = http
         self.bucket = bucket
@@ -165,6 +168,10 @@ class S3Client:
         self._rng = rng
         self._now = now
         self.health = EndpointHealth(self._where(), clock=clock, wall=now)
+        # SSE-C (--sse-c-key-file): the keys, and which one opens each object (s3/ssec.py).
+        self.customer_keys = customer_keys
+        # Sent on every request (--requester-pays, --expected-bucket-owner).
+        self.request_headers = dict(request_headers or {})
         self._nursery: trio.Nursery | None = None
         self._probing = False  # the probe task runs (one at most, whatever the outages)
 
@@ -229,7 +236,8 @@ class S3Client:
             path = f"/{self.bucket}/{quoted}" if key else f"/{self.bucket}"
         else:
             path = f"/{quoted}"
-        req = SignableRequest(method, ep.netloc(self.bucket), path, list(query), dict(headers),
+        req = SignableRequest(method, ep.netloc(self.bucket), path, list(query),
+                              {**self.request_headers, **headers},
                               bucket=self.bucket, key=key)
         if creds is not None:
             signer.sign(req, creds, self._now())
@@ -476,7 +484,9 @@ class S3Client:
 
         The ETag goes back exactly as the server sent it (OSS's are
         uppercase).  A COS delete-marker version, like a missing key, is
-        404: :class:`Absent`.  Any other answer but 200 and 304 raises.
+        404: :class:`Absent`.  An object that needs a customer key (SSE-C)
+        we cannot give raises :class:`~metafs.errors.CustomerKeyError`.
+        Any other answer but 200 and 304 raises.
         """
         # S3 returns x-amz-checksum-* only when asked; vendors are not sent
         # a header outside their own namespace.
@@ -484,7 +494,7 @@ class S3Client:
         if etag:
             headers["if-none-match"] = etag
         what = f"HEAD {key}"
-        r = await self._send("HEAD", key, [], headers, what=what)
+        r = await self._send_keyed("HEAD", key, [], headers, what=what)
         if r.status_code == 200:
             try:
                 # The raw bytes: values are decoded one by one (see decode_headers).
@@ -497,6 +507,40 @@ class S3Client:
         if r.status_code == 404:
             return Absent()
         raise answers.error_for(r, what, self.dialect)
+
+    async def _send_keyed(self, method: str, key: str, query: list[tuple[str, str]],
+                          headers: dict[str, str], *, what: str) -> httpx.Response:
+        """An object request, with the customer key (SSE-C) that opens the object.
+
+        Without ``--sse-c-key-file`` one request; an answer that says a
+        customer key is needed (:func:`answers.customer_key_refusal`) is
+        :class:`~metafs.errors.CustomerKeyError`.  With keys, the choices
+        are tried in :meth:`CustomerKeys.candidates` order until one is not
+        refused; the one that worked is remembered.  Every choice refused:
+        CustomerKeyError if any refusal was a 400 (the SSE-C answer), else
+        the first answer's own error (a plain 403 is not about keys).
+        """
+        keys, prefix = self.customer_keys, self.dialect.sse_c_prefix
+        if keys is None or prefix is None:
+            r = await self._send(method, key, query, headers, what=what)
+            if answers.customer_key_refusal(r) and r.status_code == 400:
+                raise errors.CustomerKeyError(r.status_code, 0, what=what)
+            return r
+        first: httpx.Response | None = None
+        saw_400 = False
+        for choice in keys.candidates(key):
+            r = await self._send(method, key, query, {**headers, **keys.headers(choice, prefix)},
+                                 what=what)
+            if not answers.customer_key_refusal(r):
+                if r.status_code < 300 or r.status_code == 304:
+                    keys.opened(key, choice)
+                return r
+            first = first or r
+            saw_400 = saw_400 or r.status_code == 400
+        assert first is not None
+        if saw_400:
+            raise errors.CustomerKeyError(first.status_code, len(keys.keys), what=what)
+        return first
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int | None = None) -> ListPage:
@@ -523,7 +567,7 @@ class S3Client:
         if etag:
             headers["if-match"] = etag
         what = f"GET {key}"
-        r = await self._send("GET", key, [], headers, what=what)
+        r = await self._send_keyed("GET", key, [], headers, what=what)
         if r.status_code == 206:
             return _whole_body(r, what)
         if r.status_code == 200:  # a server that ignores Range sends it all

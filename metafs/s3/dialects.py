@@ -24,7 +24,11 @@ short list of protocol details, which is all a :class:`Dialect` holds:
 * whether the region the bucket check reports is adopted: only SigV4
   signs for a region that answer can contradict (COS and OBS sign none,
   and an OSS answer that arrived was signed for the right region already);
-* where the starting region comes from when nothing names it.
+* where the starting region comes from when nothing names it;
+* the request headers of SSE-C (``x-amz-``, ``x-cos-``, ``x-obs-``
+  ``server-side-encryption-customer-*``; OSS has no SSE-C), of a
+  requester-pays bucket (``x-amz-``, ``x-oss-``, ``x-obs-request-payer``;
+  COS has none) and of the expected bucket owner (S3 only).
 
 S3 directory buckets (``NAME--ZONE--x-s3``) are a dialect of their own,
 chosen by the bucket name: zonal endpoint, virtual-hosted only, session
@@ -195,6 +199,9 @@ class Dialect:
     path_style_for_dotted_bucket: bool = False  # dots break the provider's *.host certificate (S3)
     checksum_mode: bool = False  # ask HEAD for x-amz-checksum-* (S3 only)
     make_session_signer: Callable[[str], Signer] | None = None  # S3 Express: signs with session keys
+    sse_c_prefix: str | None = None  # SSE-C headers: prefix + algorithm, key, key-md5; None: no SSE-C
+    request_payer_header: str | None = None  # "requester" in it: the reader pays (--requester-pays)
+    expected_owner_header: str | None = None  # the account that must own the bucket
 
     def signing_region_needed(self, oss_signature: str) -> bool:
         return self.signs_region and oss_signature not in self.regionless_signatures
@@ -206,7 +213,8 @@ S3 = Dialect(
     bucket_probe=_S3_PROBE, default_host=_aws_host, host_region=_AWS_HOST_REGION,
     make_signer=_sigv4, signs_region=True, region_from_profile=True,
     follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
-    checksum_mode=True,
+    checksum_mode=True, sse_c_prefix="x-amz-server-side-encryption-customer-",
+    request_payer_header="x-amz-request-payer", expected_owner_header="x-amz-expected-bucket-owner",
 )
 S3EXPRESS = Dialect(
     name="s3express", provider="s3", title="S3 directory bucket",
@@ -216,12 +224,15 @@ S3EXPRESS = Dialect(
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
     make_session_signer=_express_session,
+    # Directory buckets have neither SSE-C nor requester pays (object-storage-protocols.md §1.2).
+    expected_owner_header="x-amz-expected-bucket-owner",
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
     list_version=1, list_query=_v1_list_query, list_plus_is_space=False, bucket_check="head",
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"cos.{region}.myqcloud.com",
     host_region=_COS_HOST_REGION, make_signer=_cos, signs_region=False, path_style_allowed=False,
+    sse_c_prefix="x-cos-server-side-encryption-customer-",
 )
 OSS = Dialect(
     name="oss", provider="oss", title="Alibaba Cloud OSS", region_header=None,
@@ -230,6 +241,7 @@ OSS = Dialect(
     default_host=lambda region, bucket: f"oss-{region.removeprefix('oss-')}.aliyuncs.com",
     host_region=_OSS_HOST_REGION, make_signer=_oss, signs_region=True,
     regionless_signatures=frozenset({"v1"}), region_prefix="oss-", wrong_endpoint_403=True,
+    request_payer_header="x-oss-request-payer",  # alibabacloud-oss-v2's request_payer
 )
 OBS = Dialect(
     name="obs", provider="obs", title="Huawei Cloud OBS", region_header="x-obs-bucket-location",
@@ -237,6 +249,8 @@ OBS = Dialect(
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
     host_region=_OBS_HOST_REGION, make_signer=_obs, signs_region=False,
     percent_decode_values=True, path_style_allowed=False,
+    sse_c_prefix="x-obs-server-side-encryption-customer-",
+    request_payer_header="x-obs-request-payer",  # esdk-obs-python's convertor
 )
 
 _BY_PROVIDER = {"s3": S3, "cos": COS, "oss": OSS, "obs": OBS}
