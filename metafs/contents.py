@@ -12,8 +12,6 @@ at once, without a request (the kernel retries a failed read).
 
 from __future__ import annotations
 
-import copy
-
 from . import errors
 from .views import View
 
@@ -48,7 +46,8 @@ class FileReader:
         end = min(off + size, h.size)
         if not (h.buf_start <= off and end <= h.buf_start + len(h.buf)):
             if h.refused is not None:
-                again = copy.copy(h.refused)
+                e = h.refused
+                again = errors.CustomerKeyError(e.status, e.keys, what=e.what)
                 again.repeated = True
                 raise again
             want = min(max(size, self._chunk), h.size - off)

@@ -108,6 +108,7 @@ class CustomerKeyError(S3Error):
     errno = errno.EACCES
 
     def __init__(self, status: int, keys: int, *, what: str = "") -> None:
+        self.keys = keys  # how many keys were tried
         if keys:
             hint = (f"none of the {keys} keys of --sse-c-key-file opens it" if keys > 1
                     else "the key of --sse-c-key-file does not open it")
