@@ -48,7 +48,7 @@ from .listings import Listings
 from .namespace import FoundDir, FoundFile, Namespace
 from .objects import ObjectMetadata
 from .s3.model import Absent
-from .xattrs import SYSTEM_NS, USER_NS, is_foreign
+from .xattrs import PARTS_COUNT, SYSTEM_NS, USER_NS, is_foreign
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,9 @@ class Operations(pyfuse3.Operations):
 
         ``security.*``, ``system.*``, ``trusted.*``: ENOTSUP, no request,
         before anything else (even for a forgotten inode).
-        Other names outside ``user.``/``s3.``: ENOATTR, no request.  For a
+        Other names outside ``user.``/``s3.``: ENOATTR, no request.  The
+        part count (``PARTS_COUNT``, never listed) costs its own request,
+        once per ETag (ENOATTR: not uploaded in parts).  For a
         file, the first access sends HEAD (cached, revalidated after the
         TTL); pyfuse3's size probe and the real call share that answer.
         ENOENT if the object is gone, ESTALE for a forgotten inode.
@@ -385,6 +387,13 @@ class Operations(pyfuse3.Operations):
             table = self._dir_xattrs(node)
         elif not name.startswith(_XATTR_PREFIXES):
             raise FUSEError(pyfuse3.ENOATTR)
+        elif name == PARTS_COUNT:
+            count = await self.objects.parts_count(node.key)
+            if isinstance(count, Absent):
+                raise FUSEError(errno.ENOENT)
+            if count is None:
+                raise FUSEError(pyfuse3.ENOATTR)
+            return str(count).encode()
         else:
             found = await self.objects.xattrs(node.key)
             if isinstance(found, Absent):

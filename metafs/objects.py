@@ -91,6 +91,8 @@ class ObjectMetadata:
         self._readahead = Readahead(readahead_max) if readahead_max > 0 else None
         self._limiter = trio.CapacityLimiter(max(1, readahead_concurrency))
         self._nursery: trio.Nursery | None = None
+        # Part counts by (key, ETag): an ETag names bytes uploaded once, so its count never changes.
+        self._parts: LRUCache[tuple[str, str], int | None] = LRUCache(10_000)
 
     def start_background(self, nursery: trio.Nursery) -> None:
         """Where readahead tasks run (the mount's nursery); none: no readahead."""
@@ -118,6 +120,23 @@ class ObjectMetadata:
             return found
         assert found.meta.xattrs is not None  # head() returns HEAD-level entries only
         return found.meta.xattrs
+
+    async def parts_count(self, key: str) -> int | Absent | None:
+        """The part count of ``key`` (None: not uploaded in parts); one request per ETag.
+
+        The ETag comes from what ``stat`` knows (a listing will do), and the
+        count is asked pinned to it, then kept for that ETag.
+        """
+        found = await self.stat(key)
+        if isinstance(found, Absent):
+            return found
+        etag = found.meta.etag
+        if etag is not None and (key, etag) in self._parts:
+            return self._parts[(key, etag)]
+        count = await self._view.parts_count(key, etag)
+        if etag is not None:
+            self._parts[(key, etag)] = count
+        return count
 
     # -- HEAD outcomes, shared with the namespace's probes ----------------------
     def settle(self, key: str, outcome: HeadOutcome, stale: Trusted | None) -> Trusted | Absent:

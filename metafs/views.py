@@ -48,6 +48,10 @@ class View(Protocol):
         """Bytes ``first..last`` (inclusive) of ``key``, pinned to ``etag``."""
         ...
 
+    async def parts_count(self, key: str, etag: str | None) -> int | None:
+        """How many parts ``key`` (at ``etag``) was uploaded in; None if not in parts or unknown."""
+        ...
+
 
 class LiveView:
     """The bucket as it is now (see the module docstring)."""
@@ -69,3 +73,6 @@ class LiveView:
 
     async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
         return await self._client.get_range(key, first, last, etag)
+
+    async def parts_count(self, key: str, etag: str | None) -> int | None:
+        return await self._client.parts_count(key, etag)

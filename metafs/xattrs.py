@@ -40,6 +40,9 @@ VENDOR_PREFIXES = ("x-amz-", "x-cos-", "x-oss-", "x-obs-")
 SYSTEM_NS = "s3."
 USER_NS = "user."
 FOREIGN_NAMESPACES = (b"security.", b"system.", b"trusted.")
+# Read by name only, never listed: each costs a request of its own (HEAD with partNumber=1),
+# which listing it would add to every getfattr -d.  None for an object not uploaded in parts.
+PARTS_COUNT = (SYSTEM_NS + "mp-parts-count").encode()
 
 # Standard HTTP headers that are object metadata.
 _STANDARD = frozenset({

@@ -542,6 +542,25 @@ class S3Client:
             raise errors.CustomerKeyError(first.status_code, len(keys.keys), what=what)
         return first
 
+    async def parts_count(self, key: str, etag: str | None) -> int | None:
+        """How many parts ``key`` was uploaded in: HEAD with ``partNumber=1`` (one request).
+
+        None, without a request, when the dialect has no such answer; None
+        too for an object not uploaded in parts (the answer has no count).
+        Not pinned with If-Match: with ``partNumber`` servers disagree on
+        which ETag that compares (moto: the part's), so ``etag`` only names
+        the version the caller believes it asks about.  404 is NotFoundError.
+        """
+        header = self.dialect.parts_count_header
+        if header is None:
+            return None
+        what = f"HEAD {key} (part 1)"
+        r = await self._send_keyed("HEAD", key, [("partNumber", "1")], {}, what=what)
+        if r.status_code in (200, 206):
+            value = r.headers.get(header, "").strip()
+            return int(value) if value.isdigit() else None
+        raise answers.error_for(r, what, self.dialect)
+
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int | None = None) -> ListPage:
         """One listing page: ListObjectsV2 (S3, OSS) or V1 with ``marker`` (COS, OBS).

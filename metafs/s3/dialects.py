@@ -202,6 +202,7 @@ class Dialect:
     sse_c_prefix: str | None = None  # SSE-C headers: prefix + algorithm, key, key-md5; None: no SSE-C
     request_payer_header: str | None = None  # "requester" in it: the reader pays (--requester-pays)
     expected_owner_header: str | None = None  # the account that must own the bucket
+    parts_count_header: str | None = None  # HEAD ?partNumber=1 answers the part count in it (S3)
 
     def signing_region_needed(self, oss_signature: str) -> bool:
         return self.signs_region and oss_signature not in self.regionless_signatures
@@ -215,6 +216,7 @@ S3 = Dialect(
     follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
     checksum_mode=True, sse_c_prefix="x-amz-server-side-encryption-customer-",
     request_payer_header="x-amz-request-payer", expected_owner_header="x-amz-expected-bucket-owner",
+    parts_count_header="x-amz-mp-parts-count",
 )
 S3EXPRESS = Dialect(
     name="s3express", provider="s3", title="S3 directory bucket",
@@ -225,7 +227,7 @@ S3EXPRESS = Dialect(
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
     make_session_signer=_express_session,
     # Directory buckets have neither SSE-C nor requester pays (object-storage-protocols.md §1.2).
-    expected_owner_header="x-amz-expected-bucket-owner",
+    expected_owner_header="x-amz-expected-bucket-owner", parts_count_header="x-amz-mp-parts-count",
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
