@@ -228,7 +228,7 @@ class Namespace:
         return self._settle(key, head, None)
 
     async def _revalidate_file(self, key: str, stale: Trusted) -> Resolved:
-        outcome = await self._view.head(key, stale.meta.etag)
+        outcome = await self._view.head(key, stale.meta.etag, stale.meta.mtime)
         if isinstance(outcome, Absent) and await self._view.has_children(key):
             # The object went away but the name lives on as a directory.
             self._cache.drop_object(key)

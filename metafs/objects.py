@@ -8,8 +8,9 @@ The one owner of per-object answers (which names exist is
   (:meth:`ObjectMetadata.head`), whose answer carries the xattr table,
   built once where the answer arrived (the S3 layer).
 * **Revalidate, don't refetch.**  After the TTL, HEAD carries
-  ``If-None-Match: <etag>``; 304 extends the entry, 200 replaces it, 404
-  drops it.  A listing-level entry is not revalidated for a HEAD-level
+  ``If-None-Match: <etag>`` (a server that sends no ETag:
+  ``If-Modified-Since: <Last-Modified>``); 304 extends the entry, 200
+  replaces it, 404 drops it.  A listing-level entry is not revalidated for a HEAD-level
   caller: a 304 would leave it without xattrs.
 * **Single flight.**  Concurrent requests for one key share one HEAD.
 * **Stale if error.**  When revalidation fails (server down, timeout) and
@@ -150,8 +151,8 @@ class ObjectMetadata:
                 return c.put_object(meta)
             case NotModified() if stale is not None:
                 return c.touch_object(key) or c.put_object(stale.meta)
-            case NotModified():  # a 304 to a HEAD that sent no ETag: a server fault
-                raise errors.MalformedResponseError(f"304 for {key!r} without If-None-Match")
+            case NotModified():  # a 304 to an unconditional HEAD: a server fault
+                raise errors.MalformedResponseError(f"304 for {key!r} to an unconditional HEAD")
             case Absent():
                 return outcome
 
@@ -188,7 +189,8 @@ class ObjectMetadata:
         stale = c.known_object(key) or self._listings.listed_file(key, fresh=False)
         usable = stale is not None and (not head_level or stale.head_level)
         try:
-            outcome = await self._view.head(key, stale.meta.etag if usable and stale else None)
+            outcome = (await self._view.head(key, stale.meta.etag, stale.meta.mtime)
+                       if usable and stale is not None else await self._view.head(key))
         except errors.UNAVAILABLE as e:
             if usable and stale is not None:
                 return self.serve_stale(stale, e)

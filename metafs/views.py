@@ -40,8 +40,8 @@ class View(Protocol):
         """Whether anything exists under ``key/`` (the directory half of a probe)."""
         ...
 
-    async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
-        """HEAD of ``key``, conditional on ``etag`` when given."""
+    async def head(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
+        """HEAD of ``key``, conditional on ``etag`` when given, else on ``mtime`` (if not 0)."""
         ...
 
     async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
@@ -68,8 +68,8 @@ class LiveView:
         page = await self._client.list_page(key + "/", delimiter=None, max_keys=1)
         return bool(page.objects or page.prefixes)
 
-    async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
-        return await self._client.head_object(key, etag)
+    async def head(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
+        return await self._client.head_object(key, etag, mtime)
 
     async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
         return await self._client.get_range(key, first, last, etag)

@@ -7,10 +7,13 @@ what AWS refuses (403 AccessDenied), so the tests see AWS's answers.
 
 from __future__ import annotations
 
+import email.utils
+import time
+
 import pytest
 
 from metafs.devserver import OWNER
-from tests.helpers import run_metafs, xattr
+from tests.helpers import run_metafs, stat_fields, xattr
 
 pytestmark = pytest.mark.mount
 
@@ -97,3 +100,33 @@ def test_part_count_by_name_only_one_request_per_etag(s3, boto, bucket, mount):
     r = m.run("getfattr -n s3.mp-parts-count small", check=False)
     assert r.returncode != 0 and "No such attribute" in r.stderr
     assert len([r for r in s3.log() if r.query.get("partNumber")]) == 2
+
+
+def test_no_etag_revalidated_with_if_modified_since(mount, boto, bucket, s3):
+    s3.no_etags = True  # a server that sends no ETag, in HEAD answers or listings
+    boto.put_object(Bucket=bucket, Key="r.txt", Body=b"same", Metadata={"k": "v"})
+    answer = boto.head_object(Bucket=bucket, Key="r.txt")
+    assert "ETag" not in answer  # the server really sends none
+    modified = answer["LastModified"]
+    m = mount(bucket, "--metadata-ttl", "1")
+    assert xattr(m, "r.txt", "user.k") == b"v"
+    assert len(s3.log("HEAD")) == 1
+    time.sleep(1.2)
+    s3.reset()
+    assert xattr(m, "r.txt", "user.k") == b"v"
+    assert stat_fields(m, "r.txt", "%s") == ["4"]
+    cond = s3.log("HEAD_COND")
+    assert len(cond) == 1 and s3.counts()["HEAD"] == 0 and s3.counts()["LIST"] == 0
+    assert "if-none-match" not in cond[0].headers
+    assert cond[0].headers["if-modified-since"] == email.utils.formatdate(modified.timestamp(),
+                                                                               usegmt=True)
+    assert cond[0].status == 304  # the entry is kept
+    # A change (a later second) answers 200 to the same question, and is shown.
+    time.sleep(1.0)
+    boto.put_object(Bucket=bucket, Key="r.txt", Body=b"longer", Metadata={"k": "w"})
+    time.sleep(1.2)
+    s3.reset()
+    assert xattr(m, "r.txt", "user.k") == b"w"
+    cond = s3.log("HEAD_COND")
+    assert len(cond) == 1 and cond[0].status == 200
+    assert stat_fields(m, "r.txt", "%s") == ["6"]

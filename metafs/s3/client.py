@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import email.utils
 import logging
 import random
 import re
@@ -479,13 +480,17 @@ class S3Client:
             keys.expiration - self._now().timestamp()
         return Session(Credentials(keys.access_key, keys.secret_key, keys.token), float(lifetime))
 
-    async def head_object(self, key: str, etag: str | None = None) -> HeadOutcome:
+    async def head_object(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
         """HEAD Object, conditional on ``etag`` (If-None-Match) when given.
 
         The ETag goes back exactly as the server sent it (OSS's are
-        uppercase).  A COS delete-marker version, like a missing key, is
-        404: :class:`Absent`.  An object that needs a customer key (SSE-C)
-        we cannot give raises :class:`~metafs.errors.CustomerKeyError`.
+        uppercase).  Without an ETag (servers that send none), on ``mtime``
+        instead when known: ``If-Modified-Since: <Last-Modified>``, whose
+        304 keeps the entry as If-None-Match's does (HTTP dates have whole
+        seconds: a change within the second of the last one goes unseen).
+        A COS delete-marker version, like a missing key, is 404: :class:`Absent`.
+        An object that needs a customer key (SSE-C) we cannot give raises
+        :class:`~metafs.errors.CustomerKeyError`.
         Any other answer but 200 and 304 raises.
         """
         # S3 returns x-amz-checksum-* only when asked; vendors are not sent
@@ -493,6 +498,8 @@ class S3Client:
         headers = {"x-amz-checksum-mode": "ENABLED"} if self.dialect.checksum_mode else {}
         if etag:
             headers["if-none-match"] = etag
+        elif mtime > 0:
+            headers["if-modified-since"] = email.utils.formatdate(mtime, usegmt=True)
         what = f"HEAD {key}"
         r = await self._send_keyed("HEAD", key, [], headers, what=what)
         if r.status_code == 200:
