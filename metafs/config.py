@@ -16,6 +16,7 @@ import os
 import re
 
 from . import __version__
+from .control import check_name
 from .errors import ConfigError
 from .s3 import dialects
 from .s3.endpoint import endpoint_host, path_style
@@ -63,6 +64,7 @@ class Config:
     sse_c_key_file: str | None = None  # SSE-C customer keys (metafs.s3.ssec), read at start
     requester_pays: bool = False  # send the dialect's request-payer header on every request
     expected_bucket_owner: str | None = None  # account id sent on every request (S3)
+    control_dir: str = ".metafs"  # the reserved control directory at the root (control.py)
 
     @property
     def source(self) -> str:
@@ -252,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground; "
                    "detached: syslog, else a file named on the terminal)")
+    p.add_argument("--control-dir", metavar="NAME", default=".metafs",
+                   help="name of metafs's own directory at the mount root, hidden from listings "
+                   "(default .metafs; pick another if the bucket has an entry of that name)")
     p.add_argument("--version", action="version", version=f"metafs {__version__}")
     p.add_argument("-o", dest="mount_options", action="append", default=[], metavar="KEY[=VALUE],...",
                    help="options in mount(8) form")
@@ -321,4 +326,5 @@ def parse_args(argv: list[str]) -> Config:
         sse_c_key_file=os.path.abspath(args.sse_c_key_file) if args.sse_c_key_file else None,
         requester_pays=args.requester_pays,
         expected_bucket_owner=args.expected_bucket_owner,
+        control_dir=check_name(args.control_dir),
     )

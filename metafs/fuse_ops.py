@@ -31,7 +31,7 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
@@ -41,6 +41,7 @@ from pyfuse3 import FUSEError
 from . import errors
 from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .contents import FileHandle, FileReader
+from .control import ControlRoot, CtlDir, CtlEntry, CtlFile
 from .dirlist import NAME_MAX, DirEntry, Listing, invalid_reason, key_bytes, name_of
 from .inodes import InodeTable, Node
 from .invalidate import KernelInvalidation
@@ -104,11 +105,12 @@ def _boundary(fn: Callable[Concatenate[Operations, P], Awaitable[R]]
 
 
 class _DirHandle:
-    __slots__ = ("node", "listing")
+    __slots__ = ("node", "listing", "control")
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.listing: Listing | None = None
+        self.control: Sequence[tuple[str, CtlEntry]] | None = None  # a control directory's entries
 
 
 class Operations(pyfuse3.Operations):
@@ -132,7 +134,8 @@ class Operations(pyfuse3.Operations):
                  clock: Callable[[], float], dir_ttl: float, bound: float,
                  root_xattrs: dict[bytes, bytes] | None = None,
                  invalidation: KernelInvalidation | None = None,
-                 figures: Callable[[], dict[str, int]] | None = None) -> None:
+                 figures: Callable[[], dict[str, int]] | None = None,
+                 control: ControlRoot | None = None) -> None:
         super().__init__()
         self.namespace = namespace
         self.objects = objects
@@ -149,7 +152,10 @@ class Operations(pyfuse3.Operations):
         self._figures = figures
         self._dirs: dict[int, _DirHandle] = {}
         self._files: dict[int, FileHandle] = {}
+        self._control_files: dict[int, str] = {}  # fh -> control file's key
         self._next_fh = 1
+        # The reserved control directory (control.py); None: not wired (kernel-free tests).
+        self.control = control
 
     # -- helpers ----------------------------------------------------------
     def _node(self, ino: int) -> Node:
@@ -166,6 +172,59 @@ class Operations(pyfuse3.Operations):
 
     def _remaining(self, expires: float) -> float:
         return max(0.0, expires - self._clock())
+
+    # -- the control directory (control.py): its nodes' keys start with NUL ------------
+    def _control_attrs(self, ino: int, entry: CtlEntry) -> pyfuse3.EntryAttributes:
+        if isinstance(entry, CtlDir):
+            return dir_attrs(ino, self.own, entry.timeout)
+        return file_attrs(ino, entry.meta, self.own, entry.timeout)
+
+    async def _control_lookup(self, parent: Node, name: str) -> pyfuse3.EntryAttributes | None:
+        """Lookup in the control tree, or of the control directory itself; None: not ours."""
+        ctl = self.control
+        if ctl is None:
+            return None
+        if parent.ino == pyfuse3.ROOT_INODE and name == ctl.name:
+            entry: CtlEntry | None = await ctl.entry(ctl.root_key())
+            key: str | None = ctl.root_key()
+        elif ctl.owns(parent.key):
+            entry, key = await ctl.child(parent.key, name), None
+        else:
+            return None
+        if entry is None:
+            return negative_entry(ctl.dir_ttl)
+        node = self.inodes.ensure(parent, name, isinstance(entry, CtlDir), key)
+        attrs = self._control_attrs(node.ino, entry)
+        self.inodes.remember(node)
+        return attrs
+
+    async def _control_entry(self, node: Node) -> CtlEntry:
+        assert self.control is not None
+        entry = await self.control.entry(node.key)
+        if entry is None:
+            raise FUSEError(errno.ENOENT)
+        return entry
+
+    async def _control_readdir(self, h: _DirHandle, start_id: int, token: pyfuse3.ReaddirToken
+                               ) -> None:
+        assert self.control is not None
+        if start_id == 0 or h.control is None:
+            h.control = await self.control.listdir(h.node.key)
+        entries = [(b".", None), (b"..", None)] + [
+            (n.encode("utf-8", "surrogateescape"), e) for n, e in h.control]
+        for pos in range(start_id, len(entries)):
+            name, entry = entries[pos]
+            if entry is None:
+                node = h.node if pos == 0 else self.inodes.get(h.node.parent) or h.node
+                attrs = dir_attrs(node.ino, self.own, self._dir_ttl)
+                if not pyfuse3.readdir_reply(token, name, attrs, pos + 1):
+                    return
+                continue
+            node = self.inodes.ensure(h.node, h.control[pos - 2][0], isinstance(entry, CtlDir))
+            if not pyfuse3.readdir_reply(token, name, self._control_attrs(node.ino, entry), pos + 1):
+                self.inodes.discard_if_unused(node)
+                return
+            self.inodes.remember(node)
 
     # -- names ------------------------------------------------------------------
     @_boundary
@@ -195,6 +254,8 @@ class Operations(pyfuse3.Operations):
         sname = name_of(name)
         if invalid_reason(sname) is not None:
             raise FUSEError(errno.ENOENT)
+        if (ctl_attrs := await self._control_lookup(parent, sname)) is not None:
+            return ctl_attrs
         found = await self.namespace.lookup(parent.key, sname)
         match found:
             case FoundFile(meta, expires):
@@ -224,6 +285,8 @@ class Operations(pyfuse3.Operations):
         inode was forgotten.
         """
         node = self._node(inode)
+        if ControlRoot.owns(node.key):
+            return self._control_attrs(node.ino, await self._control_entry(node))
         if node.is_dir:
             return dir_attrs(node.ino, self.own, self._dir_ttl)
         found = await self.objects.stat(node.key)
@@ -275,6 +338,8 @@ class Operations(pyfuse3.Operations):
         h = self._dirs.get(fh)
         if h is None:
             raise FUSEError(errno.EBADF)
+        if ControlRoot.owns(h.node.key):
+            return await self._control_readdir(h, start_id, token)
         if start_id == 0 or h.listing is None:
             h.listing = await self.listings.open(h.node.key)
         lst = h.listing
@@ -299,6 +364,9 @@ class Operations(pyfuse3.Operations):
         ensure, entries = self.inodes.ensure, lst.entries
         now = self._clock()
         overridden = self.listings.overridden()
+        # The root's entry of the control directory's name is hidden (control.py).
+        hidden = self.control.name if self.control is not None and parent.ino == pyfuse3.ROOT_INODE \
+            else None
         page_end = 0  # entries[i] belongs to a page that ends before page_end...
         page_ttl = 0.0  # ...and is trusted for page_ttl more seconds
         while True:
@@ -315,6 +383,9 @@ class Operations(pyfuse3.Operations):
                 k = bisect.bisect_right(lst.page_ends, i)
                 page_end, page_ttl = lst.page_ends[k], max(0.0, lst.page_expires[k] - now)
             e = entries[i]
+            if e.name == hidden and self.control is not None and self.control.hides(e.name):
+                i += 1
+                continue
             if isinstance(e, DirEntry):
                 node = ensure(parent, e.name, True)
                 attrs = reuse.dir(node.ino, page_ttl)
@@ -367,6 +438,12 @@ class Operations(pyfuse3.Operations):
             figures.update(self._figures())
         return {f"metafs.{k}".encode(): str(v).encode() for k, v in figures.items()}
 
+    async def _control_xattrs(self, node: Node) -> Mapping[bytes, bytes]:
+        entry = await self._control_entry(node)
+        if isinstance(entry, CtlFile):
+            return entry.meta.xattrs or {}
+        return entry.xattrs
+
     @_boundary
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         """Value of one xattr (see xattrs.py for names).
@@ -383,7 +460,9 @@ class Operations(pyfuse3.Operations):
         if is_foreign(name):
             raise FUSEError(errno.ENOTSUP)
         node = self._node(inode)
-        if node.is_dir:
+        if ControlRoot.owns(node.key):
+            table = await self._control_xattrs(node)
+        elif node.is_dir:
             table = self._dir_xattrs(node)
         elif not name.startswith(_XATTR_PREFIXES):
             raise FUSEError(pyfuse3.ENOATTR)
@@ -411,6 +490,8 @@ class Operations(pyfuse3.Operations):
         ENOENT if the object is gone, ESTALE for a forgotten inode.
         """
         node = self._node(inode)
+        if ControlRoot.owns(node.key):
+            return list(await self._control_xattrs(node))
         if node.is_dir:
             return list(self._dir_xattrs(node))
         found = await self.objects.xattrs(node.key)
@@ -442,6 +523,11 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.EISDIR)
         if flags & os.O_ACCMODE != os.O_RDONLY:
             raise FUSEError(errno.EROFS)
+        if ControlRoot.owns(node.key):
+            await self._control_entry(node)
+            fh = self._fh()
+            self._control_files[fh] = node.key
+            return pyfuse3.FileInfo(fh=fh)
         found = await self.objects.stat(node.key)
         if isinstance(found, Absent):
             raise FUSEError(errno.ENOENT)
@@ -458,13 +544,17 @@ class Operations(pyfuse3.Operations):
         """
         h = self._files.get(fh)
         if h is None:
-            raise FUSEError(errno.EBADF)
+            ctl_key = self._control_files.get(fh)
+            if ctl_key is None or self.control is None:
+                raise FUSEError(errno.EBADF)
+            return await self.control.read(ctl_key, off, off + size - 1) if size > 0 else b""
         return await self.reader.read(h, off, size)
 
     @_boundary
     async def release(self, fh: int) -> None:
         """Free a file handle.  Never fails."""
         self._files.pop(fh, None)
+        self._control_files.pop(fh, None)
 
     @_boundary
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

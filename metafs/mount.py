@@ -33,6 +33,7 @@ from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
 from .contents import READ_CHUNK, FileReader
+from .control import ControlRoot
 from .credentials import CredentialSource
 from .fuse_ops import Operations, handler_bound
 from .inodes import InodeTable
@@ -134,14 +135,16 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
          root_key: str = "", root_xattrs: dict[bytes, bytes] | None = None,
          ordered: bool = True, submit: Callable[[int, bytes], None] | None = None,
          clock: Callable[[], float] = time.monotonic, stale_grace: float = 1.0,
-         read_chunk: int = READ_CHUNK, bound: float) -> Layers:
+         read_chunk: int = READ_CHUNK, bound: float,
+         control: ControlRoot | None = None) -> Layers:
     """Wire the layers over one view: cache -> listings, objects, namespace -> FUSE handlers.
 
     The one place they are put together, for the mount and for the tests
     that drive the handlers without a kernel.  ``submit`` sends a kernel
     invalidation (the :class:`Invalidator`'s queue); ``ordered`` is False
     for directory buckets, which list in no order (dirlist sorts them);
-    ``bound`` is the longest any FUSE request may run (seconds).
+    ``bound`` is the longest any FUSE request may run (seconds);
+    ``control`` the reserved control directory (:mod:`metafs.control`).
     """
     inodes = InodeTable(root_key)
     invalidation = KernelInvalidation(inodes, submit)
@@ -159,19 +162,25 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     # configured retries and timeout (fuse_ops.handler_bound).
     ops = Operations(namespace, objects, listings, FileReader(view, read_chunk), inodes, own,
                      clock=cache.clock, dir_ttl=ttl, bound=bound, root_xattrs=root_xattrs,
-                     invalidation=invalidation, figures=figures)
+                     invalidation=invalidation, figures=figures, control=control)
     return Layers(inodes, invalidation, cache, listings, objects, namespace, ops)
+
+
+def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> None:
+    """Plug the enabled subtrees into the control directory: one registration each."""
 
 
 def build(cfg: Config, client: S3Client, info: BucketInfo,
           submit: Callable[[int, bytes], None] | None) -> Layers:
     """The layers of a live mount of ``cfg`` (see :func:`wire`)."""
     own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
+    control = ControlRoot(cfg.control_dir, dir_ttl=cfg.metadata_ttl)
+    control_subtrees(cfg, client, control)
     return wire(LiveView(client), own, ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl,
                 max_entries=cfg.cache_entries, root_key=cfg.prefix,
                 root_xattrs=root_xattrs(cfg, client, info),
                 ordered=client.dialect.ordered_listings, submit=submit,
-                bound=handler_bound(client.budget))
+                bound=handler_bound(client.budget), control=control)
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
