@@ -38,7 +38,7 @@ import pyfuse3
 import trio
 from pyfuse3 import FUSEError
 
-from . import errors
+from . import errors, exact
 from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .contents import FileHandle, FileReader
 from .control import ControlRoot, CtlDir, CtlEntry, CtlFile
@@ -429,6 +429,12 @@ class Operations(pyfuse3.Operations):
         if node.ino == pyfuse3.ROOT_INODE:
             table.update(self.root_xattrs)
             table.update(self._stats())
+        elif (self.control is not None and exact.SUBTREE in self.control.subtrees
+              and self.namespace.shadows_object(node.key)):
+            # The directory hides an object of its name: where to find it (exact.py).
+            root = self._node(pyfuse3.ROOT_INODE).key
+            name, value = exact.shadow_xattr(self.control.name, node.key[len(root):-1])
+            table[name] = value
         return table
 
     def _stats(self) -> dict[bytes, bytes]:

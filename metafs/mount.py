@@ -28,7 +28,7 @@ import httpx
 import pyfuse3
 import trio
 
-from . import mountpoint, refresh, sdnotify
+from . import exact, mountpoint, refresh, sdnotify
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
@@ -168,6 +168,9 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
 
 def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> None:
     """Plug the enabled subtrees into the control directory: one registration each."""
+    # The object at exactly a key, e.g. one a directory of its name hides (always on: free until used).
+    control.register(exact.SUBTREE, exact.ExactObjects(LiveView(client), cfg.prefix, cfg.metadata_ttl,
+                                                       max_entries=cfg.cache_entries))
 
 
 def build(cfg: Config, client: S3Client, info: BucketInfo,

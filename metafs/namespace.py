@@ -134,6 +134,17 @@ class Namespace:
             self._list_on_misses(dir_key)  # a known name's revalidation is not a miss
         return await self._flights.run(key, lambda: self._probe(key))
 
+    def shadows_object(self, dir_key: str) -> bool:
+        """Whether the directory ``dir_key`` (``a/``) is known to hide an object ``a``.  No request.
+
+        Known from the parent's listing that showed both, or from the probe
+        of the name that found both (which kept the object's HEAD).
+        """
+        key = dir_key[:-1]
+        parent, _, name = key.rpartition("/")
+        lst = self._cache.listing(parent + "/" if parent else "")
+        return (lst is not None and name in lst.shadowed) or self._cache.known_object(key) is not None
+
     def _list_on_misses(self, dir_key: str) -> None:
         """After repeated probes in one directory, list it once instead.
 
