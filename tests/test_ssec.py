@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from metafs import errors
 from metafs.s3 import ssec
-from metafs.s3.dialects import COS, OBS, S3
+from metafs.s3.dialects import COS, OBS, OSS, S3
+from metafs.s3.model import Fresh
+from tests.fakes import Server, headers_of, listing, run
 from tests.helpers import ls_names, run_metafs, stat_fields, xattr
 from tests.proxy import FaultProxy, is_get, is_head
 
@@ -155,3 +159,99 @@ def test_sse_c_keys_open_their_objects_and_are_remembered(rgw, rgw_boto, rgw_buc
         assert proxy.seen(is_head("other")) == 3
         assert "none of the 2 keys of --sse-c-key-file opens it" in m.log_text()
         _no_secret_anywhere(m, KEY1, KEY2)
+
+
+# -- the client, per dialect, over httpx.MockTransport ---------------------------------------------
+
+def _keyed_server(ns: str, good: ssec.CustomerKey):
+    """Answers like an SSE-C object of key ``good``: 400 without it or with another (bodiless HEAD)."""
+    def answer(req: httpx.Request) -> httpx.Response:
+        md5 = req.headers.get(f"{ns}server-side-encryption-customer-key-md5")
+        if md5 != good.md5:
+            return httpx.Response(400)
+        return httpx.Response(200, headers={
+            "content-length": "3", "etag": '"e"',
+            f"{ns}server-side-encryption-customer-algorithm": "AES256",
+            f"{ns}server-side-encryption-customer-key-md5": good.md5})
+    return answer
+
+
+@pytest.mark.parametrize("dialect, ns, verify", [
+    (S3, "x-amz-", None), (COS, "x-cos-", "cos"), (OBS, "x-obs-", "obs")])
+def test_client_finds_the_key_per_dialect_and_signs_the_headers(dialect, ns, verify):
+    k1, k2 = ssec.CustomerKey(KEY1), ssec.CustomerKey(KEY2)
+    keys = ssec.CustomerKeys([k1, k2])
+    srv = Server(_keyed_server(ns, k2))
+    bucket = "bkt-1250000000" if dialect is COS else "bkt"
+
+    async def go(c):
+        first = await c.head_object("obj")
+        again = await c.head_object("obj")
+        return first, again
+
+    first, again = run(srv, go, dialect=dialect, bucket=bucket, customer_keys=keys)
+    assert isinstance(first, Fresh) and isinstance(again, Fresh)
+    assert first.meta.xattrs[b"s3.server-side-encryption-customer-key-md5"] == k2.md5.encode()
+    sent = [r.headers.get(f"{ns}server-side-encryption-customer-key-md5") for r in srv.requests]
+    assert sent == [k1.md5, k2.md5, k2.md5]  # key 1 refused, key 2 opens it, then remembered
+    for r in srv.requests:
+        h = headers_of(r)
+        assert h[f"{ns}server-side-encryption-customer-algorithm"] == "AES256"
+        assert h[f"{ns}server-side-encryption-customer-key"] in (k1.b64, k2.b64)
+        auth = h["authorization"]
+        if dialect is S3:
+            assert f"{ns}server-side-encryption-customer-key;" in auth
+        elif dialect is COS:
+            assert f"{ns}server-side-encryption-customer-key;" in auth
+            _verify_cos(r, bucket)
+        else:
+            _verify_obs(r, bucket)
+        assert k1.b64 not in auth and k2.b64 not in auth
+
+
+def _verify_cos(req, bucket):
+    from metafs.signing.cos import cos_signature
+    from tests.fakes import SECRET, wire_query
+
+    h = headers_of(req)
+    fields = dict(p.partition("=")[::2] for p in h["authorization"].split("&"))
+    expected = cos_signature(SECRET, fields["q-key-time"], req.method, "/obj", wire_query(req),
+                             [(n, h[n]) for n in fields["q-header-list"].split(";")])
+    assert fields["q-signature"] == expected
+
+
+def _verify_obs(req, bucket):
+    """The OBS SDK's own signature of the request, SSE-C headers included (they are x-obs-*)."""
+    from obs import auth as obs_auth
+    from obs.convertor import Adapter
+
+    from tests.fakes import SECRET, wire_query
+
+    h = headers_of(req)
+    args = {k: (v if v != "" else None) for k, v in wire_query(req)}
+    expected = obs_auth.Authentication("AKID", SECRET, False, Adapter("obs"), "obs.example", False) \
+        .doAuth(req.method, bucket, "obj", args, {k: v for k, v in h.items() if k != "authorization"})
+    assert expected["Authorization"] == h["authorization"]
+
+
+def test_client_without_keys_reads_a_bodiless_400_as_a_customer_key_refusal():
+    srv = Server(httpx.Response(400))
+    with pytest.raises(errors.CustomerKeyError) as e:
+        run(srv, lambda c: c.head_object("obj"))
+    assert e.value.errno == errno.EACCES and len(srv.requests) == 1
+    assert "give the key with --sse-c-key-file" in str(e.value)
+
+
+@pytest.mark.parametrize("dialect, header", [
+    (S3, "x-amz-request-payer"), (OSS, "x-oss-request-payer"), (OBS, "x-obs-request-payer")])
+def test_request_headers_on_every_request(dialect, header):
+    srv = Server(httpx.Response(200, content=listing("a")))
+
+    async def go(c):
+        await c.list_page("")
+        await c.head_object("a")
+        await c.get_range("a", 0, 0, None)
+
+    run(srv, go, dialect=dialect, region="cn-hangzhou" if dialect is OSS else "us-east-1",
+        request_headers={header: "requester"})
+    assert [headers_of(r)[header] for r in srv.requests] == ["requester"] * 3
