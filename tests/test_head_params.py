@@ -40,18 +40,15 @@ def data(boto, bucket):
 
 
 def test_requester_pays_bucket_needs_the_option(s3, data, mount, tmp_path):
-    s3.requester_pays.add(data)
-    try:
-        r = run_metafs("--foreground", "--endpoint-url", s3.url, data, str(tmp_path))
-        line = _one_line(r)
-        assert "was denied (AccessDenied)" in line and "--requester-pays" in line
-        m = mount(data, "--requester-pays")  # HEAD Bucket passed: it carried the header
-        _use(m)
-        seen = s3.log()
-        assert {r.kind for r in seen} >= {"LIST", "HEAD", "GET"}
-        assert all(r.headers.get("x-amz-request-payer") == "requester" for r in seen)
-    finally:
-        s3.reset_policies()
+    s3.requester_pays.add(data)  # the s3 fixture resets it
+    r = run_metafs("--foreground", "--endpoint-url", s3.url, data, str(tmp_path))
+    line = _one_line(r)
+    assert "was denied (AccessDenied)" in line and "--requester-pays" in line
+    m = mount(data, "--requester-pays")  # HEAD Bucket passed: it carried the header
+    _use(m)
+    seen = s3.log()
+    assert {r.kind for r in seen} >= {"LIST", "HEAD", "GET"}
+    assert all(r.headers.get("x-amz-request-payer") == "requester" for r in seen)
 
 
 def test_expected_bucket_owner_sent_and_a_mismatch_ends_the_mount(s3, data, mount, tmp_path):
