@@ -232,6 +232,11 @@ class Namespace:
                 self._objects.settle(key, head, None)
                 log.info("key %r is both an object and a prefix: showing the directory", key)
             return FoundDir(self._cache.put_prefix(key + "/"))
+        if isinstance(head, errors.CustomerKeyError):
+            # SSE-C without the key: the name is still a file, as its listing shows it.
+            listed = await self._objects.listed_alone(key)
+            if listed is not None:
+                return _file(self._cache.put_object(listed))
         if isinstance(head, errors.MetafsError):
             raise head
         assert head is not None  # both tasks ran to completion
@@ -239,7 +244,13 @@ class Namespace:
         return self._settle(key, head, None)
 
     async def _revalidate_file(self, key: str, stale: Trusted) -> Resolved:
-        outcome = await self._view.head(key, stale.meta.etag, stale.meta.mtime)
+        try:
+            outcome = await self._view.head(key, stale.meta.etag, stale.meta.mtime)
+        except errors.CustomerKeyError:
+            listed = await self._objects.listed_alone(key)  # SSE-C without the key, as above
+            if listed is None:
+                raise
+            return _file(self._cache.put_object(listed))
         if isinstance(outcome, Absent) and await self._view.has_children(key):
             # The object went away but the name lives on as a directory.
             self._cache.drop_object(key)

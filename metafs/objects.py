@@ -45,7 +45,7 @@ from .cache import MetaCache, Trusted
 from .dirlist import FileEntry, Listing
 from .flight import SingleFlight
 from .listings import Listings
-from .s3.model import Absent, Fresh, HeadOutcome, NotModified
+from .s3.model import Absent, Fresh, HeadOutcome, NotModified, ObjectMeta
 from .views import View
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,15 @@ class ObjectMetadata:
             self._parts[(key, etag)] = count
         return count
 
+    async def listed_alone(self, key: str) -> ObjectMeta | None:
+        """``key``'s listing entry (size, mtime, ETag), from one listing page that starts at it.
+
+        For an object HEAD cannot answer for (SSE-C without its key): the
+        delimiter listing with ``prefix=key`` shows the object ``key`` first.
+        """
+        page = await self._view.list_page(key, None)
+        return next((o for o in page.objects if o.key == key), None)
+
     # -- HEAD outcomes, shared with the namespace's probes ----------------------
     def settle(self, key: str, outcome: HeadOutcome, stale: Trusted | None) -> Trusted | Absent:
         """Record a HEAD's outcome: 200 stores, 304 extends ``stale``, 404 is ``Absent``.
@@ -191,6 +200,12 @@ class ObjectMetadata:
         try:
             outcome = (await self._view.head(key, stale.meta.etag, stale.meta.mtime)
                        if usable and stale is not None else await self._view.head(key))
+        except errors.CustomerKeyError:
+            # SSE-C without the key: HEAD is refused, but a listing still says what stat needs.
+            listed = None if head_level else await self.listed_alone(key)
+            if listed is None:
+                raise
+            return c.put_object(listed)
         except errors.UNAVAILABLE as e:
             if usable and stale is not None:
                 return self.serve_stale(stale, e)
