@@ -125,8 +125,9 @@ class ObjectMetadata:
     async def parts_count(self, key: str) -> int | Absent | None:
         """The part count of ``key`` (None: not uploaded in parts); one request per ETag.
 
-        The ETag comes from what ``stat`` knows (a listing will do), and the
-        count is asked pinned to it, then kept for that ETag.
+        The ETag comes from what ``stat`` knows (a listing will do); the
+        count asked for then is kept for that ETag (see the client's
+        ``parts_count`` for why the request is not pinned to it).
         """
         found = await self.stat(key)
         if isinstance(found, Absent):
