@@ -16,6 +16,7 @@ import os
 import re
 
 from . import __version__
+from .asof import parse_moment
 from .control import check_name
 from .errors import ConfigError
 from .s3 import dialects
@@ -65,6 +66,8 @@ class Config:
     requester_pays: bool = False  # send the dialect's request-payer header on every request
     expected_bucket_owner: str | None = None  # account id sent on every request (S3)
     control_dir: str = ".metafs"  # the reserved control directory at the root (control.py)
+    as_of_ms: int | None = None  # --as-of: the moment shown, ms since the epoch (asof.py)
+    versions: bool = False  # --versions: <control dir>/versions/ shows every version (versions.py)
 
     @property
     def source(self) -> str:
@@ -254,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-file", metavar="PATH", help="log here (default: stderr in the foreground; "
                    "detached: syslog, else a file named on the terminal)")
+    p.add_argument("--as-of", metavar="TIME",
+                   help="show the bucket as it was at TIME (ISO 8601 date or date-time, UTC unless "
+                   "a zone is given, e.g. 2026-11-01T00:00:00Z); needs a versioned bucket")
+    p.add_argument("--versions", action="store_true",
+                   help="show every version of every object under .metafs/versions/ (listed only "
+                   "when a process looks inside)")
     p.add_argument("--control-dir", metavar="NAME", default=".metafs",
                    help="name of metafs's own directory at the mount root, hidden from listings "
                    "(default .metafs; pick another if the bucket has an entry of that name)")
@@ -292,6 +301,14 @@ def parse_args(argv: list[str]) -> Config:
     _check_provider_options(provider, bucket, args)
     # Whether the mountpoint can take the mount is checked at start (metafs.mountpoint).
     mnt = os.path.abspath(args.mountpoint)
+    as_of_ms = None
+    if args.as_of is not None:
+        as_of_ms = int(parse_moment(args.as_of).timestamp() * 1000)
+    if (args.as_of is not None or args.versions) and dialects.dialect_for(
+            provider, bucket).versions_query is None:
+        raise ConfigError(f"{'--as-of' if args.as_of is not None else '--versions'}: directory "
+                          f"bucket {bucket!r} keeps no versions (S3 Express One Zone has no "
+                          "versioning)")
     if args.retries < 0 or args.max_connections < 1 or args.cache_entries < 1:
         raise ConfigError("--retries, --max-connections and --cache-entries must be positive")
     return Config(
@@ -327,4 +344,6 @@ def parse_args(argv: list[str]) -> Config:
         requester_pays=args.requester_pays,
         expected_bucket_owner=args.expected_bucket_owner,
         control_dir=check_name(args.control_dir),
+        as_of_ms=as_of_ms,
+        versions=args.versions,
     )

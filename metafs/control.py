@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from .errors import ConfigError
 from .s3.model import ObjectMeta
@@ -79,6 +79,17 @@ class Subtree(Protocol):
 
     async def read(self, path: Path, first: int, last: int) -> bytes:
         """Bytes ``first..last`` (inclusive) of the file ``path``."""
+        ...
+
+
+@runtime_checkable
+class XattrSource(Protocol):
+    """A subtree whose xattrs may cost a request: asked instead of the entry's table."""
+
+    async def xattrs(self, path: Path, name: bytes | None) -> Mapping[bytes, bytes] | None:
+        """The xattrs of ``path``; ``name`` is the one asked for (None: all of them), so
+        a table that already holds it may be answered without a request.  None: the
+        entry's own table."""
         ...
 
 
@@ -176,6 +187,19 @@ class ControlRoot:
             return [(n, CtlDir(self.dir_ttl)) for n in self.subtrees]
         sub = self._subtree(where[0])
         return [] if sub is None else await sub.listdir(where[1])
+
+    async def xattrs(self, key: str, name: bytes | None) -> Mapping[bytes, bytes] | None:
+        """The xattrs of the control node at ``key`` (see :class:`XattrSource`); None: ENOENT."""
+        entry = await self.entry(key)
+        if entry is None:
+            return None
+        where = self.split(key)
+        sub = None if where is None else self._subtree(where[0])
+        if where is not None and where[1] and isinstance(sub, XattrSource):
+            table = await sub.xattrs(where[1], name)
+            if table is not None:
+                return table
+        return entry.meta.xattrs or {} if isinstance(entry, CtlFile) else entry.xattrs
 
     async def read(self, key: str, first: int, last: int) -> bytes:
         """Bytes of the control file at ``key``."""

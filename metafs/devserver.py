@@ -123,6 +123,8 @@ _ETAG_ELEMENT = re.compile(rb"<ETag>[^<]*</ETag>")
 
 
 _LIST_V1_PARAMS = {"prefix", "delimiter", "marker", "max-keys", "encoding-type"}
+# The versions listing (GET /?versions) is a LIST too.
+_LIST_VERSIONS_PARAMS = _LIST_V1_PARAMS - {"marker"} | {"versions", "key-marker", "version-id-marker"}
 
 
 def classify(method: str, path: str, query: dict[str, str], headers: dict[str, str]) -> str:
@@ -140,6 +142,8 @@ def classify(method: str, path: str, query: dict[str, str], headers: dict[str, s
         if has_key:
             return "GET"
         if "list-type" in query or not (set(query) - _LIST_V1_PARAMS):
+            return "LIST"
+        if "versions" in query and not (set(query) - _LIST_VERSIONS_PARAMS):
             return "LIST"
     return "OTHER"
 

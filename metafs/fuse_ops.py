@@ -41,7 +41,7 @@ from pyfuse3 import FUSEError
 from . import errors, exact
 from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .contents import FileHandle, FileReader
-from .control import ControlRoot, CtlDir, CtlEntry, CtlFile
+from .control import ControlRoot, CtlDir, CtlEntry
 from .dirlist import NAME_MAX, DirEntry, Listing, invalid_reason, key_bytes, name_of
 from .inodes import InodeTable, Node
 from .invalidate import KernelInvalidation
@@ -444,11 +444,12 @@ class Operations(pyfuse3.Operations):
             figures.update(self._figures())
         return {f"metafs.{k}".encode(): str(v).encode() for k, v in figures.items()}
 
-    async def _control_xattrs(self, node: Node) -> Mapping[bytes, bytes]:
-        entry = await self._control_entry(node)
-        if isinstance(entry, CtlFile):
-            return entry.meta.xattrs or {}
-        return entry.xattrs
+    async def _control_xattrs(self, node: Node, name: bytes | None = None) -> Mapping[bytes, bytes]:
+        assert self.control is not None
+        table = await self.control.xattrs(node.key, name)
+        if table is None:
+            raise FUSEError(errno.ENOENT)
+        return table
 
     @_boundary
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
@@ -467,7 +468,7 @@ class Operations(pyfuse3.Operations):
             raise FUSEError(errno.ENOTSUP)
         node = self._node(inode)
         if ControlRoot.owns(node.key):
-            table = await self._control_xattrs(node)
+            table = await self._control_xattrs(node, name)
         elif node.is_dir:
             table = self._dir_xattrs(node)
         elif not name.startswith(_XATTR_PREFIXES):

@@ -28,7 +28,8 @@ import httpx
 import pyfuse3
 import trio
 
-from . import exact, mountpoint, refresh, sdnotify
+from . import errors, exact, mountpoint, refresh, sdnotify
+from .asof import PERMANENT, AsOfView, moment_text
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
@@ -45,8 +46,9 @@ from .s3 import dialects, ssec
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
 from .s3.ssec import CustomerKeys
+from .versions import VersionsTree
 from .views import LiveView, View
-from .xattrs import bucket_xattrs
+from .xattrs import SYSTEM_NS, bucket_xattrs
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,24 @@ async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource,
         page = await client.list_page(cfg.prefix, delimiter=None, max_keys=1)
         if not (page.objects or page.prefixes):
             log.warning("prefix %r of bucket %s is empty or does not exist", cfg.prefix, cfg.bucket)
+    if cfg.as_of_ms is not None:
+        await check_versions(cfg, client)
     return client, info
+
+
+async def check_versions(cfg: Config, client: S3Client) -> None:
+    """An as-of mount: the versions listing must answer (else the mount ends with its
+    error); a bucket that never had versioning mounts with one warning."""
+    await client.list_versions(cfg.prefix, delimiter=None, max_keys=1)
+    try:
+        status = await client.bucket_versioning()
+    except errors.S3Error as e:  # may list versions, may not read the setting: no warning then
+        log.info("bucket versioning unknown (%s)", e)
+        return
+    if status is None:
+        log.warning("bucket %s never had versioning: --as-of can show only current objects "
+                    "(those last written at or before %s)", cfg.bucket, moment_text(cfg.as_of_ms
+                                                                                   or 0))
 
 
 def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, bytes]:
@@ -110,7 +129,10 @@ def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, 
         extra["s3.region"] = client.region
     if client.dialect.region_header is None and info.region:
         extra["s3.bucket-region"] = info.region  # OSS: from GET /?location, not a header
-    return bucket_xattrs(info.headers, extra)
+    table = bucket_xattrs(info.headers, extra)
+    if cfg.as_of_ms is not None:
+        table[(SYSTEM_NS + "as-of").encode()] = moment_text(cfg.as_of_ms).encode()
+    return table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,15 +193,24 @@ def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> Non
     # The object at exactly a key, e.g. one a directory of its name hides (always on: free until used).
     control.register(exact.SUBTREE, exact.ExactObjects(LiveView(client), cfg.prefix, cfg.metadata_ttl,
                                                        max_entries=cfg.cache_entries))
+    if cfg.versions:
+        control.register("versions", VersionsTree(client, cfg.prefix, ttl=cfg.metadata_ttl,
+                                                  clock=time.monotonic))
 
 
 def build(cfg: Config, client: S3Client, info: BucketInfo,
           submit: Callable[[int, bytes], None] | None) -> Layers:
     """The layers of a live mount of ``cfg`` (see :func:`wire`)."""
     own = Ownership(cfg.uid, cfg.gid, cfg.file_mode, cfg.dir_mode, int(time.time()))
-    control = ControlRoot(cfg.control_dir, dir_ttl=cfg.metadata_ttl)
+    view: View = LiveView(client)
+    ttl, negative_ttl = cfg.metadata_ttl, cfg.negative_ttl
+    if cfg.as_of_ms is not None:
+        # A version never changes: nothing expires, the kernel keeps it too (asof.py).
+        view = AsOfView(client, cfg.as_of_ms, max_keys=cfg.cache_entries)
+        ttl = negative_ttl = PERMANENT
+    control = ControlRoot(cfg.control_dir, dir_ttl=ttl)
     control_subtrees(cfg, client, control)
-    return wire(LiveView(client), own, ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl,
+    return wire(view, own, ttl=ttl, negative_ttl=negative_ttl,
                 max_entries=cfg.cache_entries, root_key=cfg.prefix,
                 root_xattrs=root_xattrs(cfg, client, info),
                 ordered=client.dialect.ordered_listings, submit=submit,

@@ -8,12 +8,13 @@ a change in the layers above:
 
 * :class:`LiveView` (today): the bucket as it is now: ListObjects, HEAD
   and GET of the current version, revalidated after the TTL.
-* A point-in-time view (``--as-of``, next): pages from the versions
+* :class:`metafs.asof.AsOfView` (``--as-of``): pages from the versions
   listing collapsed to the newest version at or before the moment, HEAD
   and GET with ``versionId``; its answers never change, so
   ``revalidates`` is False and entries are kept until the memory bound
   drops them.
-* A versions view (next): every version of a key as a file of its own.
+* Every version of every object (``--versions``) is not a view of the
+  mount's tree but a subtree of the control directory (:mod:`metafs.versions`).
 
 A view hands up the S3 layer's own vocabulary: :class:`ListPage` and the
 typed :data:`HeadOutcome` (``Fresh | NotModified | Absent``).

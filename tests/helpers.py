@@ -103,3 +103,38 @@ def xattr(m: Any, path: str, name: str) -> bytes:
     out = m.run(f"getfattr --only-values -e base64 -n {shlex.quote(name)} -- {shlex.quote(path)}"
                 ).stdout.strip()
     return base64.b64decode(out[2:]) if out.startswith("0s") else out.encode()
+
+
+# -- versions in moto's backend (same process) ---------------------------------------------------
+
+def _naive_utc(t: Any) -> Any:
+    import datetime as dt
+
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t  # moto's own form
+
+
+def version_times(bucket: str, key: str, *times: Any) -> list[str]:
+    """Set the LastModified of ``key``'s versions and delete markers, oldest first, in moto's
+    backend (whole seconds: moto's listings have no finer precision); their version ids."""
+    from moto.s3.models import s3_backends
+
+    versions = s3_backends[ACCOUNT]["aws"].buckets[bucket].keys.getlist(key)
+    assert len(versions) == len(times), (key, len(versions))
+    for v, t in zip(versions, times, strict=True):
+        v.last_modified = _naive_utc(t)
+    return [v.version_id for v in versions]
+
+
+def put_versions(bucket: str, keys: list[str], count: int, when: Any) -> None:
+    """``count`` versions of each key, straight in moto's backend, all at ``when``
+    (a versioned bucket); versions of one key one second apart, newest last."""
+    import datetime as dt
+
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[ACCOUNT]["aws"]
+    for k in keys:
+        for i in range(count):
+            backend.put_object(bucket, k, b"v%d" % i)
+        for i, v in enumerate(backend.buckets[bucket].keys.getlist(k)):
+            v.last_modified = _naive_utc(when + dt.timedelta(seconds=i))

@@ -248,7 +248,7 @@ def test_root_xattrs_per_provider():
             self.dialect, self.region = dialect, region
             self.endpoint = type("E", (), {"scheme": "https", "netloc": lambda s, b: f"{b}.h"})()
 
-    cfg = type("Cfg", (), {"bucket": "bkt"})()
+    cfg = type("Cfg", (), {"bucket": "bkt", "as_of_ms": None})()
     oss = root_xattrs(cfg, C(OSS, "cn-hangzhou"), BucketInfo({}, "oss-cn-hangzhou"))
     assert oss[b"s3.bucket-region"] == b"oss-cn-hangzhou" and oss[b"s3.provider"] == b"oss"
     assert oss[b"s3.region"] == b"cn-hangzhou" and oss[b"s3.endpoint"] == b"https://bkt.h"

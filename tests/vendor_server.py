@@ -91,6 +91,16 @@ class FakeObject:
 
 
 @dataclasses.dataclass
+class FakeVersion:
+    """One entry of a key's history: a version (``obj``) or a delete marker (``obj`` None)."""
+
+    key: str
+    version_id: str
+    stamp_ms: int
+    obj: FakeObject | None
+
+
+@dataclasses.dataclass
 class Record:
     """One request as the server saw it."""
 
@@ -137,6 +147,8 @@ class VendorServer:
         self.objects: dict[str, FakeObject] = {}
         self.denied: set[str] = set()  # keys whose HEAD answers 403 AccessDenied
         self.delete_markers: set[str] = set()  # keys whose latest version is a delete marker
+        self.history_of: dict[str, list[FakeVersion]] = {}  # key -> versions, oldest first
+        self.versioning: str | None = None  # GetBucketVersioning's Status
         self.records: list[Record] = []  # since the last reset()
         self.history: list[Record] = []  # every request, start-up check included
         self.sessions: dict[str, _Session] = {}
@@ -207,6 +219,42 @@ class VendorServer:
             self.objects[key] = obj
         return obj
 
+    def new_version_id(self) -> str:
+        """A version id in the vendor's style (OSS's hold '+', '/' and '=': they must be encoded)."""
+        if self.dialect == "cos":
+            return base64.b64encode(secrets.token_hex(10).encode()).decode().rstrip("=")
+        if self.dialect == "oss":
+            return "CAEQ" + base64.b64encode(b"\xfb\xff" + secrets.token_bytes(16)).decode()
+        if self.dialect == "obs":
+            return "G001" + secrets.token_hex(14).upper()
+        return secrets.token_urlsafe(24)
+
+    def put_version(self, key: str, body: bytes, stamp_ms: int, **kw: Any) -> FakeVersion:
+        """A new version of ``key`` (a versioned bucket), written at ``stamp_ms``."""
+        self.versioning = "Enabled"
+        vid = self.new_version_id()
+        headers = dict(kw.pop("headers", None) or {})
+        headers[self.version_header] = vid
+        obj = self.put(key, body, mtime=stamp_ms // 1000, headers=headers, **kw)
+        v = FakeVersion(key, vid, stamp_ms, obj)
+        with self._lock:
+            self.history_of.setdefault(key, []).append(v)
+            self.delete_markers.discard(key)
+        return v
+
+    def delete_version(self, key: str, stamp_ms: int) -> FakeVersion:
+        """A delete marker on ``key`` at ``stamp_ms``."""
+        v = FakeVersion(key, self.new_version_id(), stamp_ms, None)
+        with self._lock:
+            self.history_of.setdefault(key, []).append(v)
+            self.delete_markers.add(key)
+        return v
+
+    @property
+    def version_header(self) -> str:
+        return {"cos": "x-cos-", "oss": "x-oss-", "obs": "x-obs-", "s3express": "x-amz-"}[
+            self.dialect] + "version-id"
+
     # -- request handling ------------------------------------------------------
     def handle(self, method: str, target: str, headers: dict[str, str]
                ) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -242,6 +290,8 @@ class VendorServer:
                 return "SESSION"
             if "location" in query:
                 return "LOCATION"
+            if "versioning" in query:
+                return "OTHER"
             return "LIST"
         if method == "GET":
             return "GET"
@@ -434,8 +484,17 @@ class VendorServer:
             return 200, out + [("content-type", "application/xml")], body.encode()
         if rec.kind == "SESSION":
             return self._create_session(out)
+        if rec.kind == "LIST" and "versions" in query:
+            return 200, out + [("content-type", "application/xml")], self._list_versions(query)
         if rec.kind == "LIST":
             return 200, out + [("content-type", "application/xml")], self._list(query)
+        if rec.kind == "OTHER" and method == "GET" and "versioning" in query:
+            status = f"<Status>{self.versioning}</Status>" if self.versioning else ""
+            body = ('<?xml version="1.0" encoding="UTF-8"?>\n<VersioningConfiguration '
+                    f'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{status}</VersioningConfiguration>')
+            return 200, out + [("content-type", "application/xml")], body.encode()
+        if rec.kind in ("HEAD", "HEAD_COND", "GET") and "versionId" in query:
+            return self._object_version(method, key, query["versionId"], headers, out)
         if rec.kind in ("HEAD", "HEAD_COND", "GET"):
             return self._object(method, key, headers, out)
         raise _Reject(405, "MethodNotAllowed", "The specified method is not allowed.")
@@ -458,6 +517,28 @@ class VendorServer:
         return 200, out + [("content-type", "application/xml"),
                            ("date", email.utils.formatdate(now, usegmt=True))], body.encode()
 
+    def _object_version(self, method: str, key: str, vid: str, headers: dict[str, str],
+                        out: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """HEAD/GET ``?versionId=``: that version's headers and bytes.
+
+        A delete marker's version answers as each vendor documents: COS 404;
+        OSS 405 ``MethodNotAllowed``, as S3 does; OBS, which documents no
+        answer, the S3 one (405).  A version id the key never had: 404
+        ``NoSuchVersion``.
+        """
+        with self._lock:
+            found = next((v for v in self.history_of.get(key, []) if v.version_id == vid), None)
+        if found is None:
+            raise _Reject(404, "NoSuchVersion", "The specified version does not exist.")
+        if found.obj is None:
+            marker = [(self.version_header.replace("version-id", "delete-marker"), "true"),
+                      (self.version_header, vid)]
+            if self.dialect == "cos":
+                raise _RejectWith(404, "NoSuchKey", "The specified key does not exist.", marker)
+            raise _RejectWith(405, "MethodNotAllowed", "The specified method is not allowed "
+                              "against this resource.", marker)
+        return self._answer(method, found.obj, headers, out)
+
     def _object(self, method: str, key: str, headers: dict[str, str], out: list[tuple[str, str]]
                 ) -> tuple[int, list[tuple[str, str]], bytes]:
         if key in self.delete_markers:
@@ -471,6 +552,10 @@ class VendorServer:
             obj = self.objects.get(key)
         if obj is None:
             raise _Reject(404, "NoSuchKey", "The specified key does not exist.")
+        return self._answer(method, obj, headers, out)
+
+    def _answer(self, method: str, obj: FakeObject, headers: dict[str, str],
+                out: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
         meta = [("etag", obj.etag), ("last-modified", email.utils.formatdate(obj.mtime, usegmt=True)),
                 ("content-type", obj.headers.get("content-type", "application/octet-stream"))]
         meta += [(k, v) for k, v in obj.headers.items() if k != "content-type"]
@@ -577,6 +662,83 @@ class VendorServer:
                      f"<ETag>{escape(o.etag)}</ETag><Size>{len(o.body)}</Size>"
                      f"<StorageClass>{sc}</StorageClass></Contents>")
         x.append("</ListBucketResult>")
+        return "".join(x).encode()
+
+    def _list_versions(self, query: dict[str, str]) -> bytes:
+        """``GET /?versions``: every key's history, newest first, paged by key-marker and
+        version-id-marker, in the vendor's wire form (element names are S3's on all four).
+
+        The vendors' documented quirks are enforced: OBS refuses an empty
+        ``version-id-marker`` (400); OSS signs value-less parameters as bare
+        names, so none but ``versions`` is sent; COS's version-id-marker may be empty.
+        """
+        if self.dialect == "s3express":
+            raise _Reject(405, "MethodNotAllowed", "directory buckets keep no versions")
+        if self.dialect == "obs" and query.get("version-id-marker") == "":
+            raise _Reject(400, "InvalidArgument", "version-id-marker must not be empty")
+        prefix = query.get("prefix", "")
+        delimiter = query.get("delimiter", "")
+        max_keys = min(int(query.get("max-keys", "1000")), self.page_size)
+        km, vm = query.get("key-marker", ""), query.get("version-id-marker", "")
+        with self._lock:
+            keys = sorted(k for k in self.history_of if k.startswith(prefix))
+            hist = {k: list(reversed(self.history_of[k])) for k in keys}
+        # (sort key, key or prefix, version or None), in the server's order
+        entries: list[tuple[str, FakeVersion | None]] = []
+        for k in keys:
+            rest = k[len(prefix):]
+            if delimiter and delimiter in rest:
+                cp = prefix + rest.split(delimiter, 1)[0] + delimiter
+                if not entries or entries[-1] != (cp, None):
+                    entries.append((cp, None))
+                continue
+            entries += [(k, v) for v in hist[k]]
+        start = 0
+        if km:
+            if vm:  # just after that version of that key
+                start = next((i + 1 for i, (n, v) in enumerate(entries)
+                              if n == km and v is not None and v.version_id == vm), len(entries))
+            else:  # after every entry of that key or prefix
+                start = next((i for i, (n, _) in enumerate(entries) if n > km), len(entries))
+        page = entries[start:start + max_keys]
+        truncated = start + max_keys < len(entries)
+        enc = self._encode if query.get("encoding-type") == "url" else (lambda s: s)
+        # OSS answers without the S3 namespace (its SDK reads un-namespaced elements).
+        ns = "" if self.dialect == "oss" else ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+        x = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListVersionsResult{ns}>',
+             f"<Name>{self.bucket}</Name><Prefix>{escape(enc(prefix))}</Prefix>",
+             f"<KeyMarker>{escape(enc(km))}</KeyMarker><VersionIdMarker>{escape(vm)}</VersionIdMarker>",
+             f"<MaxKeys>{max_keys}</MaxKeys>"]
+        if delimiter:
+            x.append(f"<Delimiter>{escape(enc(delimiter))}</Delimiter>")
+        if query.get("encoding-type") == "url":
+            x.append("<EncodingType>url</EncodingType>")
+        x.append(f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>")
+        if truncated and page:
+            last_name, last_v = page[-1]
+            x.append(f"<NextKeyMarker>{escape(enc(last_name))}</NextKeyMarker>")
+            x.append(f"<NextVersionIdMarker>{escape(last_v.version_id if last_v else '')}"
+                     "</NextVersionIdMarker>")
+        owner = "<Owner><ID>1250000000</ID><DisplayName>1250000000</DisplayName></Owner>"
+        for name, v in page:
+            if v is None:
+                x.append(f"<CommonPrefixes><Prefix>{escape(enc(name))}</Prefix></CommonPrefixes>")
+                continue
+            latest = hist[name][0] is v
+            lm = dt.datetime.fromtimestamp(v.stamp_ms / 1000, _UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.") + f"{v.stamp_ms % 1000:03d}Z"
+            common = (f"<Key>{escape(enc(name))}</Key><VersionId>{escape(v.version_id)}</VersionId>"
+                      f"<IsLatest>{'true' if latest else 'false'}</IsLatest>"
+                      f"<LastModified>{lm}</LastModified>")
+            if v.obj is None:
+                x.append(f"<DeleteMarker>{common}{owner}</DeleteMarker>")
+                continue
+            sc = {"cos": "STANDARD", "oss": "Standard", "obs": "STANDARD"}[self.dialect]
+            typ = "<Type>Normal</Type>" if self.dialect == "oss" else ""
+            x.append(f"<Version>{common}<ETag>{escape(v.obj.etag)}</ETag>"
+                     f"<Size>{len(v.obj.body)}</Size><StorageClass>{sc}</StorageClass>{typ}"
+                     f"{owner}</Version>")
+        x.append("</ListVersionsResult>")
         return "".join(x).encode()
 
     # -- errors ------------------------------------------------------------------

@@ -47,12 +47,15 @@ from .model import (
     HeadOutcome,
     ListPage,
     NotModified,
+    VersionsPage,
     decode_headers,
     meta_from_head,
     parse_create_session,
     parse_http_date,
     parse_list,
     parse_location,
+    parse_versioning,
+    parse_versions,
 )
 from .ssec import CustomerKeys
 
@@ -480,7 +483,8 @@ class S3Client:
             keys.expiration - self._now().timestamp()
         return Session(Credentials(keys.access_key, keys.secret_key, keys.token), float(lifetime))
 
-    async def head_object(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
+    async def head_object(self, key: str, etag: str | None = None, mtime: int = 0, *,
+                          version_id: str | None = None) -> HeadOutcome:
         """HEAD Object, conditional on ``etag`` (If-None-Match) when given.
 
         The ETag goes back exactly as the server sent it (OSS's are
@@ -489,9 +493,11 @@ class S3Client:
         304 keeps the entry as If-None-Match's does (HTTP dates have whole
         seconds: a change within the second of the last one goes unseen).
         A COS delete-marker version, like a missing key, is 404: :class:`Absent`.
-        An object that needs a customer key (SSE-C) we cannot give raises
-        :class:`~metafs.errors.CustomerKeyError`.
-        Any other answer but 200 and 304 raises.
+        With ``version_id``, HEAD of that version (``?versionId=``); a delete
+        marker's version is 405 on S3 and OSS, 404 on COS: :class:`Absent`
+        either way.  An object that needs a customer key (SSE-C) we cannot
+        give raises :class:`~metafs.errors.CustomerKeyError`.  Any other
+        answer but 200 and 304 raises.
         """
         # S3 returns x-amz-checksum-* only when asked; vendors are not sent
         # a header outside their own namespace.
@@ -500,8 +506,9 @@ class S3Client:
             headers["if-none-match"] = etag
         elif mtime > 0:
             headers["if-modified-since"] = email.utils.formatdate(mtime, usegmt=True)
-        what = f"HEAD {key}"
-        r = await self._send_keyed("HEAD", key, [], headers, what=what)
+        what = f"HEAD {key}" + (f" version {version_id}" if version_id else "")
+        query = [("versionId", version_id)] if version_id else []
+        r = await self._send_keyed("HEAD", key, query, headers, what=what)
         if r.status_code == 200:
             try:
                 # The raw bytes: values are decoded one by one (see decode_headers).
@@ -511,7 +518,7 @@ class S3Client:
                 raise errors.MalformedResponseError(f"{what}: {e}") from None
         if r.status_code == 304:
             return NotModified()
-        if r.status_code == 404:
+        if r.status_code == 404 or (r.status_code == 405 and version_id):
             return Absent()
         raise answers.error_for(r, what, self.dialect)
 
@@ -549,7 +556,8 @@ class S3Client:
             raise errors.CustomerKeyError(first.status_code, len(keys.keys), what=what)
         return first
 
-    async def parts_count(self, key: str, etag: str | None) -> int | None:
+    async def parts_count(self, key: str, etag: str | None, *,
+                          version_id: str | None = None) -> int | None:
         """How many parts ``key`` was uploaded in: HEAD with ``partNumber=1`` (one request).
 
         None, without a request, when the dialect has no such answer; None
@@ -562,11 +570,42 @@ class S3Client:
         if header is None:
             return None
         what = f"HEAD {key} (part 1)"
-        r = await self._send_keyed("HEAD", key, [("partNumber", "1")], {}, what=what)
+        query = [("partNumber", "1")] + ([("versionId", version_id)] if version_id else [])
+        r = await self._send_keyed("HEAD", key, query, {}, what=what)
         if r.status_code in (200, 206):
             value = r.headers.get(header, "").strip()
             return int(value) if value.isdigit() else None
         raise answers.error_for(r, what, self.dialect)
+
+    async def list_versions(self, prefix: str, *, delimiter: str | None = "/",
+                            key_marker: str | None = None, version_id_marker: str | None = None,
+                            max_keys: int | None = None) -> VersionsPage:
+        """One page of the versions listing (``GET /?versions``), in the dialect's query.
+
+        The next page starts at the page's ``next_key_marker`` and
+        ``next_version_id_marker``.  Raises a ConfigError-like S3 error
+        where the dialect has no versions listing (directory buckets).
+        """
+        if self.dialect.versions_query is None:
+            raise errors.ConfigError(f"{self.dialect.title}s keep no versions")
+        query = self.dialect.versions_query(prefix, delimiter, key_marker, version_id_marker,
+                                            max_keys)
+        what = f"LIST versions {prefix or '/'}"
+        r = await self._send("GET", "", query, what=what)
+        if r.status_code != 200:
+            raise answers.error_for(r, what, self.dialect, bucket_level=True)
+        try:
+            return parse_versions(r.content, plus_is_space=self.dialect.list_plus_is_space)
+        except errors.MalformedResponseError as e:
+            raise errors.MalformedResponseError(f"{what}: {e}") from None
+
+    async def bucket_versioning(self) -> str | None:
+        """GetBucketVersioning: ``Enabled``, ``Suspended``, or None if versioning was never on."""
+        what = f"GET Bucket versioning {self.bucket}"
+        r = await self._send("GET", "", [("versioning", "")], what=what)
+        if r.status_code != 200:
+            raise answers.error_for(r, what, self.dialect, bucket_level=True)
+        return parse_versioning(r.content)
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
                         token: str | None = None, max_keys: int | None = None) -> ListPage:
@@ -587,13 +626,16 @@ class S3Client:
         except errors.MalformedResponseError as e:  # name the request in its one log line
             raise errors.MalformedResponseError(f"{what}: {e}") from None
 
-    async def get_range(self, key: str, first: int, last: int, etag: str | None) -> bytes:
-        """Bytes ``first..last`` (inclusive) of ``key``, pinned to ``etag`` by If-Match."""
+    async def get_range(self, key: str, first: int, last: int, etag: str | None, *,
+                        version_id: str | None = None) -> bytes:
+        """Bytes ``first..last`` (inclusive) of ``key``, pinned to ``etag`` by If-Match
+        (of the version ``version_id`` when given)."""
         headers = {"range": f"bytes={first}-{last}"}
         if etag:
             headers["if-match"] = etag
-        what = f"GET {key}"
-        r = await self._send_keyed("GET", key, [], headers, what=what)
+        what = f"GET {key}" + (f" version {version_id}" if version_id else "")
+        query = [("versionId", version_id)] if version_id else []
+        r = await self._send_keyed("GET", key, query, headers, what=what)
         if r.status_code == 206:
             return _whole_body(r, what)
         if r.status_code == 200:  # a server that ignores Range sends it all

@@ -28,7 +28,11 @@ short list of protocol details, which is all a :class:`Dialect` holds:
 * the request headers of SSE-C (``x-amz-``, ``x-cos-``, ``x-obs-``
   ``server-side-encryption-customer-*``; OSS has no SSE-C), of a
   requester-pays bucket (``x-amz-``, ``x-oss-``, ``x-obs-request-payer``;
-  COS has none) and of the expected bucket owner (S3 only).
+  COS has none) and of the expected bucket owner (S3 only);
+* the versions listing's query (``GET /?versions``, paged by
+  ``key-marker`` / ``version-id-marker``; COS wants an empty
+  ``version-id-marker`` sent, OBS refuses one, OSS takes no empty
+  ``prefix``; none in directory buckets).
 
 S3 directory buckets (``NAME--ZONE--x-s3``) are a dialect of their own,
 chosen by the bucket name: zonal endpoint, virtual-hosted only, session
@@ -121,6 +125,48 @@ def _v1_list_query(prefix: str, delimiter: str | None, token: str | None,
     return q
 
 
+def _versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                    version_id_marker: str | None, max_keys: int | None,
+                    *, empty_prefix: bool = True, empty_version_marker: bool = False
+                    ) -> list[tuple[str, str]]:
+    # ``versions`` is a value-less sub-resource: sent as a bare name.
+    q = [("versions", "")]
+    if prefix or empty_prefix:
+        q.append(("prefix", prefix))
+    q.append(("encoding-type", "url"))
+    if delimiter:
+        q.append(("delimiter", delimiter))
+    if key_marker:
+        q.append(("key-marker", key_marker))
+        if version_id_marker or empty_version_marker:
+            q.append(("version-id-marker", version_id_marker or ""))
+    if max_keys is not None:
+        q.append(("max-keys", str(max_keys)))
+    return q
+
+
+def _s3_versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                       version_id_marker: str | None, max_keys: int | None) -> list[tuple[str, str]]:
+    return _versions_query(prefix, delimiter, key_marker, version_id_marker, max_keys)
+
+
+def _cos_versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                        version_id_marker: str | None, max_keys: int | None
+                        ) -> list[tuple[str, str]]:
+    # COS: "if the previous NextVersionIdMarker was empty, send an empty version-id-marker".
+    return _versions_query(prefix, delimiter, key_marker, version_id_marker, max_keys,
+                           empty_version_marker=True)
+
+
+def _oss_obs_versions_query(prefix: str, delimiter: str | None, key_marker: str | None,
+                            version_id_marker: str | None, max_keys: int | None
+                            ) -> list[tuple[str, str]]:
+    # OSS: no value-less parameter but the sub-resource; OBS: an empty
+    # version-id-marker is refused, so none is sent.
+    return _versions_query(prefix, delimiter, key_marker, version_id_marker, max_keys,
+                           empty_prefix=False)
+
+
 def _sigv4(region: str, oss_signature: str) -> Signer:
     return SigV4Signer(region)
 
@@ -203,6 +249,11 @@ class Dialect:
     request_payer_header: str | None = None  # "requester" in it: the reader pays (--requester-pays)
     expected_owner_header: str | None = None  # the account that must own the bucket
     parts_count_header: str | None = None  # HEAD ?partNumber=1 answers the part count in it (S3)
+    # The versions listing (GET /?versions: key-marker / version-id-marker
+    # paging); None where there is none (directory buckets).
+    versions_query: Callable[[str, str | None, str | None, str | None, int | None],
+                             list[tuple[str, str]]] | None = _s3_versions_query
+    version_header: str = "x-amz-version-id"  # names the version a HEAD or GET answered
 
     def signing_region_needed(self, oss_signature: str) -> bool:
         return self.signs_region and oss_signature not in self.regionless_signatures
@@ -225,7 +276,7 @@ S3EXPRESS = Dialect(
     host_region=_EXPRESS_HOST_REGION, make_signer=_express_iam, signs_region=True,
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
-    make_session_signer=_express_session,
+    make_session_signer=_express_session, versions_query=None,
     # Directory buckets have neither SSE-C nor requester pays (object-storage-protocols.md §1.2).
     expected_owner_header="x-amz-expected-bucket-owner", parts_count_header="x-amz-mp-parts-count",
 )
@@ -235,6 +286,7 @@ COS = Dialect(
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"cos.{region}.myqcloud.com",
     host_region=_COS_HOST_REGION, make_signer=_cos, signs_region=False, path_style_allowed=False,
     sse_c_prefix="x-cos-server-side-encryption-customer-",
+    versions_query=_cos_versions_query, version_header="x-cos-version-id",
 )
 OSS = Dialect(
     name="oss", provider="oss", title="Alibaba Cloud OSS", region_header=None,
@@ -244,6 +296,7 @@ OSS = Dialect(
     host_region=_OSS_HOST_REGION, make_signer=_oss, signs_region=True,
     regionless_signatures=frozenset({"v1"}), region_prefix="oss-", wrong_endpoint_403=True,
     request_payer_header="x-oss-request-payer",  # alibabacloud-oss-v2's request_payer
+    versions_query=_oss_obs_versions_query, version_header="x-oss-version-id",
 )
 OBS = Dialect(
     name="obs", provider="obs", title="Huawei Cloud OBS", region_header="x-obs-bucket-location",
@@ -253,6 +306,7 @@ OBS = Dialect(
     percent_decode_values=True, path_style_allowed=False,
     sse_c_prefix="x-obs-server-side-encryption-customer-",
     request_payer_header="x-obs-request-payer",  # esdk-obs-python's convertor
+    versions_query=_oss_obs_versions_query, version_header="x-obs-version-id",
 )
 
 _BY_PROVIDER = {"s3": S3, "cos": COS, "oss": OSS, "obs": OBS}

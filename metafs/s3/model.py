@@ -297,3 +297,106 @@ def parse_create_session(body: bytes) -> SessionKeys:
         raise MalformedResponseError(f"CreateSession answer without {', '.join(missing)}")
     return SessionKeys(vals["AccessKeyId"], vals["SecretAccessKey"], vals["SessionToken"],
                        parse_iso8601(vals["Expiration"]))
+
+
+# -- versions ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    """One entry of a versions listing: a version of an object, or a delete marker.
+
+    ``stamp_ms`` is LastModified in milliseconds (the listing's precision):
+    the moment of an as-of mount is compared with it, not with ``mtime``,
+    which is whole seconds as everywhere else.
+    """
+
+    key: str
+    version_id: str  # "null" for an object written while versioning was off
+    is_latest: bool
+    delete_marker: bool
+    stamp_ms: int
+    size: int = 0
+    etag: str | None = None
+    storage_class: str | None = None
+
+    @property
+    def mtime(self) -> int:
+        return self.stamp_ms // 1000
+
+
+@dataclasses.dataclass(slots=True)
+class VersionsPage:
+    """One page of a versions listing, entries in the server's order (keys ascending,
+    each key's versions and delete markers newest first)."""
+
+    versions: list[Version]
+    prefixes: list[str]
+    truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None
+
+
+def parse_iso8601_ms(value: str) -> int:
+    """Milliseconds since the epoch of a listing's ``2020-12-10T03:37:30.123Z``."""
+    seconds = parse_iso8601(value)
+    _, _, clock = value.strip().partition("T")
+    frac = clock.rstrip("Z").split("+")[0].split("-")[0].partition(".")[2]
+    digits = "".join(ch for ch in frac if ch.isdigit())[:3].ljust(3, "0")
+    return seconds * 1000 + int(digits)
+
+
+def parse_versions(body: bytes, *, plus_is_space: bool = True) -> VersionsPage:
+    """Parse a ``ListVersionsResult`` (S3, COS, OSS and OBS use the same element names).
+
+    Entries come out ordered by key (its bytes), each key's newest first:
+    S3 interleaves ``Version`` and ``DeleteMarker`` elements that way, but
+    a server may send them as two runs (moto does; the vendors' SDKs keep
+    two arrays), so the page is sorted, stably: entries of one key with the
+    same LastModified keep the server's order.  Keys and
+    markers are URL-decoded when the answer says ``EncodingType=url``, as
+    :func:`parse_list` does.  A truncated page goes on from
+    ``NextKeyMarker`` / ``NextVersionIdMarker``; one without a
+    ``NextKeyMarker`` has ``next_key_marker`` None, for the caller to refuse.
+    """
+    root = _xml_root(body, "versions listing")
+    if _ns(root.tag) != "ListVersionsResult":
+        raise MalformedResponseError(f"unexpected versions listing root element <{_ns(root.tag)}>")
+    fields: dict[str, str] = {}
+    raw: list[tuple[bool, dict[str, str]]] = []
+    raw_prefixes: list[str] = []
+    for child in root:
+        tag = _ns(child.tag)
+        if tag in ("Version", "DeleteMarker"):
+            raw.append((tag == "DeleteMarker", {_ns(c.tag): (c.text or "") for c in child}))
+        elif tag == "CommonPrefixes":
+            raw_prefixes.extend(c.text or "" for c in child if _ns(c.tag) == "Prefix")
+        else:
+            fields[tag] = child.text or ""
+    encoded = fields.get("EncodingType", "").lower() == "url"
+    dec: Callable[[str], str] = (_raw if not encoded else _unquote_plus if plus_is_space
+                                 else _unquote)
+    versions = []
+    for marker, v in raw:
+        if "Key" not in v or not v.get("LastModified"):
+            raise MalformedResponseError("versions listing entry without <Key> or <LastModified>")
+        try:
+            size = int(v.get("Size") or "0")
+        except ValueError as e:
+            raise MalformedResponseError(f"bad <Size> in versions listing: {v.get('Size')!r}") from e
+        versions.append(Version(dec(v["Key"]), v.get("VersionId") or "null",
+                                v.get("IsLatest", "false").lower() == "true", marker,
+                                parse_iso8601_ms(v["LastModified"]), size, v.get("ETag") or None,
+                                v.get("StorageClass") or None))
+    versions.sort(key=lambda v: (v.key.encode("utf-8", "surrogateescape"), -v.stamp_ms))
+    truncated = fields.get("IsTruncated", "false").lower() == "true"
+    next_key = fields.get("NextKeyMarker") or None
+    return VersionsPage(versions, [dec(p) for p in raw_prefixes], truncated,
+                        dec(next_key) if truncated and next_key else None,
+                        (fields.get("NextVersionIdMarker") or None) if truncated else None)
+
+
+def parse_versioning(body: bytes) -> str | None:
+    """``Status`` of a GetBucketVersioning answer: ``Enabled``, ``Suspended``, or None (never on)."""
+    root = _xml_root(body, "bucket versioning")
+    status = next((c.text for c in root if _ns(c.tag) == "Status"), None)
+    return (status or "").strip() or None
