@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from cachetools import LRUCache
 
+from . import metrics
 from .dirlist import Listing
 from .s3.model import ObjectMeta
 
@@ -48,6 +49,7 @@ class _Table(LRUCache[str, Any]):
 
     def popitem(self) -> tuple[str, Any]:
         key, value = super().popitem()
+        metrics.recorder.cache_eviction(self.name)
         if self._on_evict is not None:
             self._on_evict(self.name, key, value)
         return key, value
@@ -104,7 +106,9 @@ class MetaCache:
         """The entry for ``key`` if still trusted (and, if asked, HEAD-level)."""
         entry: Trusted | None = self._objects.get(key)
         if entry is None or entry.expires <= self.clock() or (head_level and not entry.head_level):
+            metrics.recorder.cache_lookup("objects", False)
             return None
+        metrics.recorder.cache_lookup("objects", True)
         return entry
 
     def known_object(self, key: str) -> Trusted | None:
@@ -150,6 +154,7 @@ class MetaCache:
 
         It is stored, so calls within the grace send nothing.
         """
+        metrics.recorder.stale_served("object")
         entry.expires = until
         self._objects[entry.meta.key] = entry
         return entry
@@ -178,6 +183,7 @@ class MetaCache:
     def negative_expiry(self, key: str) -> float | None:
         """Expiry of a fresh negative entry for ``key``, else None."""
         exp: float | None = self._negatives.get(key)
+        metrics.recorder.cache_lookup("negatives", exp is not None and exp > self.clock())
         if exp is None:
             return None
         if exp <= self.clock():
@@ -195,7 +201,9 @@ class MetaCache:
     def prefix_expiry(self, dir_key: str) -> float | None:
         """Expiry of a fresh prefix entry, else None."""
         exp: float | None = self._prefixes.get(dir_key)
-        return exp if exp is not None and exp > self.clock() else None
+        fresh = exp if exp is not None and exp > self.clock() else None
+        metrics.recorder.cache_lookup("prefixes", fresh is not None)
+        return fresh
 
     def knows_prefix(self, dir_key: str) -> bool:
         """Whether ``dir_key`` was ever known to exist (fresh or not)."""
@@ -206,6 +214,7 @@ class MetaCache:
 
     def serve_stale_prefix(self, dir_key: str, until: float) -> float:
         """Keep answering "directory" for ``dir_key`` until ``until`` (revalidation failed)."""
+        metrics.recorder.stale_served("prefix")
         self._prefixes[dir_key] = until
         return until
 
@@ -218,7 +227,9 @@ class MetaCache:
     def fresh_listing(self, dir_key: str) -> Listing | None:
         """The kept listing of ``dir_key`` if it may answer for the directory now."""
         lst: Listing | None = self._listings.get(dir_key)
-        return lst if lst is not None and lst.usable(self.clock()) else None
+        usable = lst if lst is not None and lst.usable(self.clock()) else None
+        metrics.recorder.cache_lookup("listings", usable is not None)
+        return usable
 
     def put_listing(self, listing: Listing) -> None:
         self._listings[listing.dir_key] = listing

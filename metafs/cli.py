@@ -6,7 +6,8 @@ a pipe, and the parent returns only once the mount is live (exit 0) or
 the child has failed (its one-line message, exit 1).
 
 ``metafs refresh [--all] PATH`` (the first argument ``refresh``) is the
-forced refresh of a running mount: :mod:`metafs.refresh`.
+forced refresh of a running mount: :mod:`metafs.refresh`; ``metafs status
+MOUNTPOINT`` its figures: :mod:`metafs.status`.
 
 Exit status: 0 after a clean unmount; 1 when the mount could not be made
 or ended in error; 2 for a bad command line.
@@ -271,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import refresh
 
         return refresh.main(argv[1:])
+    if argv and argv[0] == "status":  # likewise: s3://status mounts the bucket "status"
+        from . import status
+
+        return status.main(argv[1:])
     try:
         cfg = parse_args(argv)
     except errors.ConfigError as e:

@@ -68,6 +68,10 @@ class Config:
     control_dir: str = ".metafs"  # the reserved control directory at the root (control.py)
     as_of_ms: int | None = None  # --as-of: the moment shown, ms since the epoch (asof.py)
     versions: bool = False  # --versions: <control dir>/versions/ shows every version (versions.py)
+    metrics_addr: tuple[str, int] | None = None  # --metrics-addr: serve Prometheus metrics there
+    # The source as written on the command line or in fstab: the mount's fsname, so that
+    # `mount -a` finds the fstab line's source in /proc/self/mountinfo and skips it once mounted.
+    given_source: str | None = None
 
     @property
     def source(self) -> str:
@@ -266,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control-dir", metavar="NAME", default=".metafs",
                    help="name of metafs's own directory at the mount root, hidden from listings "
                    "(default .metafs; pick another if the bucket has an entry of that name)")
+    p.add_argument("--metrics-addr", metavar="[HOST:]PORT", default=None,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST default 127.0.0.1; "
+                   "off by default)")
     p.add_argument("--version", action="version", version=f"metafs {__version__}")
     p.add_argument("-o", dest="mount_options", action="append", default=[], metavar="KEY[=VALUE],...",
                    help="options in mount(8) form")
@@ -309,6 +316,14 @@ def parse_args(argv: list[str]) -> Config:
         raise ConfigError(f"{'--as-of' if args.as_of is not None else '--versions'}: directory "
                           f"bucket {bucket!r} keeps no versions (S3 Express One Zone has no "
                           "versioning)")
+    metrics_addr = None
+    if args.metrics_addr is not None:
+        from .metrics import parse_addr
+
+        try:
+            metrics_addr = parse_addr(args.metrics_addr)
+        except ValueError as e:
+            raise ConfigError(f"--metrics-addr {e}") from None
     if args.retries < 0 or args.max_connections < 1 or args.cache_entries < 1:
         raise ConfigError("--retries, --max-connections and --cache-entries must be positive")
     return Config(
@@ -346,4 +361,6 @@ def parse_args(argv: list[str]) -> Config:
         control_dir=check_name(args.control_dir),
         as_of_ms=as_of_ms,
         versions=args.versions,
+        given_source=args.source,
+        metrics_addr=metrics_addr,
     )

@@ -38,7 +38,7 @@ import pyfuse3
 import trio
 from pyfuse3 import FUSEError
 
-from . import errors, exact
+from . import errors, exact, metrics
 from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .contents import FileHandle, FileReader
 from .control import ControlRoot, CtlDir, CtlEntry
@@ -86,19 +86,24 @@ def _boundary(fn: Callable[Concatenate[Operations, P], Awaitable[R]]
     async def wrapper(self: Operations, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             with trio.move_on_after(self.bound):
-                return await fn(self, *args, **kwargs)
+                result = await fn(self, *args, **kwargs)
+                metrics.recorder.fuse_op(fn.__name__)
+                return result
             log.warning("%s: no answer within %g s, the bound of one FUSE request: EIO",
                         fn.__name__, self.bound)
             raise FUSEError(errno.EIO)
-        except FUSEError:
+        except FUSEError as e:
+            metrics.recorder.fuse_op(fn.__name__, e.errno)
             raise
         except errors.MetafsError as e:
             # A failure already reported (a handle's refused read again, see contents.py): debug only.
             level = logging.DEBUG if e.errno == errno.ENOENT or e.repeated else logging.WARNING
             log.log(level, "%s: %s", fn.__name__, e)
+            metrics.recorder.fuse_op(fn.__name__, e.errno)
             raise FUSEError(e.errno) from None
         except Exception:
             log.exception("%s failed unexpectedly", fn.__name__)
+            metrics.recorder.fuse_op(fn.__name__, errno.EIO)
             raise FUSEError(errno.EIO) from None
 
     return wrapper
@@ -555,7 +560,9 @@ class Operations(pyfuse3.Operations):
             if ctl_key is None or self.control is None:
                 raise FUSEError(errno.EBADF)
             return await self.control.read(ctl_key, off, off + size - 1) if size > 0 else b""
-        return await self.reader.read(h, off, size)
+        data = await self.reader.read(h, off, size)
+        metrics.recorder.bytes_read(len(data))
+        return data
 
     @_boundary
     async def release(self, fh: int) -> None:

@@ -30,6 +30,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 
+from . import metrics
 from .dirlist import Listing, key_bytes, split_key
 from .inodes import InodeTable
 
@@ -122,9 +123,12 @@ class Invalidator:
                 else:
                     self._submit(item[0], item[1])
                 self.sent += 1
+                metrics.recorder.kernel_invalidation("entry" if item[1] else "inode", "sent")
             except FileNotFoundError:
-                pass  # the kernel no longer holds that name: nothing to drop
+                # the kernel no longer holds that name: nothing to drop
+                metrics.recorder.kernel_invalidation("entry" if item[1] else "inode", "unknown")
             except Exception as e:  # noqa: BLE001 - a failed hint must not end the thread
+                metrics.recorder.kernel_invalidation("entry" if item[1] else "inode", "failed")
                 self.failed += 1
                 if not self._closed:
                     log.warning("could not invalidate %s of inode %d: %s",

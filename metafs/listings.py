@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 
-from . import errors
+from . import errors, metrics
 from .cache import MetaCache, Trusted
 from .dirlist import Entry, FileEntry, Listing, split_key
 from .s3.model import ObjectMeta
@@ -131,6 +131,7 @@ class Listings:
         log.log(level, "serving the previous listing of %r (%d entries): refreshing it failed (%s)",
                 failed.dir_key or "/", len(previous.entries), e)
         previous.extend_trust(self._cache.now() + self.stale_grace)
+        metrics.recorder.stale_served("listing")
         self._cache.put_listing(previous)
 
     def _absorb(self, lst: Listing, entries: list[Entry]) -> None:

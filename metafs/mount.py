@@ -19,16 +19,19 @@ Order matters (S3QL's mount.py, pyfuse3's examples and their bugs):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import httpx
 import pyfuse3
 import trio
 
-from . import errors, exact, mountpoint, refresh, sdnotify
+from . import errors, exact, metrics, mountpoint, refresh, sdnotify, status
 from .asof import PERMANENT, AsOfView, moment_text
 from .attrs import Ownership
 from .cache import MetaCache
@@ -55,7 +58,7 @@ log = logging.getLogger(__name__)
 
 def fuse_options(cfg: Config) -> set[str]:
     opts = set(pyfuse3.default_options)  # default_permissions
-    opts |= {"ro", "noatime", f"fsname={cfg.source}", "subtype=metafs"}
+    opts |= {"ro", "noatime", f"fsname={cfg.given_source or cfg.source}", "subtype=metafs"}
     if cfg.allow_other:
         opts.add("allow_other")
     return opts
@@ -220,6 +223,7 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``cfg`` and serve until a signal or an unmount."""
     mountpoint.check(cfg.mountpoint, cfg.nonempty)  # before any request: the cheapest refusal
+    mountpoint.check_user_mount(cfg.allow_other)  # /dev/fuse, fusermount3, /etc/fuse.conf
     if cfg.endpoint_source and cfg.endpoint_source != "--endpoint-url":
         log.info("endpoint %s, from %s", shown(cfg.endpoint_url or ""), cfg.endpoint_source)
     if cfg.endpoint_url and not has_scheme(cfg.endpoint_url):
@@ -229,6 +233,8 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                      if cfg.sse_c_key_file else None)
     creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request, provider=cfg.provider,
                              credentials_file=cfg.credentials_file)
+    rec = metrics.PrometheusRecorder()  # always counting (metafs status); served with --metrics-addr
+    metrics.use(rec)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         limits = httpx.Limits(max_connections=cfg.max_connections,
                               max_keepalive_connections=cfg.max_connections)
@@ -239,7 +245,16 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             mountpoint.check(cfg.mountpoint, cfg.nonempty)  # again: a mount made during the bucket check
             invalidator = Invalidator()
             layers = build(cfg, client, info, invalidator.invalidate)
-            pyfuse3.init(layers.ops, cfg.mountpoint, fuse_options(cfg))
+            exporter = _export(cfg, rec)  # before mounting: a port in use fails the command
+            report = _status(cfg, client, layers, rec, exporter)
+            try:
+                pyfuse3.init(layers.ops, cfg.mountpoint, fuse_options(cfg))
+            except BaseException as e:
+                _stop(exporter)
+                if isinstance(e, RuntimeError):  # libfuse printed its reason on stderr
+                    raise errors.MountpointError(f"the kernel or fusermount3 refused the mount ({e}): "
+                                                 "libfuse's reason is on the line before") from None
+                raise
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_terminate_on_signal, signals)
@@ -250,8 +265,8 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                     # metafs refresh PATH: the control socket, removed when the mount ends.
                     refresher = refresh.Refresher(layers.cache, layers.listings, layers.inodes,
                                                   invalidator)
-                    await nursery.start(refresh.serve, refresh.socket_path(cfg.mountpoint),
-                                        refresher)
+                    await nursery.start(functools.partial(
+                        refresh.serve, refresh.socket_path(cfg.mountpoint), refresher, status=report))
                     log.info("mounted %s at %s", cfg.source, cfg.mountpoint)
                     sdnotify.notify("READY=1")
                     if on_ready is not None:
@@ -261,8 +276,49 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
             finally:
                 sdnotify.notify("STOPPING=1")
                 invalidator.close()  # before the session goes: drop what is queued
+                _stop(exporter)
                 pyfuse3.close(unmount=True)
                 log.info("unmounted %s", cfg.mountpoint)
+
+
+def _status(cfg: Config, client: S3Client, layers: Layers, rec: metrics.PrometheusRecorder,
+            exporter: WSGIServer | None) -> Callable[[], dict[str, Any]]:
+    """The mount's ``metafs status`` report, built when asked (see metafs.status)."""
+    endpoint = f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"
+    rec.describe_mount(cfg.source, client.dialect.provider, client.region or "")
+    rec.watch_cache(layers.cache.figures)
+    url = None
+    if exporter is not None:
+        host, port = str(exporter.server_address[0]), exporter.server_address[1]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+    def report() -> dict[str, Any]:
+        return status.report(
+            source=cfg.source, mountpoint=cfg.mountpoint, provider=client.dialect.title,
+            endpoint=endpoint, region=client.region, endpoint_down=client.health.down,
+            figures={**layers.cache.figures(), "invalidations": layers.invalidation.count},
+            rec=rec, metrics_url=url)
+
+    return report
+
+
+def _export(cfg: Config, rec: metrics.PrometheusRecorder) -> WSGIServer | None:
+    """Serve the metrics when ``--metrics-addr`` asks; a port that cannot be had fails the mount."""
+    if cfg.metrics_addr is None:
+        return None
+    try:
+        server = metrics.serve(rec, cfg.metrics_addr)
+    except OSError as e:
+        host, port = cfg.metrics_addr
+        raise errors.ConfigError(f"--metrics-addr {host}:{port}: {e.strerror or e}") from None
+    log.info("metrics at http://%s:%s/metrics", *server.server_address[:2])
+    return server
+
+
+def _stop(exporter: WSGIServer | None) -> None:
+    if exporter is not None:
+        exporter.shutdown()
+        exporter.server_close()
 
 
 async def _terminate_on_signal(signals: AsyncIterator[int]) -> None:

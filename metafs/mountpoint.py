@@ -17,6 +17,13 @@ directory":
 :func:`check` runs at start, before the credentials and the bucket check,
 and again just before ``pyfuse3.init``, so a mount made meanwhile is found
 too.
+
+:func:`check_user_mount` says, before any request, why an ordinary user's
+mount would fail where libfuse would only say "fuse_session_mount failed":
+libfuse 3 opens ``/dev/fuse`` itself, as the user (Debian's udev makes it
+0666; without udev it stays 0600), then runs the setuid ``fusermount3``,
+which refuses ``allow_other`` unless ``/etc/fuse.conf`` has a line
+``user_allow_other``.
 """
 
 from __future__ import annotations
@@ -24,11 +31,14 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+import shutil
 import stat
 
 from .errors import MountpointError
 
 MOUNTINFO = "/proc/self/mountinfo"
+FUSE_DEVICE = "/dev/fuse"
+FUSE_CONF = "/etc/fuse.conf"
 
 
 def _unescape(field: str) -> str:
@@ -105,3 +115,39 @@ def check(path: str, nonempty: bool = False) -> None:
     if hidden:
         raise MountpointError("the mountpoint is not empty, and the mount would hide what is in it: "
                               "add --nonempty (-o nonempty) to mount over it")
+
+
+def user_allow_other(conf: str = FUSE_CONF) -> bool:
+    """Whether ``conf`` lets ordinary users mount with allow_other (fusermount3's own rule:
+    a line ``user_allow_other``, surrounding blanks ignored, ``#`` lines are comments)."""
+    try:
+        with open(conf, encoding="utf-8", errors="replace") as f:
+            return any(line.strip() == "user_allow_other" for line in f)
+    except OSError:
+        return False
+
+
+def check_user_mount(allow_other: bool, *, euid: int | None = None, device: str = FUSE_DEVICE,
+                     conf: str = FUSE_CONF, fusermount: str | None = None) -> None:
+    """Raise :class:`MountpointError` when an ordinary user's mount cannot work (root: nothing)."""
+    if (os.geteuid() if euid is None else euid) == 0:
+        return
+    if not os.access(device, os.R_OK | os.W_OK):
+        try:
+            mode = f"mode {stat.S_IMODE(os.stat(device).st_mode):04o}"
+        except OSError as e:
+            mode = e.strerror or "missing"
+        raise MountpointError(
+            f"an ordinary user's mount needs {device} readable and writable by all ({mode}; "
+            f"Debian's udev makes it 0666: as root, chmod 0666 {device})")
+    helper = fusermount or shutil.which("fusermount3") or "/usr/bin/fusermount3"
+    try:
+        st = os.stat(helper)
+    except OSError:
+        raise MountpointError("an ordinary user's mount needs fusermount3 (Debian package fuse3)") from None
+    if st.st_uid != 0 or not st.st_mode & stat.S_ISUID:
+        raise MountpointError(f"an ordinary user's mount needs {helper} setuid root")
+    if allow_other and not user_allow_other(conf):
+        raise MountpointError(
+            f"--allow-other (allow_other) for an ordinary user needs the line user_allow_other "
+            f"in {conf} (root adds it); without it, only you can see the mount")

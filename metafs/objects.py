@@ -40,7 +40,7 @@ import logging
 import trio
 from cachetools import LRUCache
 
-from . import errors
+from . import errors, metrics
 from .cache import MetaCache, Trusted
 from .dirlist import FileEntry, Listing
 from .flight import SingleFlight
@@ -111,6 +111,7 @@ class ObjectMetadata:
 
     async def head(self, key: str) -> Trusted | Absent:
         """Fresh HEAD-level metadata of ``key`` (its xattrs are filled); starts readahead."""
+        metrics.recorder.readahead_used(key)
         self._read_ahead(key)
         return await self._get(key, head_level=True)
 
@@ -230,6 +231,7 @@ class ObjectMetadata:
             if not isinstance(e, FileEntry) or self._cache.fresh_object(e.meta.key, head_level=True):
                 continue
             self._nursery.start_soon(self._prefetch, e.meta.key)
+            metrics.recorder.readahead_sent(e.meta.key)
 
     async def _prefetch(self, key: str) -> None:
         async with self._limiter:

@@ -154,8 +154,12 @@ class Refresher:
 # -- the mount's side: the control socket ----------------------------------------------
 
 async def serve(path: str, refresher: Refresher, *,
+                status: Callable[[], dict[str, Any]] | None = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Listen on ``path`` (mode 0600) until cancelled; the socket is removed at the end.
+
+    Requests: ``{"op": "refresh", "path": REL, "all": BOOL}``, and
+    ``{"op": "status"}`` answered with ``status()`` (``metafs status``, :mod:`metafs.status`).
 
     A socket that cannot be made costs ``metafs refresh``, not the mount: one warning.
     """
@@ -181,7 +185,7 @@ async def serve(path: str, refresher: Refresher, *,
     try:
         task_status.started()
         async def handler(stream: trio.SocketStream) -> None:
-            await _answer(stream, refresher)
+            await _answer(stream, refresher, status)
 
         await trio.serve_listeners(handler, [trio.SocketListener(sock)])
     finally:
@@ -191,7 +195,8 @@ async def serve(path: str, refresher: Refresher, *,
             pass
 
 
-async def _answer(stream: trio.SocketStream, refresher: Refresher) -> None:
+async def _answer(stream: trio.SocketStream, refresher: Refresher,
+                  status: Callable[[], dict[str, Any]] | None = None) -> None:
     async with stream:
         try:
             data = b""
@@ -202,12 +207,16 @@ async def _answer(stream: trio.SocketStream, refresher: Refresher) -> None:
                         break
                     data += chunk
             req: dict[str, Any] = json.loads(data)
+            if req.get("op") == "status" and status is not None:
+                reply: dict[str, Any] = {"ok": True, "status": status()}
+                await stream.send_all(json.dumps(reply).encode() + b"\n")
+                return
             if req.get("op") != "refresh":
                 raise ValueError(f"unknown request {req.get('op')!r}")
             kind = refresher.refresh(str(req.get("path", "")), bool(req.get("all")))
             await refresher.sent()
             log.info("refreshed %s %r", kind, "/" + str(req.get("path", "")).strip("/"))
-            reply: dict[str, Any] = {"ok": True, "kind": kind}
+            reply = {"ok": True, "kind": kind}
         except Exception as e:  # noqa: BLE001 - a bad request must not end the mount
             reply = {"ok": False, "error": str(e)}
         try:
@@ -237,11 +246,17 @@ def find_mount(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None
 def request(mountpoint: str, rel: str, everything: bool,
             connect: Callable[[str], socket.socket] | None = None) -> dict[str, Any]:
     """Send one refresh request to the mount at ``mountpoint``; its reply."""
+    return call(mountpoint, {"op": "refresh", "path": rel, "all": everything}, connect)
+
+
+def call(mountpoint: str, req: dict[str, Any],
+         connect: Callable[[str], socket.socket] | None = None) -> dict[str, Any]:
+    """Send one request to the mount at ``mountpoint``'s control socket; its reply."""
     path = socket_path(mountpoint)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(60)
         s.connect(path)
-        s.sendall(json.dumps({"op": "refresh", "path": rel, "all": everything}).encode() + b"\n")
+        s.sendall(json.dumps(req).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)

@@ -10,7 +10,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # ceph radosgw ceph-common: the Ceph RGW of the tests that need a server enforcing what moto
 # does not (SSE-C); metafs/devrgw.py starts it.
-PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv ceph radosgw ceph-common"
+# systemd: tests/test_install.py runs its fstab generator (present on any Debian machine, not in
+# every container image); man-db: `man metafs` after scripts/install.sh.
+PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv ceph radosgw ceph-common systemd man-db"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

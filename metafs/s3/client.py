@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import httpx
 import trio
 
-from .. import errors
+from .. import errors, metrics
 from ..credentials import CredentialSource
 from ..signing import Credentials, SignableRequest, Signer, uri_encode
 from . import answers
@@ -309,7 +309,8 @@ class S3Client:
             response: httpx.Response | None = None
             asked: float | None = None  # Retry-After, in seconds
             with (trio.move_on_after(limit) as scope,
-                  self.health.attempt(scope) as on_wire):
+                  self.health.attempt(scope) as on_wire,
+                  metrics.recorder.s3_attempt(method, key, query) as counted):
                 started: httpx.Response | None = None  # its status line and headers arrived
                 try:
                     started = await self.http.send(request, stream=True)
@@ -327,6 +328,7 @@ class S3Client:
                 finally:
                     if started is not None:
                         await started.aclose()
+                    counted.done(None if response is None else response.status_code, scope.cancel_called)
             if scope.cancelled_caught:
                 if on_wire.abandoned:  # another request found the endpoint down meanwhile
                     raise self.health.refusal(what)
@@ -359,6 +361,7 @@ class S3Client:
                 asked = answers.retry_after(response, self._now())
             attempt += 1
             if attempt < self.attempts:
+                metrics.recorder.s3_retry(method, key, query)
                 delay = self._backoff(attempt - 1)
                 if asked is not None:
                     if self._clock() + asked >= deadline:
