@@ -49,6 +49,7 @@ from .listings import Listings
 from .namespace import FoundDir, FoundFile, Namespace
 from .objects import ObjectMetadata
 from .s3.model import Absent
+from .walks import Walks
 from .xattrs import PARTS_COUNT, SYSTEM_NS, USER_NS, is_foreign
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,8 @@ class Operations(pyfuse3.Operations):
                  root_xattrs: dict[bytes, bytes] | None = None,
                  invalidation: KernelInvalidation | None = None,
                  figures: Callable[[], dict[str, int]] | None = None,
-                 control: ControlRoot | None = None) -> None:
+                 control: ControlRoot | None = None,
+                 walks: Walks | None = None) -> None:
         super().__init__()
         self.namespace = namespace
         self.objects = objects
@@ -155,6 +157,7 @@ class Operations(pyfuse3.Operations):
         self.root_xattrs = root_xattrs or {}
         self._invalidation = invalidation
         self._figures = figures
+        self.walks = walks  # tree walks served from flat listings (walks.py)
         self._dirs: dict[int, _DirHandle] = {}
         self._files: dict[int, FileHandle] = {}
         self._control_files: dict[int, str] = {}  # fh -> control file's key
@@ -310,11 +313,14 @@ class Operations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         """Open a directory handle; the listing is taken at the first readdir.
 
-        ENOTDIR for a file, ESTALE for a forgotten inode.  Sends nothing.
+        ENOTDIR for a file, ESTALE for a forgotten inode.  Sends nothing;
+        tells the walk detector which process opened what (walks.py).
         """
         node = self._node(inode)
         if not node.is_dir:
             raise FUSEError(errno.ENOTDIR)
+        if self.walks is not None and not ControlRoot.owns(node.key):
+            self.walks.opened(node.key, getattr(ctx, "pid", None))
         fh = self._fh()
         self._dirs[fh] = _DirHandle(node)
         return fh
@@ -346,6 +352,11 @@ class Operations(pyfuse3.Operations):
         if ControlRoot.owns(h.node.key):
             return await self._control_readdir(h, start_id, token)
         if start_id == 0 or h.listing is None:
+            if self.walks is not None:
+                # A walk's flat listing may list it, within one request's share of the
+                # bound; what is left is the ordinary listing's.
+                with trio.move_on_after(self.bound / REQUESTS_PER_HANDLER):
+                    await self.walks.serve(h.node.key)
             h.listing = await self.listings.open(h.node.key)
         lst = h.listing
         parent = h.node

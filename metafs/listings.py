@@ -134,6 +134,11 @@ class Listings:
         metrics.recorder.stale_served("listing")
         self._cache.put_listing(previous)
 
+    def adopt(self, lst: Listing, entries: list[Entry]) -> None:
+        """Keep a listing built elsewhere (a walk's, see :mod:`metafs.walks`) like a fetched one."""
+        self._cache.put_listing(lst)
+        self._absorb(lst, entries)
+
     def _absorb(self, lst: Listing, entries: list[Entry]) -> None:
         """Let a page refresh what the per-key tables hold (see the module docstring)."""
         c = self._cache

@@ -51,6 +51,7 @@ from .s3.endpoint import has_scheme, shown, starting_region
 from .s3.ssec import CustomerKeys
 from .versions import VersionsTree
 from .views import LiveView, View
+from .walks import Walks
 from .xattrs import SYSTEM_NS, bucket_xattrs
 
 log = logging.getLogger(__name__)
@@ -179,15 +180,18 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     listings = Listings(view, cache, ordered=ordered, stale_grace=stale_grace)
     objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
     namespace = Namespace(view, cache, listings, objects)
+    walks = Walks(view, cache, listings, ordered=ordered)
 
     def figures() -> dict[str, int]:
-        return {**cache.figures(), "invalidations": invalidation.count}
+        return {**cache.figures(), "invalidations": invalidation.count,
+                "walk-pages": walks.flat_pages}
 
     # Every handler is bounded by what two requests may take with the
     # configured retries and timeout (fuse_ops.handler_bound).
     ops = Operations(namespace, objects, listings, FileReader(view, read_chunk), inodes, own,
                      clock=cache.clock, dir_ttl=ttl, bound=bound, root_xattrs=root_xattrs,
-                     invalidation=invalidation, figures=figures, control=control)
+                     invalidation=invalidation, figures=figures, control=control,
+                     walks=walks)
     return Layers(inodes, invalidation, cache, listings, objects, namespace, ops)
 
 

@@ -22,7 +22,7 @@ typed :data:`HeadOutcome` (``Fresh | NotModified | Absent``).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .s3.client import S3Client
 from .s3.model import HeadOutcome, ListPage
@@ -54,6 +54,19 @@ class View(Protocol):
         ...
 
 
+@runtime_checkable
+class FlatLister(Protocol):
+    """A view whose keys can also be listed flat, in byte order: tree walks (walks.py) use it.
+
+    A view without it (the as-of view: its pages are collapsed version
+    listings) is never walked flat.
+    """
+
+    async def list_flat(self, prefix: str, token: str | None, start_after: str | None) -> ListPage:
+        """One page of the listing of every key under ``prefix``, without a delimiter."""
+        ...
+
+
 class LiveView:
     """The bucket as it is now (see the module docstring)."""
 
@@ -68,6 +81,10 @@ class LiveView:
     async def has_children(self, key: str) -> bool:
         page = await self._client.list_page(key + "/", delimiter=None, max_keys=1)
         return bool(page.objects or page.prefixes)
+
+    async def list_flat(self, prefix: str, token: str | None, start_after: str | None) -> ListPage:
+        return await self._client.list_page(prefix, delimiter=None, token=token,
+                                            start_after=start_after)
 
     async def head(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
         return await self._client.head_object(key, etag, mtime)

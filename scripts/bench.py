@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import datetime
 import importlib
+import importlib.util
 import json
 import os
 import select
@@ -64,6 +65,8 @@ ACCESS_KEY = "AKIAMETAFSBENCHMARK0"
 SECRET_KEY = "metafs-benchmark-secret-key"  # moto does not check signatures
 MOTO_ACCOUNT = "123456789012"  # moto's default account
 
+SERVER_LABEL = "moto S3"  # or "Ceph RGW" (--server rgw): the chart's title
+METAFS_CODE = REPO  # the metafs checkout mounts run (--metafs-code: compare two versions)
 MOUNT_TIMEOUT = 30.0    # seconds until a mount must be live
 REFERENCES = ("bare", "tmpfs")
 
@@ -71,8 +74,13 @@ REFERENCES = ("bare", "tmpfs")
 D2K = [f"d2k/f{i:05d}" for i in range(2000)]
 D100K = [f"d100k/f{i:06d}" for i in range(100_000)]
 M200 = [f"m200/obj{i:03d}" for i in range(200)]
+# A tree of 5,000 objects in 655 directories (5 x 5 x 5 x 4 leaves of 10 files, four levels deep).
 TREE = [f"tree/a{a}/b{b}/c{c}/d{d}/f{f}"
-        for a in range(3) for b in range(3) for c in range(3) for d in range(3) for f in range(6)]
+        for a in range(5) for b in range(5) for c in range(5) for d in range(4) for f in range(10)]
+TREE_DIRS = len({k.rsplit("/", 1)[0] for k in TREE} | {k.rsplit("/", 2)[0] for k in TREE}
+                | {k.rsplit("/", 3)[0] for k in TREE} | {k.rsplit("/", 4)[0] for k in TREE})
+# getfattr -R -d: 2,000 files with user metadata in 50 directories.
+GTREE = [f"gtree/g{g:02d}/f{f:02d}" for g in range(50) for f in range(40)]
 MISSING = [f"d2k/missing{i:03d}" for i in range(200)]
 DEEP_KEY = "tree/a2/b1/c0/d2/f5"
 
@@ -85,7 +93,8 @@ def user_metadata(i: int) -> dict[str, str]:
 
 def dataset(quick: bool) -> Dataset:
     """bucket -> [(key, size, metadata)]"""
-    small = [(k, (i * 37) % 1000, user_metadata(i)) for i, k in enumerate(D2K + M200 + TREE)]
+    small = [(k, (i * 37) % 1000, user_metadata(i))
+             for i, k in enumerate(D2K + M200 + TREE + GTREE)]
     big: list[tuple[str, int, dict[str, str]]] = (
         [] if quick else [(k, i % 100, {}) for i, k in enumerate(D100K)])
     return {BUCKET: small, BIG_BUCKET: big}
@@ -142,8 +151,19 @@ WORKLOADS = [
              bare=("list", BIG_BUCKET, "d100k/", "/"), expect_out=100_001, full_only=True),
     Workload("ls_100k_warm", "ls -l 100k, warm", "ls -l d100k", fresh=False, bucket=BIG_BUCKET,
              expect_out=100_001, full_only=True),
-    Workload("find_tree_cold", "find tree (486), cold", "find tree -type f", fresh=True,
+    Workload("find_tree_cold", f"find tree ({len(TREE)} in {TREE_DIRS} dirs), cold",
+             "find tree -type f", fresh=True,
              bare=("list", BUCKET, "tree/", None), expect_out=len(TREE)),
+    Workload("du_tree_cold", "du -s tree, cold", "du -s tree", fresh=True,
+             bare=("list", BUCKET, "tree/", None), expect_out=1),
+    Workload("lsR_tree_cold", "ls -R tree, cold", "ls -R tree", fresh=True,
+             bare=("list", BUCKET, "tree/", None)),
+    Workload("getfattr_R_2k_cold", "getfattr -R -d 2k, cold", "getfattr -R -d gtree", fresh=True,
+             bare=("head", BUCKET, GTREE)),
+    Workload("getfattr_10_cold", "getfattr -d 10 files, cold",
+             "getfattr -d " + " ".join(M200[:10]), fresh=True, bare=("head", BUCKET, M200[:10])),
+    Workload("getfattr_50_cold", "getfattr -d 50 files, cold",
+             "getfattr -d " + " ".join(M200[:50]), fresh=True, bare=("head", BUCKET, M200[:50])),
     Workload("getfattr_200_cold", "getfattr -d x200, cold",
              'while read -r f; do getfattr -d "$f"; done < {names}/m200.txt', fresh=True,
              bare=("head", BUCKET, M200)),
@@ -176,7 +196,7 @@ def child_env() -> dict[str, str]:
     env.update(AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID=ACCESS_KEY,
                AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
                NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", LC_ALL="C")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(METAFS_CODE), env.get("PYTHONPATH")]))
     return env
 
 
@@ -227,7 +247,7 @@ def mount(tool: str, bucket: str, mnt: str, ctx: Context, log: Path) -> Mount:
     argv, env = FUSE_TOOLS[tool](ctx.url, bucket, mnt, ctx)
     with open(log, "ab") as logf:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=logf,
+        proc = subprocess.Popen(argv, env=env, cwd=METAFS_CODE, stdin=subprocess.DEVNULL, stdout=logf,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     m = Mount(tool, mnt, proc)
     ACTIVE.append(m)
@@ -302,7 +322,7 @@ def log_tail(path: Path, n: int = 3) -> str:
 # ----------------------------------------------------------------- runner
 @dataclasses.dataclass
 class Context:
-    server: CountingS3Server
+    server: Any  # CountingS3Server (moto) or bench_rgw.RgwServer: url, delay, counts, reset
     url: str
     work: Path
     tmpfs_root: Path
@@ -600,7 +620,7 @@ def chart(records: list[Record], delays: list[float], tools: list[str], workload
         if heights:  # room for the legend above the tallest bar
             ax.set_ylim(min(heights) / 2, max(heights) * 12)
         ax.set_ylabel("wall time (s, log)")
-        ax.set_title(f"metafs vs s3fs vs rclone mount, moto S3 with {delay:g} ms per request")
+        ax.set_title(f"metafs vs s3fs vs rclone mount, {SERVER_LABEL} with {delay:g} ms per request")
         ax.set_xticks(range(len(rows)), [label for _, label in rows], rotation=25, ha="right", fontsize=8)
         ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
@@ -638,6 +658,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=120.0, help="cap per workload, seconds")
     p.add_argument("--out", default=str(REPO / "bench-out"), help="output directory")
     p.add_argument("--chart", help="also write the chart here (e.g. docs/benchmark.png)")
+    p.add_argument("--server", choices=("moto", "rgw"), default="moto",
+                   help="the S3 server: moto (default) or a one-node Ceph RGW (metafs/devrgw.py)")
+    p.add_argument("--only", default="",
+                   help="comma-separated workload names to run (default: all)")
+    p.add_argument("--metafs-code", default=str(REPO),
+                   help="the metafs checkout to mount with (default: this one; compare versions)")
     p.add_argument("--metafs-args", default="",
                    help="extra metafs options, e.g. '--metadata-ttl 600' (default: none)")
     return p.parse_args(argv)
@@ -646,12 +672,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     require_optional_deps()
+    if args.server == "rgw" and importlib.util.find_spec("metafs.devrgw") is None:
+        sys.exit("bench: --server rgw needs the Ceph RGW launcher metafs/devrgw.py, "
+                 "which this tree does not have yet")
     delays = [float(d) for d in args.delays.split(",") if d.strip()]
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = [t for t in tools if t not in FUSE_TOOLS]
     if unknown:
         sys.exit(f"unknown tool(s) {unknown}; choose from {list(FUSE_TOOLS)}")
     workloads = [w for w in WORKLOADS if not (args.quick and w.full_only)]
+    if args.only:
+        only = {n.strip() for n in args.only.split(",")}
+        if only - {w.name for w in WORKLOADS}:
+            sys.exit(f"unknown workload(s) {sorted(only - {w.name for w in WORKLOADS})}")
+        workloads = [w for w in workloads if w.name in only]
+    global METAFS_CODE
+    METAFS_CODE = Path(args.metafs_code).resolve()
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
 
@@ -662,14 +698,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="metafs-bench-"))
     tmpfs_root = Path(tempfile.mkdtemp(prefix="metafs-bench-", dir="/dev/shm"))
-    server = CountingS3Server().start()
+    global ACCESS_KEY, SECRET_KEY, SERVER_LABEL
+    if args.server == "rgw":
+        SERVER_LABEL = "Ceph RGW"
+        import bench_rgw
+        server: Any = bench_rgw.RgwServer().start()
+        ACCESS_KEY, SECRET_KEY = server.access_key, server.secret_key
+        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
+        server_name = f"Ceph RGW (metafs.devrgw) behind a counting proxy at {server.url}"
+    else:
+        server = CountingS3Server().start()
+        server_name = f"metafs.devserver.CountingS3Server (moto) at {server.url}"
     ctx = Context(server, server.url, work, tmpfs_root, work / "names", work / "passwd-s3fs",
                   out, args.timeout, [], shlex.split(args.metafs_args))
     results: dict[str, Any] = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "quick": args.quick, "delays_ms": delays, "tools": tools, "timeout_s": args.timeout,
-        "server": f"metafs.devserver.CountingS3Server (moto) at {server.url}",
+        "server": server_name,
         "commands": {}, "workloads": {}, "records": ctx.records,
     }
     exit_code = 0
@@ -681,7 +727,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         data = dataset(args.quick)
-        load_into_moto(data)
+        if args.server == "rgw":
+            bench_rgw.load(server.rgw, data, REGION)
+        else:
+            load_into_moto(data)
         build_tmpfs_copy(data, tmpfs_root)
         write_name_lists(ctx.names)
         ctx.passwd_file.write_text(f"{ACCESS_KEY}:{SECRET_KEY}\n")

@@ -173,7 +173,9 @@ class Bucket:
         assert q["list-type"] == "2"
         prefix, delim = q.get("prefix", ""), q.get("delimiter")
         max_keys = min(int(q.get("max-keys", "1000")), self.page_size)
-        after = unquote(q.get("continuation-token", ""), errors="surrogateescape")
+        # Our tokens are the last key shown (quoted), so a token and start-after mean the same.
+        after = (unquote(q["continuation-token"], errors="surrogateescape")
+                 if "continuation-token" in q else q.get("start-after", ""))
         entries: list[tuple[str, bool]] = []
         for k in sorted(self.objects, key=_key_bytes):  # S3's order: the keys' bytes
             if not k.startswith(prefix):

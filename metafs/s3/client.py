@@ -611,14 +611,16 @@ class S3Client:
         return parse_versioning(r.content)
 
     async def list_page(self, prefix: str, *, delimiter: str | None = "/",
-                        token: str | None = None, max_keys: int | None = None) -> ListPage:
+                        token: str | None = None, max_keys: int | None = None,
+                        start_after: str | None = None) -> ListPage:
         """One listing page: ListObjectsV2 (S3, OSS) or V1 with ``marker`` (COS, OBS).
 
         ``token`` is the continuation token or the marker, whichever the
         dialect pages with (``ListPage.next_token`` of the previous page).
-        ``encoding-type=url`` always (see model).
+        ``start_after`` (first page only): keys after this one (V2's
+        ``start-after``, V1's ``marker``).  ``encoding-type=url`` always (see model).
         """
-        query = self.dialect.list_query(prefix, delimiter, token, max_keys)
+        query = self.dialect.list_query(prefix, delimiter, token, max_keys, start_after)
         what = f"LIST {prefix or '/'}"
         r = await self._send("GET", "", query, what=what)
         if r.status_code != 200:

@@ -92,34 +92,36 @@ def _express_host(region: str, bucket: str) -> str:
 
 
 def _s3_list_query(prefix: str, delimiter: str | None, token: str | None,
-                   max_keys: int | None) -> list[tuple[str, str]]:
+                   max_keys: int | None, start_after: str | None = None) -> list[tuple[str, str]]:
     # Always encoding-type=url: XML 1.0 cannot carry some bytes keys may hold.
     q = [("list-type", "2"), ("prefix", prefix), ("encoding-type", "url")]
     if delimiter:
         q.append(("delimiter", delimiter))
     if token:
         q.append(("continuation-token", token))
+    elif start_after:  # the server ignores start-after once a token is sent
+        q.append(("start-after", start_after))
     if max_keys is not None:
         q.append(("max-keys", str(max_keys)))
     return q
 
 
 def _oss_list_query(prefix: str, delimiter: str | None, token: str | None,
-                    max_keys: int | None) -> list[tuple[str, str]]:
+                    max_keys: int | None, start_after: str | None = None) -> list[tuple[str, str]]:
     # ListObjectsV2 as for S3, without an empty prefix: a value-less
     # parameter is signed differently by every vendor, so send none.
-    return [(k, v) for k, v in _s3_list_query(prefix, delimiter, token, max_keys)
+    return [(k, v) for k, v in _s3_list_query(prefix, delimiter, token, max_keys, start_after)
             if k != "prefix" or v]
 
 
 def _v1_list_query(prefix: str, delimiter: str | None, token: str | None,
-                   max_keys: int | None) -> list[tuple[str, str]]:
+                   max_keys: int | None, start_after: str | None = None) -> list[tuple[str, str]]:
     q = [("prefix", prefix)] if prefix else []
     q.append(("encoding-type", "url"))
     if delimiter:
         q.append(("delimiter", delimiter))
-    if token:
-        q.append(("marker", token))
+    if token or start_after:  # V1's marker is a start-after key
+        q.append(("marker", token or start_after or ""))
     if max_keys is not None:
         q.append(("max-keys", str(max_keys)))
     return q
@@ -220,7 +222,9 @@ class Dialect:
     provider: str             # the --provider value / source URL scheme
     title: str                # for messages
     region_header: str | None  # HEAD Bucket header that names the bucket's region
-    list_query: Callable[[str, str | None, str | None, int | None], list[tuple[str, str]]]
+    # (prefix, delimiter, token, max_keys, start_after) -> query
+    list_query: Callable[[str, str | None, str | None, int | None, str | None],
+                         list[tuple[str, str]]]
     list_version: int         # 2: ListObjectsV2, paged by continuation token; 1: V1, by marker
     list_plus_is_space: bool  # how URL-encoded keys in listings are decoded
     bucket_check: str         # "head" (HEAD Bucket) or "location" (GET /?location)
