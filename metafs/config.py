@@ -65,6 +65,8 @@ class Config:
     sse_c_key_file: str | None = None  # SSE-C customer keys (metafs.s3.ssec), read at start
     requester_pays: bool = False  # send the dialect's request-payer header on every request
     expected_bucket_owner: str | None = None  # account id sent on every request (S3)
+    # Metadata channels beside HEAD shown as xattrs (--no-tags, --no-annotations turn one off).
+    channels: frozenset[str] = frozenset({"tags", "annotations"})
     control_dir: str = ".metafs"  # the reserved control directory at the root (control.py)
     as_of_ms: int | None = None  # --as-of: the moment shown, ms since the epoch (asof.py)
     versions: bool = False  # --versions: <control dir>/versions/ shows every version (versions.py)
@@ -247,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir-mode", type=_mode, default=0o555,
                    help="permission bits of directories (default 0555)")
     p.add_argument("--allow-other", action="store_true", help="let other users see the mount")
+    p.add_argument("--no-tags", action="store_true",
+                   help="do not show object tags (user.s3.tag.*): no GET ?tagging is sent")
+    p.add_argument("--no-annotations", action="store_true",
+                   help="do not show S3 annotations (user.s3.annotation.*): no "
+                        "ListObjectAnnotations/GetObjectAnnotation is sent")
     p.add_argument("--nonempty", action="store_true",
                    help="mount over a non-empty directory, hiding what is in it until unmounted")
     p.add_argument("--foreground", "-f", action="store_true",
@@ -348,6 +355,8 @@ def parse_args(argv: list[str]) -> Config:
         dir_mode=args.dir_mode,
         allow_other=args.allow_other,
         nonempty=args.nonempty,
+        channels=frozenset(c for c, off in (("tags", args.no_tags),
+                                            ("annotations", args.no_annotations)) if not off),
         foreground=args.foreground,
         request_timeout=args.request_timeout,
         retries=args.retries,

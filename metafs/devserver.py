@@ -19,6 +19,16 @@ continuation token or marker), ``list-repeated-token`` (truncated, the same
 token every time) and ``list-empty-pages`` (truncated and empty, a new token
 every time).  (werkzeug closes the connection after every response, so each
 request also pays a loopback TCP connect: the same for every client.)
+moto stores object tags (``GET ?tagging``, counted as TAGGING) but has no
+S3 annotations (2026): this layer implements the four operations itself,
+from botocore's service model (``PutObjectAnnotation``,
+``GetObjectAnnotation``, ``ListObjectAnnotations`` paged by
+``continuation-token``, ``DeleteObjectAnnotation``; the names, sizes,
+count and UTF-8 rules and error codes of metadata-channels.md §1), kept in
+memory per object version, the object's existence asked of moto by a HEAD
+of its own (not recorded).  ``tests/test_devserver.py`` proves the wire
+format by round-tripping boto3's own calls.  Counted kinds: ANNOTATIONS
+(a listing page), ANNOTATION (one payload); writes are WRITE.
 Other processes (s3fs, rclone, the benchmark) reach the same
 controls over HTTP under ``/__counter__/``::
 
@@ -32,8 +42,12 @@ Run standalone: ``python -m metafs.devserver --port 9000``.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import dataclasses
+import email.utils
+import hashlib
+import io
 import json
 import os
 import re
@@ -41,10 +55,13 @@ import socket
 import struct
 import threading
 import time
+import unicodedata
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote
 from wsgiref.types import StartResponse, WSGIEnvironment
+from xml.sax.saxutils import escape
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo  # StartResponse's exc_info; _typeshed exists only for checkers
@@ -96,7 +113,8 @@ class InjectedReset(ConnectionResetError):
     """Raised by the application to make the handler reset the connection (fault "reset")."""
 
 
-KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "GET", "OTHER", "WRITE")
+KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "GET", "OTHER", "WRITE", "TAGGING",
+         "ANNOTATIONS", "ANNOTATION")
 LIST_FAULTS = ("list-no-token", "list-repeated-token", "list-empty-pages")
 
 
@@ -139,6 +157,10 @@ def classify(method: str, path: str, query: dict[str, str], headers: dict[str, s
         conditional = "if-none-match" in headers or "if-modified-since" in headers
         return "HEAD_COND" if conditional else "HEAD"
     if method == "GET":
+        if has_key and "tagging" in query:
+            return "TAGGING"
+        if has_key and "annotation" in query:
+            return "ANNOTATION" if "annotationName" in query else "ANNOTATIONS"
         if has_key:
             return "GET"
         if "list-type" in query or not (set(query) - _LIST_V1_PARAMS):
@@ -162,6 +184,7 @@ class CountingS3Server:
         # What moto does not enforce, enforced here (reset with reset_policies()):
         self.requester_pays: set[str] = set()  # buckets refusing requests without x-amz-request-payer
         self.no_etags = False  # answer like a server that sends no ETag (HEAD, GET, listings)
+        self.annotations = AnnotationStore()
         self._app, self._server = _moto_server(host, port, self._wsgi)
         self._thread: threading.Thread | None = None
 
@@ -294,10 +317,56 @@ class CountingS3Server:
             rec.status, rec.finished = int(status.split(" ", 1)[0]), time.monotonic()
             return start_response(status, hdrs, exc_info) if exc_info else start_response(status, hdrs)
 
+        if "annotation" in query and rec.kind != "HEAD_BUCKET" and "/" in decoded.lstrip("/"):
+            return self._annotation(environ, method, decoded, query, recording_start_response)
         if self.no_etags and rec.kind != "WRITE":
             return self._without_etags(environ, recording_start_response)
         answer: Iterable[bytes] = self._app(environ, recording_start_response)
         return answer
+
+    # -- S3 annotations (not in moto) -----------------------------------------------
+    def _object_version(self, environ: WSGIEnvironment, version_id: str | None) -> str | None:
+        """The version id of the object the request names ("null" if unversioned), None if absent.
+
+        Asked of moto by a HEAD of our own, not recorded.
+        """
+        env = {k: v for k, v in environ.items()
+               if k not in ("CONTENT_LENGTH", "CONTENT_TYPE", "HTTP_CONTENT_ENCODING",
+                            "HTTP_CONTENT_MD5") and not k.startswith("HTTP_X_AMZ_CHECKSUM")}
+        env.update({"REQUEST_METHOD": "HEAD", "wsgi.input": io.BytesIO(b""),
+                    "QUERY_STRING": f"versionId={quote(version_id)}" if version_id else ""})
+        seen: dict[str, Any] = {}
+
+        def start(status: str, hdrs: list[tuple[str, str]],
+                  exc_info: OptExcInfo | None = None) -> Callable[[bytes], object]:
+            seen["status"], seen["headers"] = int(status.split(" ", 1)[0]), dict(
+                (k.lower(), v) for k, v in hdrs)
+            return lambda _b: None
+
+        for _chunk in self._app(env, start):
+            pass
+        if seen.get("status") != 200:
+            return None
+        return str(seen["headers"].get("x-amz-version-id", "null"))
+
+    def _annotation(self, environ: WSGIEnvironment, method: str, path: str, query: dict[str, str],
+                    start_response: StartResponse) -> Iterable[bytes]:
+        version_id = query.get("versionId")
+        found = self._object_version(environ, version_id)
+        if found is None:
+            status, headers, body = _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        else:
+            obj = (path, found)
+            payload = b""
+            if method == "PUT":
+                payload = _read_body(environ)
+            status, headers, body = self.annotations.serve(method, obj, query, payload,
+                                                           environ.get("HTTP_X_AMZ_CHECKSUM_MODE"))
+            if found != "null":
+                headers.append(("x-amz-object-version-id", found))
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+        return [body]
 
     def _policy_refusal(self, rec: Record, environ: WSGIEnvironment) -> str | None:
         """Why AWS would refuse ``rec`` when moto does not: requester pays, expected owner."""
@@ -332,7 +401,6 @@ class CountingS3Server:
         start_response(status, hdrs)
         return [body]
 
-
     def _endless_listing(self, fault: str, query: dict[str, str]) -> bytes:
         """A listing page that says more follows, in the way ``fault`` names (see the module docstring).
 
@@ -356,6 +424,141 @@ class CountingS3Server:
                 '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                 f"<Prefix>{quote(prefix)}</Prefix><EncodingType>url</EncodingType>"
                 f"<IsTruncated>true</IsTruncated>{more}{contents}</ListBucketResult>").encode()
+
+
+_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
+            415: "Unsupported Media Type"}
+ANNOTATION_NAME_MAX = 512  # bytes of UTF-8
+ANNOTATION_PAYLOAD_MAX = 1024 * 1024
+ANNOTATIONS_MAX = 1000  # per object version
+_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def _s3_error(status: int, code: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+            f"<Message>{escape(message)}</Message></Error>").encode()
+    return status, [("Content-Type", "application/xml")], body
+
+
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    """The request body, decoded from ``aws-chunked`` (how botocore sends PUT payloads)."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw: bytes = environ["wsgi.input"].read(length) if length else b""
+    if "aws-chunked" not in environ.get("HTTP_CONTENT_ENCODING", ""):
+        return raw
+    out, pos = bytearray(), 0
+    while True:
+        eol = raw.index(b"\r\n", pos)
+        size = int(raw[pos:eol].split(b";", 1)[0], 16)
+        if size == 0:
+            break  # trailers (checksums) follow; not needed here
+        out += raw[eol + 2:eol + 2 + size]
+        pos = eol + 2 + size + 2
+    return bytes(out)
+
+
+def _valid_annotation_name(name: str) -> bool:
+    """Unicode letters, digits, ``_ . -``; not beginning with ``aws`` or ``s3`` (any case)."""
+    return (bool(name) and not name.lower().startswith(("aws", "s3"))
+            and all(c in "_.-" or unicodedata.category(c)[0] in "LN" for c in name))
+
+
+@dataclasses.dataclass
+class _Annotation:
+    payload: bytes
+    etag: str  # quoted
+    mtime: float
+
+
+class AnnotationStore:
+    """The four annotation operations over an in-memory store, per (path, version id)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[tuple[str, str], dict[str, _Annotation]] = {}
+
+    def serve(self, method: str, obj: tuple[str, str], query: dict[str, str], payload: bytes,
+              checksum_mode: str | None) -> tuple[int, list[tuple[str, str]], bytes]:
+        name = query.get("annotationName")
+        with self._lock:
+            anns = self._objects.setdefault(obj, {})
+            if method == "GET" and name is None:
+                return self._list(obj, anns, query)
+            if name is None:
+                return _s3_error(400, "InvalidRequest", "annotationName is required")
+            if method == "GET":
+                a = anns.get(name)
+                if a is None:
+                    return _s3_error(404, "NoSuchAnnotation", "The specified annotation does not exist.")
+                headers = [("ETag", a.etag), ("Last-Modified", email.utils.formatdate(a.mtime, usegmt=True)),
+                           ("Content-Type", "application/octet-stream")]
+                if checksum_mode == "ENABLED":
+                    crc = zlib.crc32(a.payload).to_bytes(4, "big")
+                    headers += [("x-amz-checksum-crc32", base64.b64encode(crc).decode()),
+                                ("x-amz-checksum-type", "FULL_OBJECT")]
+                return 200, headers, a.payload
+            if method == "DELETE":
+                anns.pop(name, None)
+                return 204, [], b""
+            if method != "PUT":
+                return _s3_error(405, "MethodNotAllowed", "The specified method is not allowed.")
+            if len(name.encode()) > ANNOTATION_NAME_MAX:
+                return _s3_error(400, "AnnotationNameTooLong",
+                                 f"annotation names are at most {ANNOTATION_NAME_MAX} bytes")
+            if not _valid_annotation_name(name):
+                return _s3_error(400, "InvalidAnnotationName", "The annotation name is not valid.")
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return _s3_error(415, "UnsupportedMediaType", "Annotation payloads must be UTF-8 text.")
+            if not 1 <= len(payload) <= ANNOTATION_PAYLOAD_MAX:
+                return _s3_error(400, "InvalidRequest",
+                                 f"annotation payloads are 1 to {ANNOTATION_PAYLOAD_MAX} bytes")
+            if name not in anns and len(anns) >= ANNOTATIONS_MAX:
+                return _s3_error(400, "AnnotationLimitExceeded",
+                                 f"an object version has at most {ANNOTATIONS_MAX} annotations")
+            a = _Annotation(payload, f'"{hashlib.md5(payload).hexdigest()}"', time.time())
+            anns[name] = a
+            body = (f'<?xml version="1.0" encoding="UTF-8"?><PutObjectAnnotationResult xmlns="{_XMLNS}">'
+                    f"<Key>{escape(obj[0].lstrip('/').split('/', 1)[1])}</Key>"
+                    f"<AnnotationName>{escape(name)}</AnnotationName></PutObjectAnnotationResult>")
+            return 200, [("ETag", a.etag), ("Content-Type", "application/xml")], body.encode()
+
+    def _list(self, obj: tuple[str, str], anns: dict[str, _Annotation], query: dict[str, str]
+              ) -> tuple[int, list[tuple[str, str]], bytes]:
+        prefix = query.get("annotation-prefix", "")
+        try:
+            limit = int(query.get("max-annotation-results", "1000"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            return _s3_error(400, "InvalidArgument", "max-annotation-results must be 1 to 1000")
+        token = query.get("continuation-token")
+        after = base64.urlsafe_b64decode(token.encode()).decode() if token else None
+        names = sorted(n for n in anns if n.startswith(prefix) and (after is None or n > after))
+        page, more = names[:limit], len(names) > limit
+        bucket, _, key = obj[0].lstrip("/").partition("/")
+        x = [f'<?xml version="1.0" encoding="UTF-8"?><ListObjectAnnotationsResult xmlns="{_XMLNS}">',
+             f"<Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key>"]
+        if prefix:
+            x.append(f"<AnnotationPrefix>{escape(prefix)}</AnnotationPrefix>")
+        x.append(f"<MaxAnnotationResults>{limit}</MaxAnnotationResults>"
+                 f"<AnnotationCount>{len(page)}</AnnotationCount>")
+        if token:
+            x.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
+        if more:
+            nxt = base64.urlsafe_b64encode(page[-1].encode()).decode()
+            x.append(f"<NextContinuationToken>{nxt}</NextContinuationToken>")
+        x.append("<Annotations>")
+        for n in page:
+            a = anns[n]
+            lm = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(a.mtime)) + ".000Z"
+            x.append(f"<AnnotationEntry><AnnotationName>{escape(n)}</AnnotationName>"
+                     f"<LastModified>{lm}</LastModified><ETag>{escape(a.etag)}</ETag>"
+                     f"<ChecksumAlgorithm>CRC32</ChecksumAlgorithm><Size>{len(a.payload)}</Size>"
+                     "</AnnotationEntry>")
+        x.append("</Annotations></ListObjectAnnotationsResult>")
+        return 200, [("Content-Type", "application/xml")], "".join(x).encode()
 
 
 def main() -> None:

@@ -47,16 +47,27 @@ from .inodes import InodeTable, Node
 from .invalidate import KernelInvalidation
 from .listings import Listings
 from .namespace import FoundDir, FoundFile, Namespace
-from .objects import ObjectMetadata
+from .objects import NoAttr, ObjectMetadata, TooLarge
 from .s3.model import Absent
 from .walks import Walks
-from .xattrs import PARTS_COUNT, SYSTEM_NS, USER_NS, is_foreign
+from .xattrs import (
+    FIGURES_NS,
+    LEGACY_SYSTEM_NS,
+    PARTS_COUNT,
+    SYSTEM_NS,
+    USER_NS,
+    is_foreign,
+    legacy_name,
+    lookup,
+)
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_XATTR_PREFIXES = (USER_NS.encode(), SYSTEM_NS.encode())
+# Names a file may have: user.*, and the previous release's s3.* (read by name only);
+# the root's previous metafs.* names are a directory's, answered from its table.
+_XATTR_PREFIXES = (USER_NS.encode(), LEGACY_SYSTEM_NS.encode())
 
 
 # A handler may wait on two requests in turn (a lookup waits for a listing
@@ -441,7 +452,7 @@ class Operations(pyfuse3.Operations):
 
     # -- extended attributes ------------------------------------------------------------
     def _dir_xattrs(self, node: Node) -> dict[bytes, bytes]:
-        table = {b"s3.prefix": key_bytes(node.key)}
+        table = {(SYSTEM_NS + "prefix").encode(): key_bytes(node.key)}
         if node.ino == pyfuse3.ROOT_INODE:
             table.update(self.root_xattrs)
             table.update(self._stats())
@@ -454,11 +465,15 @@ class Operations(pyfuse3.Operations):
         return table
 
     def _stats(self) -> dict[bytes, bytes]:
-        """``metafs.*`` on the root: live sizes of the tables, for operators and tests."""
+        """``user.metafs.*`` on the root: live sizes of the tables, for operators and tests.
+
+        Under ``user.`` like everything listed, so ``rsync -aX`` of the whole
+        mount can copy the root's xattrs; ``metafs.*`` stays readable by name.
+        """
         figures = {"inodes": len(self.inodes), "open-dirs": len(self._dirs)}
         if self._figures is not None:
             figures.update(self._figures())
-        return {f"metafs.{k}".encode(): str(v).encode() for k, v in figures.items()}
+        return {f"{FIGURES_NS}{k}".encode(): str(v).encode() for k, v in figures.items()}
 
     async def _control_xattrs(self, node: Node, name: bytes | None = None) -> Mapping[bytes, bytes]:
         assert self.control is not None
@@ -473,42 +488,53 @@ class Operations(pyfuse3.Operations):
 
         ``security.*``, ``system.*``, ``trusted.*``: ENOTSUP, no request,
         before anything else (even for a forgotten inode).
-        Other names outside ``user.``/``s3.``: ENOATTR, no request.  The
-        part count (``PARTS_COUNT``, never listed) costs its own request,
-        once per ETag (ENOATTR: not uploaded in parts).  For a
-        file, the first access sends HEAD (cached, revalidated after the
-        TTL); pyfuse3's size probe and the real call share that answer.
-        ENOENT if the object is gone, ESTALE for a forgotten inode.
+        Other names outside ``user.`` (and the previous release's ``s3.``;
+        ``metafs.`` on the root): ENOATTR, no request.  For a file, the first access
+        sends HEAD (cached, revalidated after the TTL), and a tag or
+        annotation name the one request of its channel (see objects.py);
+        pyfuse3's size probe and the real call share those answers.  An
+        annotation too large for an xattr: E2BIG, no request (its file is
+        named by ``user.s3.annotations-elsewhere``).  ENOENT if the object
+        is gone, ESTALE for a forgotten inode.  The part count
+        (``PARTS_COUNT``, never listed) costs its own request, once per ETag
+        (ENOATTR: not uploaded in parts).
         """
         if is_foreign(name):
             raise FUSEError(errno.ENOTSUP)
         node = self._node(inode)
-        if ControlRoot.owns(node.key):
-            table = await self._control_xattrs(node, name)
-        elif node.is_dir:
-            table = self._dir_xattrs(node)
-        elif not name.startswith(_XATTR_PREFIXES):
+        if ControlRoot.owns(node.key) or node.is_dir:
+            # The control tree is told the current name (s3.X asks for user.s3.X).
+            table = await self._control_xattrs(node, legacy_name(name) or name) \
+                if ControlRoot.owns(node.key) else self._dir_xattrs(node)
+            value = lookup(table, name)
+            if value is None:
+                raise FUSEError(pyfuse3.ENOATTR)
+            return value
+        if not name.startswith(_XATTR_PREFIXES):
             raise FUSEError(pyfuse3.ENOATTR)
-        elif name == PARTS_COUNT:
+        if (legacy_name(name) or name) == PARTS_COUNT:
             count = await self.objects.parts_count(node.key)
             if isinstance(count, Absent):
                 raise FUSEError(errno.ENOENT)
             if count is None:
                 raise FUSEError(pyfuse3.ENOATTR)
             return str(count).encode()
-        else:
-            found = await self.objects.xattrs(node.key)
-            if isinstance(found, Absent):
+        found = await self.objects.xattr(node.key, name)
+        match found:
+            case Absent():
                 raise FUSEError(errno.ENOENT)
-            table = found
-        try:
-            return table[name]
-        except KeyError:
-            raise FUSEError(pyfuse3.ENOATTR) from None
+            case NoAttr():
+                raise FUSEError(pyfuse3.ENOATTR)
+            case TooLarge():
+                raise FUSEError(errno.E2BIG)
+            case bytes():
+                return found
+        raise AssertionError(found)  # unreachable: the cases above are the whole union
 
     @_boundary
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
-        """Names of all xattrs: for a file, one HEAD (cached) on first access.
+        """Names of all xattrs: for a file, one HEAD (cached) on first access,
+        then one request per enabled channel, concurrently (see objects.py).
 
         ENOENT if the object is gone, ESTALE for a forgotten inode.
         """
@@ -517,10 +543,10 @@ class Operations(pyfuse3.Operations):
             return list(await self._control_xattrs(node))
         if node.is_dir:
             return list(self._dir_xattrs(node))
-        found = await self.objects.xattrs(node.key)
+        found = await self.objects.xattr_names(node.key)
         if isinstance(found, Absent):
             raise FUSEError(errno.ENOENT)
-        return list(found)
+        return found
 
     @_boundary
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:

@@ -68,6 +68,10 @@ def s3_operation(method: str, key: str, query: Sequence[tuple[str, str]]) -> str
             return "GetBucketVersioning"
         if not key:
             return "ListObjects"
+        if "tagging" in names:
+            return "GetObjectTagging"
+        if "annotation" in names:
+            return "GetObjectAnnotation" if "annotationName" in names else "ListObjectAnnotations"
         return "GetObject"
     return method
 

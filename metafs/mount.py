@@ -32,6 +32,8 @@ import pyfuse3
 import trio
 
 from . import errors, exact, metrics, mountpoint, refresh, sdnotify, status
+from .annotation_files import SUBTREE as ANNOTATION_SUBTREE
+from .annotation_files import AnnotationFiles
 from .asof import PERMANENT, AsOfView, moment_text
 from .attrs import Ownership
 from .cache import MetaCache
@@ -50,7 +52,7 @@ from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
 from .s3.ssec import CustomerKeys
 from .versions import VersionsTree
-from .views import LiveView, View
+from .views import ChannelView, LiveView, View
 from .walks import Walks
 from .xattrs import SYSTEM_NS, bucket_xattrs
 
@@ -127,12 +129,12 @@ async def check_versions(cfg: Config, client: S3Client) -> None:
 
 def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, bytes]:
     """The mount root's xattrs: the bucket check's answer plus what metafs knows."""
-    extra = {"s3.bucket": cfg.bucket, "s3.provider": client.dialect.provider,
-             "s3.endpoint": f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"}
+    extra = {SYSTEM_NS + "bucket": cfg.bucket, SYSTEM_NS + "provider": client.dialect.provider,
+             SYSTEM_NS + "endpoint": f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"}
     if client.region:
-        extra["s3.region"] = client.region
+        extra[SYSTEM_NS + "region"] = client.region
     if client.dialect.region_header is None and info.region:
-        extra["s3.bucket-region"] = info.region  # OSS: from GET /?location, not a header
+        extra[SYSTEM_NS + "bucket-region"] = info.region  # OSS: from GET /?location, not a header
     table = bucket_xattrs(info.headers, extra)
     if cfg.as_of_ms is not None:
         table[(SYSTEM_NS + "as-of").encode()] = moment_text(cfg.as_of_ms).encode()
@@ -162,7 +164,9 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
          ordered: bool = True, submit: Callable[[int, bytes], None] | None = None,
          clock: Callable[[], float] = time.monotonic, stale_grace: float = 1.0,
          read_chunk: int = READ_CHUNK, bound: float,
-         control: ControlRoot | None = None) -> Layers:
+         control: ControlRoot | None = None,
+         channels: frozenset[str] = frozenset(),
+         annotations_dir: Callable[[str], str | None] | None = None) -> Layers:
     """Wire the layers over one view: cache -> listings, objects, namespace -> FUSE handlers.
 
     The one place they are put together, for the mount and for the tests
@@ -170,7 +174,10 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     invalidation (the :class:`Invalidator`'s queue); ``ordered`` is False
     for directory buckets, which list in no order (dirlist sorts them);
     ``bound`` is the longest any FUSE request may run (seconds);
-    ``control`` the reserved control directory (:mod:`metafs.control`).
+    ``control`` the reserved control directory (:mod:`metafs.control`);
+    ``channels`` the metadata channels shown beside HEAD (``tags``,
+    ``annotations``; none unless asked), ``annotations_dir`` where the
+    files of annotations too large for xattrs are, per key.
     """
     inodes = InodeTable(root_key)
     invalidation = KernelInvalidation(inodes, submit)
@@ -178,7 +185,8 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     # to the invalidation policy, never up to the FUSE layer.
     cache = MetaCache(ttl, negative_ttl, max_entries, clock=clock, on_evict=invalidation.evicted)
     listings = Listings(view, cache, ordered=ordered, stale_grace=stale_grace)
-    objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace)
+    objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace, channels=channels,
+                             annotations_dir=annotations_dir)
     namespace = Namespace(view, cache, listings, objects)
     walks = Walks(view, cache, listings, ordered=ordered)
 
@@ -217,11 +225,25 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
         ttl = negative_ttl = PERMANENT
     control = ControlRoot(cfg.control_dir, dir_ttl=ttl)
     control_subtrees(cfg, client, control)
-    return wire(view, own, ttl=ttl, negative_ttl=negative_ttl,
-                max_entries=cfg.cache_entries, root_key=cfg.prefix,
-                root_xattrs=root_xattrs(cfg, client, info),
-                ordered=client.dialect.ordered_listings, submit=submit,
-                bound=handler_bound(client.budget), control=control)
+    # Tags and annotations: where the view answers them (the live view does; a view of
+    # past versions that does not shows HEAD's metadata only, see views.ChannelView).
+    annotations = ("annotations" in cfg.channels and client.dialect.annotations
+                   and isinstance(view, ChannelView))
+
+    def annotations_dir(key: str) -> str:
+        return AnnotationFiles.where(cfg.mountpoint, control.name, cfg.prefix, key)
+
+    layers = wire(view, own, ttl=ttl, negative_ttl=negative_ttl,
+                  max_entries=cfg.cache_entries, root_key=cfg.prefix,
+                  root_xattrs=root_xattrs(cfg, client, info),
+                  ordered=client.dialect.ordered_listings, submit=submit,
+                  bound=handler_bound(client.budget), control=control, channels=cfg.channels,
+                  annotations_dir=annotations_dir if annotations else None)
+    if annotations:
+        # Needs the metadata layer (its cache and requests), so it is plugged in once wired.
+        control.register(ANNOTATION_SUBTREE, AnnotationFiles(layers.objects, cfg.prefix,
+                                                             ttl=cfg.metadata_ttl))
+    return layers
 
 
 async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:

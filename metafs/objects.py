@@ -28,25 +28,71 @@ The one owner of per-object answers (which names exist is
   concurrency; the window doubles with each consecutive access up to
   ``readahead_max``.  A lone access sends exactly its own HEAD.
 * **Metadata channels.**  An object's xattrs are the union of its
-  channels.  Today there is one, the HEAD answer (user metadata and
-  system headers, :meth:`xattrs`); object tags and S3 annotations are
-  further channels fetched beside it, each cached with the object.
+  channels: the HEAD answer (user metadata and system headers), object
+  tags (``GET ?tagging``) and S3 annotations (ListObjectAnnotations, then
+  GetObjectAnnotation per payload read), kept in
+  :class:`~metafs.channels.ChannelCache`.  Tags and annotations are asked
+  for only by :meth:`xattr_names` and :meth:`xattr` (never by ``stat``),
+  after HEAD, which says whether to ask at all: no tag request when HEAD
+  says the count is 0 (an absent count is not 0), no annotation request
+  for an SSE-C object.  Listing names sends the channels' requests
+  concurrently: one each.  A 403 leaves that channel empty with one log
+  line; an endpoint that does not speak a channel's API turns the
+  channel off for the mount, with one log line.  Readahead fetches the
+  channels the reader was seen to use (and, once it reads annotation
+  payloads, the first ``READAHEAD_PAYLOADS`` of each object ahead).  Every
+  HEAD sent for an object
+  (its TTL ran out, or ``metafs refresh``) expires its channels too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import trio
 from cachetools import LRUCache
 
-from . import errors, metrics
+from . import errors, metrics, xattrs
 from .cache import MetaCache, Trusted
+from .channels import ANNOTATIONS, TAGS, ChannelCache
 from .dirlist import FileEntry, Listing
 from .flight import SingleFlight
 from .listings import Listings
-from .s3.model import Absent, Fresh, HeadOutcome, NotModified, ObjectMeta
-from .views import View
+from .s3.model import (
+    Absent,
+    AnnotationEntry,
+    Denied,
+    Fresh,
+    HeadOutcome,
+    NotModified,
+    ObjectMeta,
+    Unsupported,
+)
+from .views import ChannelView, View
+
+# Room kept in the listxattr answer for tags when annotations are placed, so
+# that where an annotation shows does not depend on the tags: at most 10
+# tags, each name at most XATTR_NAME_MAX bytes plus its NUL.
+_TAG_ROOM = 10 * (xattrs.XATTR_NAME_MAX + 1)
+# A scan that reads annotation payloads has the first ones of each next object read
+# ahead, this many at most: an object may have 1,000, and a guess must stay cheap.
+READAHEAD_PAYLOADS = 8
+PAYLOADS = "payloads"  # in ObjectMetadata._used: the reader reads annotation payloads
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NoAttr:
+    """The object has no xattr of that name."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TooLarge:
+    """The value exists but does not fit an xattr: read it at ``where`` instead."""
+
+    where: str
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +129,9 @@ class ObjectMetadata:
 
     def __init__(self, view: View, cache: MetaCache, listings: Listings, *,
                  stale_grace: float = 1.0, readahead_max: int = 32,
-                 readahead_concurrency: int = 16) -> None:
+                 readahead_concurrency: int = 16,
+                 channels: frozenset[str] = frozenset(),
+                 annotations_dir: Callable[[str], str | None] | None = None) -> None:
         self._view = view
         self._cache = cache
         self._listings = listings
@@ -94,6 +142,17 @@ class ObjectMetadata:
         self._nursery: trio.Nursery | None = None
         # Part counts by (key, ETag): an ETag names bytes uploaded once, so its count never changes.
         self._parts: LRUCache[tuple[str, str], int | None] = LRUCache(10_000)
+        self._channel_view = view if isinstance(view, ChannelView) else None
+        cv = self._channel_view
+        self.channels = {c for c in channels
+                         if cv is not None and (cv.tags_supported if c == TAGS else cv.annotations_supported)}
+        self._chan = ChannelCache(cache.ttl, cache.max_entries, cache.clock)
+        self._chan_flights: SingleFlight[Any] = SingleFlight()
+        self._used: set[str] = set()  # channels readers asked for: readahead fetches them too
+        self._warned: set[str] = set()
+        # Where the files of annotations too large for xattrs are, relative to
+        # the mount root (None: not shown by this mount).
+        self._annotations_dir = annotations_dir
 
     def start_background(self, nursery: trio.Nursery) -> None:
         """Where readahead tasks run (the mount's nursery); none: no readahead."""
@@ -116,7 +175,7 @@ class ObjectMetadata:
         return await self._get(key, head_level=True)
 
     async def xattrs(self, key: str) -> dict[bytes, bytes] | Absent:
-        """Every xattr of the object, from each of its metadata channels."""
+        """The HEAD channel's table (user and system metadata); :meth:`xattr_names` has every channel."""
         found = await self.head(key)
         if isinstance(found, Absent):
             return found
@@ -149,14 +208,233 @@ class ObjectMetadata:
         """
         page = await self._view.list_page(key, None)
         return next((o for o in page.objects if o.key == key), None)
+    # -- xattrs, from every channel ------------------------------------------------
+    async def xattr_names(self, key: str) -> list[bytes] | Absent:
+        """Every listed xattr name: HEAD, then each enabled channel's request, concurrently.
+
+        The answer fits ``XATTR_LIST_MAX``: annotations that would not are
+        left to the files of the annotations view (see :func:`xattrs.place_annotations`).
+        """
+        found = await self.head(key)
+        if isinstance(found, Absent):
+            return found
+        head = self._head_table(found)
+        wanted = self._wanted(found)
+        self._used |= wanted
+        got: dict[str, Any] = {}
+
+        async def fetch(channel: str) -> None:
+            got[channel] = await (self._tags(key, found) if channel == TAGS
+                                  else self._annotations(key, found))
+
+        if len(wanted) > 1:
+            async with trio.open_nursery() as n:
+                for c in sorted(wanted):
+                    n.start_soon(fetch, c)
+        else:
+            for c in wanted:
+                await fetch(c)
+        if any(isinstance(v, Absent) for v in got.values()):
+            return Absent()
+        names = list(head)
+        tags = got.get(TAGS)
+        if isinstance(tags, dict):
+            names += list(xattrs.tag_xattrs(tags, key))
+        anns = got.get(ANNOTATIONS)
+        if isinstance(anns, list):
+            fits, elsewhere = self._place(head, anns)
+            names += [xattrs.annotation_name(n) for n in fits]
+            if elsewhere:
+                names.append(xattrs.ANNOTATIONS_ELSEWHERE.encode())
+        return names
+
+    async def xattr(self, key: str, name: bytes) -> bytes | Absent | NoAttr | TooLarge:
+        """One xattr's value: HEAD, plus the one channel ``name`` belongs to (if enabled).
+
+        An annotation that does not fit an xattr is :class:`TooLarge`,
+        naming its file; a payload is fetched only when read, once per
+        annotation ETag.
+        """
+        found = await self.head(key)
+        if isinstance(found, Absent):
+            return found
+        head = self._head_table(found)
+        channel = xattrs.channel_of(name)
+        if channel == "head":
+            value = xattrs.head_value(head, self._origin(key), name)
+            return NoAttr() if value is None else value
+        if channel not in self._wanted(found):
+            return NoAttr()
+        self._used.add(channel)
+        if channel == TAGS:
+            tags = await self._tags(key, found)
+            if isinstance(tags, Absent):
+                return tags
+            value = xattrs.tag_xattrs(tags, key).get(name)
+            return NoAttr() if value is None else value
+        anns = await self._annotations(key, found)
+        if isinstance(anns, Absent):
+            return anns
+        fits, elsewhere = self._place(head, anns)
+        if name == xattrs.ANNOTATIONS_ELSEWHERE.encode():
+            if not elsewhere:
+                return NoAttr()
+            return xattrs.elsewhere_note(len(elsewhere), self._elsewhere(key))
+        ann = name[len(xattrs.ANNOTATION_NS):].decode("utf-8", "surrogateescape")
+        entry = next((e for e in anns if e.name == ann), None)
+        if entry is None:
+            return NoAttr()
+        if ann not in fits:
+            return TooLarge(self._elsewhere(key))
+        self._used.add(PAYLOADS)
+        return await self._payload(key, found, entry)
+
+    async def annotation_entries(self, key: str) -> list[AnnotationEntry] | Absent:
+        """The annotations of ``key`` (for the annotations view); [] if the channel is off."""
+        found = await self.head(key)
+        if isinstance(found, Absent):
+            return found
+        if ANNOTATIONS not in self._wanted(found):
+            return []
+        return await self._annotations(key, found)
+
+    async def annotation_payload(self, key: str, name: str) -> bytes | Absent | NoAttr:
+        """The whole payload of one annotation (for the annotations view), however large."""
+        entries = await self.annotation_entries(key)
+        if isinstance(entries, Absent):
+            return entries
+        entry = next((e for e in entries if e.name == name), None)
+        if entry is None:
+            return NoAttr()
+        found = await self.head(key)
+        if isinstance(found, Absent):
+            return found
+        return await self._payload(key, found, entry)
+
+    def _head_table(self, found: Trusted) -> dict[bytes, bytes]:
+        assert found.meta.xattrs is not None  # head() returns HEAD-level entries only
+        return xattrs.head_xattrs(found.meta.xattrs, self._origin(found.meta.key))
+
+    def _origin(self, key: str) -> str | None:
+        return self._channel_view.origin_url(key) if self._channel_view is not None else None
+
+    def _elsewhere(self, key: str) -> str:
+        where = self._annotations_dir(key) if self._annotations_dir is not None else None
+        return where if where is not None else "(no annotations view in this mount)"
+
+    def _place(self, head: dict[bytes, bytes], anns: list[AnnotationEntry]) -> tuple[list[str], list[str]]:
+        return xattrs.place_annotations(((e.name, e.size) for e in anns),
+                                        xattrs.listed_size(head) + _TAG_ROOM)
+
+    def _wanted(self, found: Trusted) -> set[str]:
+        """The enabled channels worth a request for this object, as its HEAD tells."""
+        table = found.meta.xattrs or {}
+        wanted = set(self.channels)
+        if table.get(xattrs.TAGGING_COUNT.encode()) == b"0":
+            wanted.discard(TAGS)  # HEAD says none (an absent count says nothing)
+        if xattrs.SSE_C.encode() in table:
+            wanted.discard(ANNOTATIONS)  # SSE-C objects cannot have annotations
+        return wanted
+
+    def _once(self, what: str, level: int, msg: str, *args: object) -> None:
+        """Log ``msg`` at ``level`` the first time ``what`` happens, at debug after."""
+        log.log(level if what not in self._warned else logging.DEBUG, msg, *args)
+        self._warned.add(what)
+
+    async def _tags(self, key: str, found: Trusted) -> dict[str, str] | Absent:
+        etag = found.meta.etag
+        cached = self._chan.fresh_tags(key, etag)
+        if cached is not None:
+            return cached
+        result: dict[str, str] | Absent = await self._chan_flights.run(
+            f"t{key}", lambda: self._fetch_tags(key, etag))
+        return result
+
+    async def _fetch_tags(self, key: str, etag: str | None) -> dict[str, str] | Absent:
+        assert self._channel_view is not None
+        try:
+            got = await self._channel_view.tags(key)
+        except errors.UNAVAILABLE as e:
+            stale = self._chan.known(key, etag)
+            if stale is not None and stale.tags is not None:
+                log.debug("serving cached tags of %r: %s", key, e)
+                return stale.tags
+            raise
+        if isinstance(got, Denied):
+            self._once("tags-denied", logging.WARNING,
+                       "no permission to read the tags of %r (GetObjectTagging): tags are not shown", key)
+            got = {}
+        if isinstance(got, Absent):
+            return got
+        return self._chan.put_tags(key, etag, got)
+
+    async def _annotations(self, key: str, found: Trusted) -> list[AnnotationEntry] | Absent:
+        etag = found.meta.etag
+        cached = self._chan.fresh_annotations(key, etag)
+        if cached is not None:
+            return cached
+        result: list[AnnotationEntry] | Absent = await self._chan_flights.run(
+            f"a{key}", lambda: self._fetch_annotations(key, etag))
+        return result
+
+    async def _fetch_annotations(self, key: str, etag: str | None) -> list[AnnotationEntry] | Absent:
+        assert self._channel_view is not None
+        try:
+            got = await self._channel_view.annotations(key)
+        except errors.UNAVAILABLE as e:
+            stale = self._chan.known(key, etag)
+            if stale is not None and stale.annotations is not None:
+                log.debug("serving cached annotations of %r: %s", key, e)
+                return stale.annotations
+            raise
+        if isinstance(got, Unsupported):
+            if ANNOTATIONS in self.channels:
+                self.channels.discard(ANNOTATIONS)
+                log.warning("annotations are not shown: the endpoint does not speak "
+                            "ListObjectAnnotations (%s)", got.why)
+            got = []
+        elif isinstance(got, Denied):
+            self._once("annotations-denied", logging.WARNING,
+                       "no permission to list the annotations of %r (ListObjectAnnotations): "
+                       "annotations are not shown", key)
+            got = []
+        if isinstance(got, Absent):
+            return got
+        return self._chan.put_annotations(key, etag, got)
+
+    async def _payload(self, key: str, found: Trusted, entry: AnnotationEntry) -> bytes | Absent | NoAttr:
+        etag = found.meta.etag
+        cached = self._chan.payload(key, etag, entry)
+        if cached is not None:
+            return cached
+        view = self._channel_view
+        assert view is not None
+        got: bytes | Absent | Denied | None = await self._chan_flights.run(
+            f"p{key}\0{entry.name}", lambda: view.annotation(key, entry.name))
+        if isinstance(got, Absent):
+            return got
+        if got is None:  # deleted since the listing
+            return NoAttr()
+        if isinstance(got, Denied):
+            self._once("annotation-denied", logging.WARNING,
+                       "no permission to read the annotation %r of %r (GetObjectAnnotation)",
+                       entry.name, key)
+            raise errors.AccessDeniedError(403, "AccessDenied", "no permission to read it",
+                                           what=f"GET annotation {entry.name!r} of {key}")
+        self._chan.put_payload(key, etag, entry, got)
+        return got
 
     # -- HEAD outcomes, shared with the namespace's probes ----------------------
     def settle(self, key: str, outcome: HeadOutcome, stale: Trusted | None) -> Trusted | Absent:
         """Record a HEAD's outcome: 200 stores, 304 extends ``stale``, 404 is ``Absent``.
 
         What an absent object means for the *name* is the caller's rule.
+        A HEAD was sent because what was known of the object expired (its TTL,
+        or ``metafs refresh``): its tags and annotations, fetched no later,
+        are revalidated at their next use too.
         """
         c = self._cache
+        self._chan.expire(key)
         match outcome:
             case Fresh(meta):
                 return c.put_object(meta)
@@ -236,6 +514,16 @@ class ObjectMetadata:
     async def _prefetch(self, key: str) -> None:
         async with self._limiter:
             try:
-                await self._get(key, head_level=True)
+                found = await self._get(key, head_level=True)
+                if self._used and not isinstance(found, Absent):
+                    wanted = self._wanted(found) & self._used
+                    if TAGS in wanted:
+                        await self._tags(key, found)
+                    if ANNOTATIONS in wanted:
+                        anns = await self._annotations(key, found)
+                        if PAYLOADS in self._used and not isinstance(anns, Absent):
+                            fits = set(self._place(self._head_table(found), anns)[0])
+                            for e in [a for a in anns if a.name in fits][:READAHEAD_PAYLOADS]:
+                                await self._payload(key, found, e)
             except Exception as e:  # noqa: BLE001 - a failed guess costs only this line; raising would end the mount
                 log.debug("readahead of %r failed: %s", key, e)

@@ -24,8 +24,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from . import errors
 from .s3.client import S3Client
-from .s3.model import HeadOutcome, ListPage
+from .s3.model import Absent, AnnotationEntry, Denied, HeadOutcome, ListPage, Unsupported
+
+# Pages of one object's annotation listing: 1,000 annotations fit one page
+# (the service's cap per object version), so more than this is a server
+# that never ends the listing.
+MAX_ANNOTATION_PAGES = 16
 
 
 class View(Protocol):
@@ -51,6 +57,41 @@ class View(Protocol):
 
     async def parts_count(self, key: str, etag: str | None) -> int | None:
         """How many parts ``key`` (at ``etag``) was uploaded in; None if not in parts or unknown."""
+        ...
+
+
+@runtime_checkable
+class ChannelView(Protocol):
+    """A view that also answers the metadata channels beside HEAD (tags, annotations).
+
+    A view without them (a point-in-time view that has not learnt them
+    yet) shows HEAD's metadata only.
+    """
+
+    @property
+    def tags_supported(self) -> bool:
+        """Whether the provider has object tags."""
+        ...
+
+    @property
+    def annotations_supported(self) -> bool:
+        """Whether the provider has annotations."""
+        ...
+
+    def origin_url(self, key: str) -> str:
+        """Where the object ``key`` comes from (``user.xdg.origin.url``)."""
+        ...
+
+    async def tags(self, key: str) -> dict[str, str] | Absent | Denied:
+        """The object's tags."""
+        ...
+
+    async def annotations(self, key: str) -> list[AnnotationEntry] | Absent | Denied | Unsupported:
+        """Every annotation of the object (names, sizes, ETags), all pages."""
+        ...
+
+    async def annotation(self, key: str, name: str) -> bytes | Absent | Denied | None:
+        """One annotation's payload; None if it is gone."""
         ...
 
 
@@ -94,3 +135,38 @@ class LiveView:
 
     async def parts_count(self, key: str, etag: str | None) -> int | None:
         return await self._client.parts_count(key, etag)
+
+    # -- channels (ChannelView) ---------------------------------------------------
+    @property
+    def tags_supported(self) -> bool:
+        return self._client.dialect.tagging
+
+    @property
+    def annotations_supported(self) -> bool:
+        return self._client.dialect.annotations
+
+    def origin_url(self, key: str) -> str:
+        return self._client.object_url(key)
+
+    async def tags(self, key: str) -> dict[str, str] | Absent | Denied:
+        return await self._client.get_tagging(key)
+
+    async def annotations(self, key: str) -> list[AnnotationEntry] | Absent | Denied | Unsupported:
+        out: list[AnnotationEntry] = []
+        token: str | None = None
+        for _ in range(MAX_ANNOTATION_PAGES):
+            page = await self._client.list_annotations(key, token)
+            if isinstance(page, Absent | Denied | Unsupported):
+                return page
+            out.extend(page.entries)
+            if page.next_token is None:
+                return out
+            if page.next_token == token:
+                break
+            token = page.next_token
+        raise errors.MalformedResponseError(
+            f"LIST annotations {key}: the listing does not end (more than "
+            f"{MAX_ANNOTATION_PAGES} pages or a repeated token)")
+
+    async def annotation(self, key: str, name: str) -> bytes | Absent | Denied | None:
+        return await self._client.get_annotation(key, name)

@@ -6,12 +6,23 @@ Naming (see SEMANTICS.md, "Extended attributes"):
   (and ``x-cos-meta-``, ``x-oss-meta-``, ``x-obs-meta-``), value decoded
   from RFC 2047 encoded-words to UTF-8.  A value whose bytes are not UTF-8
   is shown as those bytes, undecoded (xattr values are bytes).
-* ``s3.<name>``: system metadata, in a namespace of its own so it cannot
-  collide with any user key.  Standard headers keep their name
-  (``s3.etag``, ``s3.content-type``, ``s3.last-modified``...); vendor
+  A key beginning with ``s3.`` is ``user.s3.meta.<key>`` instead, so no
+  user key can take a name metafs uses; every key is also readable (not
+  listed) as ``user.s3.meta.<key>``.
+* ``user.s3.<name>``: system metadata, under ``user.`` so that ``cp -a``,
+  ``rsync -aX`` and ``tar --xattrs`` can copy it to a local filesystem
+  (no local filesystem takes a namespace of its own).  Standard headers
+  keep their name (``user.s3.etag``, ``user.s3.content-type``...); vendor
   headers lose their vendor prefix, so one name means one thing across
   providers (``x-amz-storage-class`` and ``x-oss-storage-class`` are both
-  ``s3.storage-class``).  ``s3.etag`` is shown without its quotes.
+  ``user.s3.storage-class``).  ``user.s3.etag`` is shown without its
+  quotes.  The names of the previous release, ``s3.<name>`` (and
+  ``metafs.<figure>`` on the root), stay readable by name, not listed.
+* ``user.s3.tag.<key>``: object tags; ``user.s3.annotation.<name>``: S3
+  annotations (see :func:`place_annotations` for the ones that do not
+  fit an xattr); ``user.mime_type`` and ``user.xdg.origin.url``: the
+  freedesktop.org names, when no user-metadata key has them
+  (:func:`compose`).
 * ``security.*``, ``system.*`` and ``trusted.*`` are answered locally
   with ENOTSUP and no request: ``ls -l`` probes ``security.selinux`` and
   ``system.posix_acl_*`` on every entry, and GNU ls remembers ENOTSUP per
@@ -37,8 +48,23 @@ log = logging.getLogger(__name__)
 
 META_PREFIXES = ("x-amz-meta-", "x-cos-meta-", "x-oss-meta-", "x-obs-meta-")
 VENDOR_PREFIXES = ("x-amz-", "x-cos-", "x-oss-", "x-obs-")
-SYSTEM_NS = "s3."
 USER_NS = "user."
+SYSTEM_NS = "user.s3."
+LEGACY_SYSTEM_NS = "s3."  # the previous release's system names: readable by name, not listed
+META_NS = SYSTEM_NS + "meta."  # every user-metadata key, by name; listed for keys beginning "s3."
+TAG_NS = SYSTEM_NS + "tag."
+ANNOTATION_NS = SYSTEM_NS + "annotation."
+ANNOTATIONS_ELSEWHERE = SYSTEM_NS + "annotations-elsewhere"
+TAGGING_COUNT = SYSTEM_NS + "tagging-count"  # x-amz-tagging-count, x-oss-tagging-count...
+SSE_C = SYSTEM_NS + "server-side-encryption-customer-algorithm"
+FIGURES_NS = USER_NS + "metafs."  # the root's live figures
+LEGACY_FIGURES_NS = "metafs."
+MIME_TYPE = USER_NS + "mime_type"  # freedesktop.org: what curl --xattr and Apache write
+ORIGIN_URL = USER_NS + "xdg.origin.url"  # freedesktop.org: where the file came from
+# <linux/limits.h>
+XATTR_NAME_MAX = 255
+XATTR_SIZE_MAX = 65536
+XATTR_LIST_MAX = 65536
 FOREIGN_NAMESPACES = (b"security.", b"system.", b"trusted.")
 # Read by name only, never listed: each costs a request of its own (HEAD with partNumber=1),
 # which listing it would add to every getfattr -d.  None for an object not uploaded in parts.
@@ -118,8 +144,15 @@ def is_foreign(name: bytes) -> bool:
     return name.startswith(FOREIGN_NAMESPACES)
 
 
+def user_meta_name(key: str) -> str:
+    """The listed name of user-metadata key ``key``: ``user.<key>``, or
+    ``user.s3.meta.<key>`` for a key beginning with ``s3.`` (which
+    ``user.s3.`` names of metafs's own would otherwise shadow)."""
+    return (META_NS if key.startswith(LEGACY_SYSTEM_NS) else USER_NS) + key
+
+
 def system_name(header: str) -> str | None:
-    """The ``s3.*`` name of a response header, or None if it is not metadata."""
+    """The ``user.s3.*`` name of a response header, or None if it is not metadata."""
     if header in _STANDARD:
         return SYSTEM_NS + header
     for p in VENDOR_PREFIXES:
@@ -154,14 +187,14 @@ def object_xattrs(headers: Iterable[tuple[str, str]], *, percent_decode_values: 
                 if h == p:
                     log.warning("leaving out user metadata %r of %r: it has an empty name", h, key)
                     break
-                name = USER_NS + h[len(p):]
+                name = user_meta_name(h[len(p):])
                 if _is_text(v):
                     v = decode_rfc2047(percent_decode(v) if percent_decode_values else v)
                 break
         else:
             if h.startswith("x-") or h in _STANDARD:
                 name = system_name(h)
-                if name == "s3.etag":
+                if name == SYSTEM_NS + "etag":
                     v = v.strip('"')
         if name is None:
             continue
@@ -179,3 +212,113 @@ def bucket_xattrs(headers: Mapping[str, str], extra: Mapping[str, str]) -> dict[
         if name is not None and h not in _STANDARD:
             out[name.encode()] = v.encode("utf-8", "surrogateescape")
     return out
+
+
+# -- composing an object's table from its channels ------------------------------------------
+def legacy_name(name: bytes) -> bytes | None:
+    """The current name of a previous release's name (``s3.etag`` -> ``user.s3.etag``), else None."""
+    for old, new in ((LEGACY_SYSTEM_NS, SYSTEM_NS), (LEGACY_FIGURES_NS, FIGURES_NS)):
+        if name.startswith(old.encode()):
+            return new.encode() + name[len(old):]
+    return None
+
+
+def lookup(table: Mapping[bytes, bytes], name: bytes) -> bytes | None:
+    """``name`` in ``table``, or under its current name if it is a previous release's."""
+    value = table.get(name)
+    if value is None and (current := legacy_name(name)) is not None:
+        value = table.get(current)
+    return value
+
+
+def channel_of(name: bytes) -> str:
+    """Which channel answers ``name``: ``tags``, ``annotations`` or ``head`` (everything else)."""
+    if name.startswith(TAG_NS.encode()):
+        return "tags"
+    if name.startswith(ANNOTATION_NS.encode()) or name == ANNOTATIONS_ELSEWHERE.encode():
+        return "annotations"
+    return "head"
+
+
+def head_xattrs(head: Mapping[bytes, bytes], origin_url: str | None) -> dict[bytes, bytes]:
+    """The HEAD channel as listed: the HEAD table plus the freedesktop.org aliases.
+
+    ``user.mime_type`` is the Content-Type and ``user.xdg.origin.url`` the
+    object's URL, each only when no user-metadata key has that name (user
+    metadata wins: it is what a tool wrote there).
+    """
+    out = dict(head)
+    ctype = head.get((SYSTEM_NS + "content-type").encode())
+    if ctype is not None:
+        out.setdefault(MIME_TYPE.encode(), ctype)
+    if origin_url is not None:
+        out.setdefault(ORIGIN_URL.encode(), origin_url.encode("utf-8", "surrogateescape"))
+    return out
+
+
+def head_value(head: Mapping[bytes, bytes], origin_url: str | None, name: bytes) -> bytes | None:
+    """One HEAD-channel value by name: listed names, previous release's names, and
+    ``user.s3.meta.<key>`` for every user-metadata key."""
+    table = head_xattrs(head, origin_url)
+    value = lookup(table, name)
+    meta = META_NS.encode()
+    if value is None and name.startswith(meta):
+        # Not listed twice: user.<key> is the listed name of a key not beginning "s3.".
+        # Every user.* name in the HEAD table is user metadata (system names are user.s3.*).
+        value = head.get(USER_NS.encode() + name[len(meta):])
+    return value
+
+
+def tag_xattrs(tags: Mapping[str, str], key: str = "") -> dict[bytes, bytes]:
+    """``user.s3.tag.<tag key>`` for each tag whose name fits an xattr name.
+
+    An S3 tag key may have 128 UTF-16 units, up to 512 bytes of UTF-8: such
+    a tag is left out, with one log line naming it.
+    """
+    out: dict[bytes, bytes] = {}
+    for k, v in tags.items():
+        name = (TAG_NS + k).encode("utf-8", "surrogateescape")
+        if len(name) > XATTR_NAME_MAX:
+            log.warning("tag %r of %r is not shown: its xattr name would exceed %d bytes",
+                        k, key, XATTR_NAME_MAX)
+            continue
+        out[name] = v.encode("utf-8", "surrogateescape")
+    return out
+
+
+def annotation_name(name: str) -> bytes:
+    """The xattr name of the annotation ``name`` (it may be too long to be one)."""
+    return (ANNOTATION_NS + name).encode("utf-8", "surrogateescape")
+
+
+def place_annotations(entries: Iterable[tuple[str, int]], used: int) -> tuple[list[str], list[str]]:
+    """Split annotations (name, size) into those shown as xattrs and those shown only as files.
+
+    An annotation is an xattr when its name fits ``XATTR_NAME_MAX`` bytes,
+    its payload ``XATTR_SIZE_MAX``, and its name the ``listxattr`` answer,
+    of which ``used`` bytes are taken by the other channels (room is kept
+    for ``user.s3.annotations-elsewhere``, the entry that says where the
+    others are).  Order is kept: the first annotations that fit are shown.
+    """
+    budget = XATTR_LIST_MAX - used - (len(ANNOTATIONS_ELSEWHERE) + 1)
+    fits: list[str] = []
+    elsewhere: list[str] = []
+    for name, size in entries:
+        n = len(annotation_name(name)) + 1
+        if n - 1 > XATTR_NAME_MAX or size > XATTR_SIZE_MAX or n > budget:
+            elsewhere.append(name)
+        else:
+            fits.append(name)
+            budget -= n
+    return fits, elsewhere
+
+
+def elsewhere_note(count: int, where: str) -> bytes:
+    """The value of ``user.s3.annotations-elsewhere``: how many, and the directory that has them."""
+    return f"{count} annotation{'s' if count != 1 else ''} too large for xattrs: read {where}".encode(
+        "utf-8", "surrogateescape")
+
+
+def listed_size(names: Iterable[bytes]) -> int:
+    """Bytes of a ``listxattr`` answer naming ``names`` (each NUL-terminated)."""
+    return sum(len(n) + 1 for n in names)

@@ -103,8 +103,8 @@ def main() -> int:
         show("stat reports/2026/q1.csv", mnt)
         show("getfattr -d reports/2026/q1.csv", mnt)
         show("getfattr -d -m - -e text images/logo.png", mnt)
-        show("getfattr -n s3.storage-class archive/2019.tar", mnt)
-        show("getfattr -n s3.server-side-encryption --only-values archive/2019.tar; echo", mnt)
+        show("getfattr -n user.s3.storage-class archive/2019.tar", mnt)
+        show("getfattr -n user.s3.server-side-encryption --only-values archive/2019.tar; echo", mnt)
         show("getfattr -d -m - .", mnt)
         c = srv.counts()
         print(f"\nrequests for all of the above: {c['LIST']} LIST, {c['HEAD']} HEAD, "

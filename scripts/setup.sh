@@ -9,10 +9,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # ceph radosgw ceph-common: the Ceph RGW of the tests that need a server enforcing what moto
-# does not (SSE-C); metafs/devrgw.py starts it.
+# does not (SSE-C); metafs/devrgw.py starts it.  rsync: the copy-out tests (rsync -aX).
 # systemd: tests/test_install.py runs its fstab generator (present on any Debian machine, not in
 # every container image); man-db: `man metafs` after scripts/install.sh.
-PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv ceph radosgw ceph-common systemd man-db"
+PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv ceph radosgw ceph-common systemd man-db rsync"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -525,7 +525,7 @@ def url_encoding(rng: random.Random) -> str:
 # -- the FUSE handlers over the metadata layer ----------------------------------------------
 
 OWN = Ownership(uid=1000, gid=1000, file_mode=0o444, dir_mode=0o555, dir_mtime=MTIME)
-ROOT_XATTRS = {b"s3.bucket": b"bkt"}
+ROOT_XATTRS = {b"user.s3.bucket": b"bkt"}
 
 
 class OpsEnv(Env):

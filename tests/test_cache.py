@@ -7,7 +7,7 @@ from metafs.dirlist import DirEntry, FileEntry, Listing
 from metafs.s3.model import ObjectMeta
 from tests.fakes import Clock
 
-HEAD_XATTRS = {b"s3.etag": b"e1", b"user.color": b"blue"}
+HEAD_XATTRS = {b"user.s3.etag": b"e1", b"user.color": b"blue"}
 
 
 def listed(key: str, etag: str | None = '"e1"', size: int = 1) -> ObjectMeta:

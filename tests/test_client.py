@@ -327,8 +327,8 @@ def test_head_object_ok():
     m = res.meta
     assert (m.key, m.size, m.etag, m.mtime) == ("dir/k", 42, '"abc"', 1607571450)
     # The xattr table is built once, here, from the answer's headers.
-    assert m.xattrs == {b"s3.etag": b"abc", b"s3.last-modified": b"Thu, 10 Dec 2020 03:37:30 GMT",
-                        b"user.color": b"blue", b"s3.storage-class": b"GLACIER"}
+    assert m.xattrs == {b"user.s3.etag": b"abc", b"user.s3.last-modified": b"Thu, 10 Dec 2020 03:37:30 GMT",
+                        b"user.color": b"blue", b"user.s3.storage-class": b"GLACIER"}
     assert "if-none-match" not in srv.requests[0].headers
 
 

@@ -97,7 +97,7 @@ def test_cos_head_object_request_shape():
     assert "x-amz-checksum-mode" not in h and "x-amz-security-token" not in h
     _verify_cos(req, "dir/a b+c.txt")
     assert isinstance(res, Fresh) and res.meta.xattrs == {
-        b"s3.etag": b"abc", b"s3.storage-class": b"STANDARD_IA"}
+        b"user.s3.etag": b"abc", b"user.s3.storage-class": b"STANDARD_IA"}
 
 
 def test_cos_v1_marker_paging():

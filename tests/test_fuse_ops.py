@@ -386,7 +386,7 @@ def test_errno_of_stale_unknown_and_read_only(monkeypatch: pytest.MonkeyPatch):
                    ops.getxattr(f, b"user.color", CTX), ops.listxattr(f, CTX),
                    ops.open(f, os.O_RDONLY, CTX),
                    ops.getattr(d, CTX), ops.lookup(d, b"x", CTX), ops.opendir(d, CTX),
-                   ops.getxattr(d, b"s3.prefix", CTX), ops.listxattr(d, CTX)):
+                   ops.getxattr(d, b"user.s3.prefix", CTX), ops.listxattr(d, CTX)):
             assert await errno_of(aw) == errno.ESTALE
         assert b.requests == []
         # The name is looked up again under a new inode number (never reused).
@@ -490,7 +490,7 @@ def test_keys_that_are_not_utf8_keep_their_bytes(monkeypatch: pytest.MonkeyPatch
         fh = await ops.opendir(ROOT_INODE, CTX)
         assert names_of(await k.readdir_to_end(fh)) == [".", "..", d, top]
         dino = (await ops.lookup(ROOT_INODE, b"d\xe9", CTX)).st_ino
-        assert await ops.getxattr(dino, b"s3.prefix", CTX) == b"d\xe9/"
+        assert await ops.getxattr(dino, b"user.s3.prefix", CTX) == b"d\xe9/"
         fh = await ops.opendir(dino, CTX)
         calls = await k.readdir_to_end(fh)
         assert names_of(calls) == [".", "..", f, "ok"]
@@ -543,16 +543,16 @@ def test_getxattr_errno_table_and_one_shared_head(monkeypatch: pytest.MonkeyPatc
         assert await ops.getxattr(f, b"user.color", CTX) == b"red"
         assert await ops.getxattr(f, b"user.color", CTX) == b"red"  # size probe, then value
         etag = b.objects["dir/f.txt"][1]
-        assert await ops.getxattr(f, b"s3.etag", CTX) == etag.strip('"').encode()
+        assert await ops.getxattr(f, b"user.s3.etag", CTX) == etag.strip('"').encode()
         names = set(await ops.listxattr(f, CTX))
-        assert {b"user.color", b"s3.etag", b"s3.content-type", b"s3.last-modified"} <= names
+        assert {b"user.color", b"user.s3.etag", b"user.s3.content-type", b"user.s3.last-modified"} <= names
         assert not any(n.startswith((b"security.", b"system.", b"trusted.")) for n in names)
         assert len(b.requests) == 1
 
         # Directories: s3.prefix, no request.
-        assert await ops.getxattr(d, b"s3.prefix", CTX) == b"dir/"
-        assert await ops.getxattr(sub, b"s3.prefix", CTX) == b"dir/sub/"
-        assert list(await ops.listxattr(sub, CTX)) == [b"s3.prefix"]
+        assert await ops.getxattr(d, b"user.s3.prefix", CTX) == b"dir/"
+        assert await ops.getxattr(sub, b"user.s3.prefix", CTX) == b"dir/sub/"
+        assert list(await ops.listxattr(sub, CTX)) == [b"user.s3.prefix"]
         assert await errno_of(ops.getxattr(d, b"user.color", CTX)) == pyfuse3.ENOATTR
         assert len(b.requests) == 1
 
@@ -646,11 +646,16 @@ def test_read_of_changed_object_is_estale():
 
 
 async def stats(env: OpsEnv) -> dict[str, int]:
-    """The root's ``metafs.*`` xattrs, through listxattr and getxattr."""
+    """The root's ``user.metafs.*`` xattrs, through listxattr and getxattr (and by their
+    previous name, ``metafs.*``, which stays readable and is not listed)."""
     out = {}
-    for name in await env.ops.listxattr(ROOT_INODE, CTX):
-        if name.startswith(b"metafs."):
-            out[name.decode()[len("metafs."):]] = int(await env.ops.getxattr(ROOT_INODE, name, CTX))
+    names = await env.ops.listxattr(ROOT_INODE, CTX)
+    assert not any(n.startswith(b"metafs.") for n in names)
+    for name in names:
+        if name.startswith(b"user.metafs."):
+            key = name.decode()[len("user.metafs."):]
+            out[key] = int(await env.ops.getxattr(ROOT_INODE, name, CTX))
+            assert int(await env.ops.getxattr(ROOT_INODE, name[len(b"user."):], CTX)) == out[key]
     return out
 
 
@@ -673,8 +678,8 @@ def test_root_statistics_and_released_listing_invalidation(monkeypatch: pytest.M
         k = Kernel(env, monkeypatch)
         ops = env.ops
         assert await stats(env) == figures()
-        assert await ops.getxattr(ROOT_INODE, b"s3.bucket", CTX) == b"bkt"
-        assert await ops.getxattr(ROOT_INODE, b"s3.prefix", CTX) == b""
+        assert await ops.getxattr(ROOT_INODE, b"user.s3.bucket", CTX) == b"bkt"
+        assert await ops.getxattr(ROOT_INODE, b"user.s3.prefix", CTX) == b""
         assert b.requests == []
 
         big = await lookup_dir(env, ROOT_INODE, b"big")

@@ -19,7 +19,8 @@ from metafs.errors import ConfigError
 from tests.helpers import REPO, base_env, put_many, run_metafs, stat_fields, wait_until
 
 OPERATION = {"LIST": "ListObjects", "HEAD": "HeadObject", "HEAD_COND": "HeadObject",
-             "HEAD_BUCKET": "HeadBucket", "GET": "GetObject"}
+             "HEAD_BUCKET": "HeadBucket", "GET": "GetObject", "TAGGING": "GetObjectTagging",
+             "ANNOTATIONS": "ListObjectAnnotations", "ANNOTATION": "GetObjectAnnotation"}
 
 
 def test_s3_operations_are_named_as_the_s3_api_names_them():
@@ -34,6 +35,10 @@ def test_s3_operations_are_named_as_the_s3_api_names_them():
     assert metrics.s3_operation("HEAD", "k", [("versionId", "v1")]) == "HeadObject"
     assert metrics.s3_operation("GET", "", [("versions", ""), ("prefix", "")]) == "ListObjectVersions"
     assert metrics.s3_operation("GET", "", [("versioning", "")]) == "GetBucketVersioning"
+    assert metrics.s3_operation("GET", "k", [("tagging", "")]) == "GetObjectTagging"
+    assert metrics.s3_operation("GET", "k", [("annotation", "")]) == "ListObjectAnnotations"
+    assert metrics.s3_operation("GET", "k", [("annotation", ""), ("annotationName", "n")]) == \
+        "GetObjectAnnotation"
 
 
 def test_metrics_addr_is_off_by_default_and_localhost_unless_told():

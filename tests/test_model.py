@@ -248,9 +248,9 @@ def test_meta_from_head_fields_and_the_xattr_table_without_hop_headers():
     m = meta_from_head("dir/k", headers, percent_decode_values=False)
     assert (m.key, m.size, m.mtime, m.etag) == ("dir/k", 1234, T0, '"AbC"')
     assert m.xattrs == {
-        b"s3.etag": b"AbC", b"s3.content-type": b"text/plain",
-        b"s3.last-modified": b"Thu, 10 Dec 2020 03:37:30 GMT",
-        b"user.a": b"1,2", b"s3.storage-class": b"GLACIER",
+        b"user.s3.etag": b"AbC", b"user.s3.content-type": b"text/plain",
+        b"user.s3.last-modified": b"Thu, 10 Dec 2020 03:37:30 GMT",
+        b"user.a": b"1,2", b"user.s3.storage-class": b"GLACIER",
     }
 
 
@@ -258,15 +258,15 @@ def test_meta_from_head_fields_and_the_xattr_table_without_hop_headers():
                                     "x-oss-storage-class", "x-obs-storage-class"])
 def test_meta_from_head_storage_class_per_vendor_is_one_xattr(header):
     m = meta_from_head("k", raw(("content-length", "1"), (header, "COLD")), percent_decode_values=False)
-    assert m.xattrs == {b"s3.storage-class": b"COLD"}
+    assert m.xattrs == {b"user.s3.storage-class": b"COLD"}
 
 
 def test_meta_from_head_applies_the_dialect_value_decoding():
     headers = raw(("x-obs-meta-city", "S%C3%A3o%20Paulo"), ("content-disposition", "a%20b"))
     assert meta_from_head("k", headers, percent_decode_values=True).xattrs == {
-        b"user.city": "São Paulo".encode(), b"s3.content-disposition": b"a%20b"}
+        b"user.city": "São Paulo".encode(), b"user.s3.content-disposition": b"a%20b"}
     assert meta_from_head("k", headers, percent_decode_values=False).xattrs == {
-        b"user.city": b"S%C3%A3o%20Paulo", b"s3.content-disposition": b"a%20b"}
+        b"user.city": b"S%C3%A3o%20Paulo", b"user.s3.content-disposition": b"a%20b"}
 
 
 def test_meta_from_head_defaults_and_bad_length():
@@ -306,7 +306,7 @@ def test_an_etag_that_cannot_be_sent_back_is_not_kept_for_revalidation():
     m = meta_from_head("k", [(b"etag", b'"\xe9t\xe9"'), (b"content-length", b"1")],
                        percent_decode_values=False)
     assert m.etag is None  # revalidation by plain HEAD, not a request httpx cannot encode
-    assert m.xattrs == {b"s3.etag": b"\xe9t\xe9"}
+    assert m.xattrs == {b"user.s3.etag": b"\xe9t\xe9"}
     assert meta_from_head("k", raw(("etag", '"abc"')), percent_decode_values=False).etag == '"abc"'
 
 

@@ -150,8 +150,12 @@ def test_getfattr_user_and_system_metadata(mount, boto, bucket):
     assert xattr(m, "doc.json", "s3.last-modified") == head["ResponseMetadata"]["HTTPHeaders"][
         "last-modified"].encode()
     names = m.run("getfattr -m - doc.json").stdout.split()
-    assert {"user.owner", "s3.etag", "s3.content-type"} <= set(names)
-    assert not any(n.startswith(("user.s3", "s3.meta")) for n in names)
+    assert {"user.owner", "user.s3.etag", "user.s3.content-type", "user.mime_type"} <= set(names)
+    # Everything listed is under user. (so cp -a and rsync -aX can copy it); no key listed twice.
+    assert all(n.startswith("user.") for n in os.listxattr(m.path / "doc.json"))
+    assert not any(n.startswith("user.s3.meta.") for n in names)
+    assert xattr(m, "doc.json", "user.s3.meta.owner") == b"data-team"  # by name, for every key
+    assert xattr(m, "doc.json", "user.mime_type") == b"application/json"
     missing = m.run("getfattr -n user.nope doc.json", check=False)
     assert missing.returncode != 0 and "No such attribute" in missing.stderr
     for path, name in [("doc.json", "user.nope"), ("doc.json", "s3.nope"), (".", "s3.nope")]:
@@ -185,14 +189,15 @@ def test_root_exposes_head_bucket(mount, bucket, s3):
     assert xattr(m, ".", "s3.prefix") == b""
     # The root's table, metafs's live figures included, costs no request.
     names = os.listxattr(m.path)
-    assert {"s3.bucket-region", "s3.bucket", "s3.region", "s3.endpoint", "s3.prefix"} <= set(names)
-    assert set(STATS) <= set(names)
+    assert {"user.s3.bucket-region", "user.s3.bucket", "user.s3.region", "user.s3.endpoint",
+            "user.s3.prefix"} <= set(names)
+    assert {"user." + n for n in STATS} <= set(names)
     assert all(xattr(m, ".", n).isdigit() for n in STATS)
     assert sum(s3.counts().values()) == 0
     # Every directory has s3.prefix: its key prefix in the bucket; only the root has the rest.
     assert xattr(m, "sub", "s3.prefix") == b"sub/"
     assert xattr(m, "sub/deeper", "s3.prefix") == b"sub/deeper/"
-    assert os.listxattr(m.path / "sub") == ["s3.prefix"]
+    assert os.listxattr(m.path / "sub") == ["user.s3.prefix"]
 
 
 def test_security_and_system_probes_cost_no_request(mount, bucket, s3):

@@ -160,9 +160,9 @@ def test_xattrs_are_the_head_table_and_cost_one_head_then_none():
         (h,) = b.requests
         assert h.method == "HEAD" and "if-none-match" not in h.headers
         assert x == {
-            b"s3.etag": b"v1",
-            b"s3.content-type": b"text/plain",
-            b"s3.last-modified": email.utils.formatdate(MTIME, usegmt=True).encode(),
+            b"user.s3.etag": b"v1",
+            b"user.s3.content-type": b"text/plain",
+            b"user.s3.last-modified": email.utils.formatdate(MTIME, usegmt=True).encode(),
             b"user.color": b"blue",
         }
         assert x is env.cache.known_object("d/k").meta.xattrs
@@ -187,7 +187,7 @@ def test_xattrs_of_a_gone_object_are_absent():
 # -- settle: a HEAD's outcome --------------------------------------------------------------------
 
 def _meta(key: str, etag: str, size: int = 3) -> ObjectMeta:
-    return ObjectMeta(key, size, MTIME, etag, {b"s3.etag": etag.strip('"').encode()})
+    return ObjectMeta(key, size, MTIME, etag, {b"user.s3.etag": etag.strip('"').encode()})
 
 
 def test_settle_200_stores_the_metadata():

@@ -87,7 +87,9 @@ class Shell:
 
     async def getfattr_d(self, path: str) -> dict[str, bytes]:
         ino = (await self.walk(path)).st_ino
-        names = [n for n in (await self.ops.listxattr(ino, CTX)) if n.startswith(b"user.")]
+        # The user metadata of what getfattr -d shows (user.s3.* and the freedesktop aliases left out).
+        names = [n for n in (await self.ops.listxattr(ino, CTX)) if n.startswith(b"user.")
+                 and not n.startswith((b"user.s3.", b"user.mime_type", b"user.xdg."))]
         return {n.decode(): await self.ops.getxattr(ino, n, CTX) for n in names}
 
     async def ls_l(self, path: str) -> list[str]:

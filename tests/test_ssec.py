@@ -17,6 +17,7 @@ from metafs import errors
 from metafs.s3 import ssec
 from metafs.s3.dialects import COS, OBS, OSS, S3
 from metafs.s3.model import Fresh
+from metafs.xattrs import SYSTEM_NS
 from tests.fakes import Server, headers_of, listing, run
 from tests.helpers import ls_names, run_metafs, stat_fields, xattr
 from tests.proxy import FaultProxy, is_get, is_head
@@ -197,7 +198,8 @@ def test_client_finds_the_key_per_dialect_and_signs_the_headers(dialect, ns, ver
 
     first, again = run(srv, go, dialect=dialect, bucket=bucket, customer_keys=keys)
     assert isinstance(first, Fresh) and isinstance(again, Fresh)
-    assert first.meta.xattrs[b"s3.server-side-encryption-customer-key-md5"] == k2.md5.encode()
+    md5_name = (SYSTEM_NS + "server-side-encryption-customer-key-md5").encode()
+    assert first.meta.xattrs[md5_name] == k2.md5.encode()
     sent = [r.headers.get(f"{ns}server-side-encryption-customer-key-md5") for r in srv.requests]
     assert sent == [k1.md5, k2.md5, k2.md5]  # key 1 refused, key 2 opens it, then remembered
     for r in srv.requests:

@@ -99,11 +99,22 @@ def dump(m, path: str, match: str = "-") -> dict[str, str]:
             for k, v in pairs}
 
 
+def user_meta(d: dict[str, str]) -> dict[str, str]:
+    """The user metadata of a dump (``user.s3.*`` and the freedesktop aliases left out)."""
+    return {k: v for k, v in d.items()
+            if not k.startswith(("user.s3.", "user.mime_type", "user.xdg."))}
+
+
+def system_dump(m, path: str) -> dict[str, str]:
+    """``getfattr -d -m ^user.s3.`` with the names spelt as last release's (``s3.etag``)."""
+    return {k[len("user."):]: v for k, v in dump(m, path, "^user\\.s3\\.").items()}
+
+
 def assert_all_virtual_hosted_and_signed(srv: VendorServer) -> None:
     for r in srv.history:
         assert r.host == f"{srv.bucket}.{srv.endpoint_host}", r
         assert r.code not in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied",
-                              "InvalidToken", "ExpiredToken") or r.key == "denied.txt", r
+                              "InvalidToken", "ExpiredToken") or r.key in ("denied.txt", "secret-tags"), r
 
 
 def populate(srv: VendorServer, name: str) -> dict[str, bytes]:
@@ -116,7 +127,7 @@ def populate(srv: VendorServer, name: str) -> dict[str, bytes]:
                 "x-cos-server-side-encryption": "AES256",
                 "x-cos-restore": 'ongoing-request="false", expiry-date="Fri, 01 Jan 2027 00:00:00 GMT"'},
         "oss": {"x-oss-storage-class": "IA", "x-oss-version-id": "CAEQNhiBgMDJgZCA0BYiIDc4",
-                "x-oss-server-side-encryption": "KMS", "x-oss-tagging-count": "2",
+                "x-oss-server-side-encryption": "KMS",
                 "x-oss-server-side-encryption-key-id": "kms-key-1"},
         "obs": {"x-obs-storage-class": "WARM", "x-obs-version-id": "G001118A6456208AFFFFD24829FCF614",
                 "x-obs-expiration": 'expiry-date="Sat, 01 Jan 2028 00:00:00 GMT", rule-id="r1"'},
@@ -125,7 +136,8 @@ def populate(srv: VendorServer, name: str) -> dict[str, bytes]:
     if name == "obs":  # OBS keeps values as sent; clients percent-encode non-ASCII
         meta["city"] = "S%C3%A3o%20Paulo"
     srv.put("report.csv", bodies["report.csv"], meta=meta,
-            headers={**extra, "content-type": "text/csv"}, mtime=1_700_000_000)
+            headers={**extra, "content-type": "text/csv"}, mtime=1_700_000_000,
+            tags={"project": "blue", "team": "data"})
     srv.put("appendable.log", bodies["appendable.log"],
             headers={p + "object-type": "appendable" if name == "cos" else "Appendable",
                      p + "next-append-position": "9"})
@@ -163,13 +175,15 @@ def test_vendor_mount_ls_stat_getfattr_and_revalidation(vendor_mount, name):
         # stat within the TTL: no request; getfattr -d: one HEAD, then none.
         assert m.run("stat -c '%s %Y %F' report.csv").stdout.split() == [
             str(len(bodies["report.csv"])), "1700000000", "regular", "file"]
-        user = dump(m, "report.csv", "^user\\.")
+        user = user_meta(dump(m, "report.csv", "^user\\."))
         expected = {"user.owner": "alice", "user.project": "metafs"}
         if name == "obs":
             expected["user.city"] = "São Paulo"  # decoded from S%C3%A3o%20Paulo
         assert user == expected
-        assert srv.counts()["HEAD"] == 1
-        system = dump(m, "report.csv", "^s3\\.")
+        # getfattr -d: HEAD, and the tags (GET ?tagging) beside it.
+        assert srv.counts()["HEAD"] == 1 and srv.counts()["TAGGING"] == 1
+        system = {k: v for k, v in system_dump(m, "report.csv").items()
+                  if not k.startswith("s3.tag.")}
         assert system["s3.hash-crc64ecma"] == str(crc64_xz(bodies["report.csv"]))
         assert system["s3.content-type"] == "text/csv"
         assert system["s3.storage-class"] == {"cos": "STANDARD_IA", "oss": "IA", "obs": "WARM"}[name]
@@ -188,9 +202,11 @@ def test_vendor_mount_ls_stat_getfattr_and_revalidation(vendor_mount, name):
         assert xattr(m, "appendable.log", "s3.object-type").lower() == "appendable"
         assert xattr(m, "appendable.log", "s3.next-append-position") == "9"
         assert srv.counts()["HEAD"] == 2
+        tags = dump(m, "report.csv", "^user\\.s3\\.tag\\.")
+        assert tags == {"user.s3.tag.project": "blue", "user.s3.tag.team": "data"}
 
         # The mount root shows the bucket check's answer.
-        root = dump(m, ".", "^s3\\.")
+        root = system_dump(m, ".")
         assert root["s3.bucket-region"] == {"cos": "ap-guangzhou", "oss": "oss-cn-hangzhou",
                                             "obs": "cn-north-4"}[name]
         assert root["s3.provider"] == name and root["s3.bucket"] == srv.bucket
@@ -200,7 +216,7 @@ def test_vendor_mount_ls_stat_getfattr_and_revalidation(vendor_mount, name):
 
         # After the 1 s TTL: one conditional HEAD with the ETag exactly as sent; 304 keeps all.
         time.sleep(1.1)
-        assert dump(m, "report.csv", "^user\\.") == expected
+        assert user_meta(dump(m, "report.csv", "^user\\.")) == expected
         cond = srv.log("HEAD_COND")
         assert len(cond) == 1 and cond[0].headers["if-none-match"] == etag and cond[0].status == 304
         # Changed behind the mount: the next revalidation gets 200 and the new metadata.
@@ -292,7 +308,8 @@ def test_directory_bucket_sessions_and_unordered_listing(vendor_mount):
 
         assert xattr(m, "f03.txt", "user.n") == "3"
         assert xattr(m, "f03.txt", "s3.storage-class") == "EXPRESS_ONEZONE"
-        assert "s3.checksum-crc32" in dump(m, "f03.txt", "^s3\\.")  # asked with checksum mode
+        assert "user.s3.checksum-crc32" in dump(m, "f03.txt", "^user\\.s3\\.")  # asked with checksum mode
+        assert srv.counts()["TAGGING"] == 0  # directory buckets have no tags (nor annotations): not asked
 
         # The fake's sessions last 3 s: after 2.5 s metafs has renewed before using it again.
         time.sleep(2.5)
@@ -368,5 +385,100 @@ def test_the_fakes_reject_what_the_vendor_would(name):
         assert codes[:3] == ["", "SignatureDoesNotMatch", "AccessDenied"]
         assert codes[3] == {"cos": "PathStyleDomainForbidden", "oss": "SecondLevelDomainForbidden",
                             "obs": "VirtualHostDomainRequired", "s3express": "InvalidRequest"}[name]
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("name", ["cos", "oss", "obs"])
+def test_the_fakes_tagging_speaks_each_official_sdk(name, monkeypatch):
+    """GetObjectTagging as each vendor's SDK builds it (request, signature) and parses it:
+    the fake must accept the SDK's request and answer what the SDK's parser reads."""
+    srv = make_server(name)
+    srv.put("dir/photo.jpg", b"x", tags={"project": "blue", "a b": "c=d/e:f"})
+    srv.put("untagged", b"x")
+    v = VENDORS[name]
+    try:
+        if name == "oss":
+            import alibabacloud_oss_v2 as oss
+
+            monkeypatch.setenv("HTTP_PROXY", srv.proxy_url)
+            cfg = oss.config.load_default()
+            cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(KEY_ID, SECRET, TOKEN)
+            cfg.region, cfg.endpoint = "cn-hangzhou", srv.endpoint_url
+            client = oss.Client(cfg)
+
+            def tags_of(key: str) -> dict[str, str]:
+                r = client.get_object_tagging(oss.GetObjectTaggingRequest(bucket=srv.bucket, key=key))
+                return {t.key: t.value for t in (r.tag_set.tags or [])}
+        elif name == "cos":
+            from qcloud_cos import CosConfig, CosS3Client
+
+            cos = CosS3Client(CosConfig(Region=v["region"], SecretId=KEY_ID, SecretKey=SECRET, Token=TOKEN,
+                                        Scheme="http", Endpoint=srv.endpoint_host,
+                                        Proxies={"http": srv.proxy_url}))
+
+            def tags_of(key: str) -> dict[str, str]:
+                r = cos.get_object_tagging(Bucket=srv.bucket, Key=key)
+                tags = (r.get("TagSet") or {}).get("Tag", [])
+                return {t["Key"]: t["Value"] for t in ([tags] if isinstance(tags, dict) else tags)}
+        else:
+            import socket
+
+            from obs import ObsClient
+
+            # The OBS SDK tunnels through a proxy with CONNECT: instead, its endpoint's
+            # names resolve to the fake (the request and its Host header stay the SDK's).
+            real = socket.getaddrinfo
+            monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real(
+                "127.0.0.1" if str(host).endswith(".vendor.test") else host, *a, **k))
+            port = srv.proxy_url.rsplit(":", 1)[1]
+            obs = ObsClient(access_key_id=KEY_ID, secret_access_key=SECRET, security_token=TOKEN,
+                            server=f"http://{srv.endpoint_host}:{port}", signature="obs",
+                            is_signature_negotiation=False)
+
+            def tags_of(key: str) -> dict[str, str]:
+                r = obs.getObjectTagging(srv.bucket, key)
+                if r.status == 404 and r.errorCode == "NoSuchTagSet":
+                    return {}
+                assert r.status == 200, (r.status, r.errorCode)
+                return {t["key"]: t["value"] for t in r.body["tags"]}
+
+        assert tags_of("dir/photo.jpg") == {"project": "blue", "a b": "c=d/e:f"}
+        assert tags_of("untagged") == {}
+        assert [(r.kind, r.code) for r in srv.log("TAGGING")][:1] == [("TAGGING", "")]
+        if name == "obs":
+            assert srv.log("TAGGING")[1].code == "NoSuchTagSet"
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("name", ["cos", "oss", "obs"])
+def test_vendor_tags_as_xattrs_cost_and_permissions(vendor_mount, name):
+    srv = make_server(name)
+    try:
+        srv.put("tagged", b"t", tags={"project": "blue", "a b": "c=d"}, meta={"m": "1"})
+        srv.put("zero", b"z", tags={})  # COS/OSS: HEAD says x-…-tagging-count: 0
+        srv.put("never", b"n")  # never tagged: no count on HEAD (absent is not 0)
+        srv.put("secret-tags", b"s", tags={"k": "v"}, meta={"m": "2"})
+        srv.tags_denied.add("secret-tags")
+        m = vendor_mount(srv, name, *(["--region", "cn-hangzhou"] if name == "oss" else []))
+        m.run("ls -l && stat tagged zero never secret-tags")
+        assert srv.counts()["TAGGING"] == 0 and srv.counts()["HEAD"] == 0  # ls -l, stat: the listing
+        srv.reset()
+        got = dump(m, "tagged")
+        assert got["user.s3.tag.project"] == "blue" and got["user.s3.tag.a b"] == "c=d"
+        assert srv.counts()["HEAD"] == 1 and srv.counts()["TAGGING"] == 1
+        srv.reset()
+        assert not any(k.startswith("user.s3.tag.") for k in dump(m, "zero"))
+        # The count on HEAD spares the request where the provider sends it (COS, OSS).
+        assert srv.counts()["TAGGING"] == (1 if name == "obs" else 0)
+        srv.reset()
+        assert not any(k.startswith("user.s3.tag.") for k in dump(m, "never"))
+        assert srv.counts()["TAGGING"] == 1  # no count: asked (OBS: 404 NoSuchTagSet, no tags)
+        # No permission for the tags: the other metadata, and one log line.
+        assert dump(m, "secret-tags")["user.m"] == "2"
+        assert dump(m, "secret-tags")["user.m"] == "2"
+        assert m.log_text().count("no permission to read the tags") == 1
+        assert_all_virtual_hosted_and_signed(srv)
     finally:
         srv.stop()

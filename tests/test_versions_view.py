@@ -25,10 +25,10 @@ def test_version_names_sort_by_time_and_carry_the_id():
     f = version_file(a, 7.0)
     assert f.meta.size == 5 and f.timeout == 7.0
     assert f.meta.xattrs is not None
-    assert f.meta.xattrs[b"s3.version-id"] == b"v/1%" and f.meta.xattrs[b"s3.is-latest"] == b"true"
-    assert f.meta.xattrs[b"s3.delete-marker"] == b"false" and f.meta.xattrs[b"s3.etag"] == b"e"
+    assert f.meta.xattrs[b"user.s3.version-id"] == b"v/1%" and f.meta.xattrs[b"user.s3.is-latest"] == b"true"
+    assert f.meta.xattrs[b"user.s3.delete-marker"] == b"false" and f.meta.xattrs[b"user.s3.etag"] == b"e"
     m = version_file(b, 7.0)
-    assert m.meta.size == 0 and m.meta.xattrs and m.meta.xattrs[b"s3.delete-marker"] == b"true"
+    assert m.meta.size == 0 and m.meta.xattrs and m.meta.xattrs[b"user.s3.delete-marker"] == b"true"
 
 
 def _history(boto, bucket: str) -> dict[str, list[str]]:
@@ -55,7 +55,8 @@ def test_versions_view_on_a_live_mount(mount, boto, bucket, s3):
     m.run("ls -l")
     assert s3.counts() == without == {**without, "LIST": 1, "HEAD": 0}
     s3.reset()
-    assert sorted(os.listdir(m.path / ".metafs")) == ["objects", "versions"]  # objects: exact.py
+    # annotations: on by default on S3
+    assert sorted(os.listdir(m.path / ".metafs")) == ["annotations", "objects", "versions"]
     assert sum(s3.counts().values()) == 0
     # The view mirrors the tree, the deleted object's history included.
     assert sorted(os.listdir(m.path / ".metafs/versions")) == ["a.txt", "deleted.txt", "dir"]
@@ -93,7 +94,7 @@ def test_versions_view_on_a_live_mount(mount, boto, bucket, s3):
         os.open(m.path / first, os.O_WRONLY)
     assert ei.value.errno == errno.EROFS
     # The view needs the option.
-    assert os.listdir(plain.path / ".metafs") == ["objects"]  # always there (exact.py)
+    assert os.listdir(plain.path / ".metafs") == ["annotations", "objects"]  # no versions without --versions
 
 
 @pytest.mark.mount

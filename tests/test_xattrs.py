@@ -38,7 +38,7 @@ def test_user_metadata_with_an_empty_name_is_left_out_with_one_line(prefix, capl
 
 def test_user_key_is_not_confused_with_system_names():
     out = object_xattrs([("x-amz-meta-etag", "mine"), ("etag", '"real"')])
-    assert out == {b"user.etag": b"mine", b"s3.etag": b"real"}
+    assert out == {b"user.etag": b"mine", b"user.s3.etag": b"real"}
 
 
 @pytest.mark.parametrize("encoded, decoded", [
@@ -77,9 +77,9 @@ def test_invalid_base64_encoded_word_left_as_is():
 def test_percent_decode_values_only_when_asked_and_only_user_metadata():
     headers = [("x-obs-meta-name", "caf%C3%A9%20x"), ("content-disposition", "a%20b")]
     assert object_xattrs(headers) == {b"user.name": b"caf%C3%A9%20x",
-                                      b"s3.content-disposition": b"a%20b"}
+                                      b"user.s3.content-disposition": b"a%20b"}
     assert object_xattrs(headers, percent_decode_values=True) == {
-        b"user.name": "café x".encode(), b"s3.content-disposition": b"a%20b"}
+        b"user.name": "café x".encode(), b"user.s3.content-disposition": b"a%20b"}
 
 
 def test_values_that_were_not_utf8_are_kept_as_bytes_undecoded():
@@ -109,7 +109,7 @@ def test_percent_decode():
     "cache-control", "expires", "last-modified", "content-md5", "etag",
 ])
 def test_standard_headers_keep_their_name(header):
-    assert system_name(header) == "s3." + header
+    assert system_name(header) == "user.s3." + header
 
 
 @pytest.mark.parametrize("header", ["content-length", "date", "server", "connection",
@@ -121,22 +121,22 @@ def test_non_metadata_standard_headers_have_no_name(header):
 
 @pytest.mark.parametrize("vendor", ["x-amz-", "x-oss-", "x-cos-", "x-obs-"])
 def test_vendor_prefix_stripped(vendor):
-    assert system_name(vendor + "storage-class") == "s3.storage-class"
-    assert system_name(vendor + "server-side-encryption") == "s3.server-side-encryption"
-    assert system_name(vendor + "version-id") == "s3.version-id"
+    assert system_name(vendor + "storage-class") == "user.s3.storage-class"
+    assert system_name(vendor + "server-side-encryption") == "user.s3.server-side-encryption"
+    assert system_name(vendor + "version-id") == "user.s3.version-id"
 
 
 def test_storage_class_from_two_vendors_gives_one_name():
-    assert object_xattrs([("x-amz-storage-class", "GLACIER")]) == {b"s3.storage-class": b"GLACIER"}
-    assert object_xattrs([("x-oss-storage-class", "Archive")]) == {b"s3.storage-class": b"Archive"}
+    assert object_xattrs([("x-amz-storage-class", "GLACIER")]) == {b"user.s3.storage-class": b"GLACIER"}
+    assert object_xattrs([("x-oss-storage-class", "Archive")]) == {b"user.s3.storage-class": b"Archive"}
 
 
 def test_crc64_spellings_unified():
-    assert system_name("x-obs-checksum-crc64ecma") == "s3.hash-crc64ecma"
-    assert system_name("x-cos-hash-crc64ecma") == "s3.hash-crc64ecma"
-    assert system_name("x-oss-hash-crc64ecma") == "s3.hash-crc64ecma"
-    assert object_xattrs([("x-obs-checksum-crc64ecma", "123")]) == {b"s3.hash-crc64ecma": b"123"}
-    assert object_xattrs([("x-cos-hash-crc64ecma", "123")]) == {b"s3.hash-crc64ecma": b"123"}
+    assert system_name("x-obs-checksum-crc64ecma") == "user.s3.hash-crc64ecma"
+    assert system_name("x-cos-hash-crc64ecma") == "user.s3.hash-crc64ecma"
+    assert system_name("x-oss-hash-crc64ecma") == "user.s3.hash-crc64ecma"
+    assert object_xattrs([("x-obs-checksum-crc64ecma", "123")]) == {b"user.s3.hash-crc64ecma": b"123"}
+    assert object_xattrs([("x-cos-hash-crc64ecma", "123")]) == {b"user.s3.hash-crc64ecma": b"123"}
 
 
 @pytest.mark.parametrize("header", [
@@ -152,15 +152,15 @@ def test_request_describing_headers_excluded(header):
 
 def test_etag_is_unquoted():
     assert object_xattrs([("etag", '"d41d8cd98f00b204e9800998ecf8427e"')]) == {
-        b"s3.etag": b"d41d8cd98f00b204e9800998ecf8427e"}
-    assert object_xattrs([("etag", 'W/"x"')]) == {b"s3.etag": b'W/"x'}
+        b"user.s3.etag": b"d41d8cd98f00b204e9800998ecf8427e"}
+    assert object_xattrs([("etag", 'W/"x"')]) == {b"user.s3.etag": b'W/"x'}
 
 
 def test_repeated_headers_joined_with_comma():
     out = object_xattrs([("x-amz-meta-tag", "a"), ("cache-control", "no-cache"),
                          ("x-amz-meta-tag", "b"), ("cache-control", "max-age=1"),
                          ("x-amz-meta-tag", "c")])
-    assert out == {b"user.tag": b"a,b,c", b"s3.cache-control": b"no-cache,max-age=1"}
+    assert out == {b"user.tag": b"a,b,c", b"user.s3.cache-control": b"no-cache,max-age=1"}
 
 
 def test_full_head_response():
@@ -172,12 +172,12 @@ def test_full_head_response():
         ("date", "Thu, 10 Dec 2020 03:40:00 GMT"), ("server", "AmazonS3"),
     ]
     assert object_xattrs(headers) == {
-        b"s3.content-type": b"text/plain",
-        b"s3.etag": b"abc",
-        b"s3.last-modified": b"Thu, 10 Dec 2020 03:37:30 GMT",
+        b"user.s3.content-type": b"text/plain",
+        b"user.s3.etag": b"abc",
+        b"user.s3.last-modified": b"Thu, 10 Dec 2020 03:37:30 GMT",
         b"user.owner": "été".encode(),
-        b"s3.storage-class": b"STANDARD_IA",
-        b"s3.version-id": b"v1",
+        b"user.s3.storage-class": b"STANDARD_IA",
+        b"user.s3.version-id": b"v1",
     }
 
 
@@ -191,7 +191,7 @@ def test_non_ascii_raw_value_survives_as_bytes():
 
 @pytest.mark.parametrize("name, foreign", [
     (b"security.selinux", True), (b"system.posix_acl_access", True),
-    (b"trusted.overlay.opaque", True), (b"user.color", False), (b"s3.etag", False),
+    (b"trusted.overlay.opaque", True), (b"user.color", False), (b"user.s3.etag", False),
     (b"securityx", False), (b"system", False),
 ])
 def test_is_foreign(name, foreign):
@@ -204,36 +204,36 @@ def test_bucket_xattrs():
     headers = {"x-amz-bucket-region": "eu-west-1", "x-amz-request-id": "R",
                "content-type": "application/xml", "server": "AmazonS3",
                "x-amz-access-point-alias": "false", "date": "now"}
-    out = bucket_xattrs(headers, {"s3.bucket": "b", "s3.prefix": "p/", "s3.endpoint": "https://é"})
+    out = bucket_xattrs(headers, {"user.s3.bucket": "b", "user.s3.prefix": "p/", "user.s3.endpoint": "https://é"})
     assert out == {
-        b"s3.bucket": b"b", b"s3.prefix": b"p/", b"s3.endpoint": "https://é".encode(),
-        b"s3.bucket-region": b"eu-west-1", b"s3.access-point-alias": b"false",
+        b"user.s3.bucket": b"b", b"user.s3.prefix": b"p/", b"user.s3.endpoint": "https://é".encode(),
+        b"user.s3.bucket-region": b"eu-west-1", b"user.s3.access-point-alias": b"false",
     }
 
 
 # -- one naming scheme for system xattrs ------------------------------------------------------
 
 @pytest.mark.parametrize("header, name", [
-    ("x-cos-hash-crc64ecma", "s3.hash-crc64ecma"),
-    ("x-oss-hash-crc64ecma", "s3.hash-crc64ecma"),
-    ("x-obs-checksum-crc64ecma", "s3.hash-crc64ecma"),
-    ("x-amz-server-side-encryption-aws-kms-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-cos-server-side-encryption-cos-kms-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-oss-server-side-encryption-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-obs-server-side-encryption-kms-key-id", "s3.server-side-encryption-kms-key-id"),
-    ("x-oss-object-worm-mode", "s3.object-lock-mode"),
-    ("x-oss-object-worm-retain-until-date", "s3.object-lock-retain-until-date"),
-    ("x-amz-object-lock-mode", "s3.object-lock-mode"),
-    ("x-cos-object-type", "s3.object-type"),
-    ("x-oss-object-type", "s3.object-type"),
-    ("x-obs-object-type", "s3.object-type"),
-    ("x-cos-version-id", "s3.version-id"),
-    ("x-cos-restore", "s3.restore"),
-    ("x-oss-tagging-count", "s3.tagging-count"),
-    ("x-obs-expiration", "s3.expiration"),
-    ("x-obs-bucket-location", "s3.bucket-region"),
-    ("x-cos-bucket-region", "s3.bucket-region"),
-    ("x-amz-bucket-region", "s3.bucket-region"),
+    ("x-cos-hash-crc64ecma", "user.s3.hash-crc64ecma"),
+    ("x-oss-hash-crc64ecma", "user.s3.hash-crc64ecma"),
+    ("x-obs-checksum-crc64ecma", "user.s3.hash-crc64ecma"),
+    ("x-amz-server-side-encryption-aws-kms-key-id", "user.s3.server-side-encryption-kms-key-id"),
+    ("x-cos-server-side-encryption-cos-kms-key-id", "user.s3.server-side-encryption-kms-key-id"),
+    ("x-oss-server-side-encryption-key-id", "user.s3.server-side-encryption-kms-key-id"),
+    ("x-obs-server-side-encryption-kms-key-id", "user.s3.server-side-encryption-kms-key-id"),
+    ("x-oss-object-worm-mode", "user.s3.object-lock-mode"),
+    ("x-oss-object-worm-retain-until-date", "user.s3.object-lock-retain-until-date"),
+    ("x-amz-object-lock-mode", "user.s3.object-lock-mode"),
+    ("x-cos-object-type", "user.s3.object-type"),
+    ("x-oss-object-type", "user.s3.object-type"),
+    ("x-obs-object-type", "user.s3.object-type"),
+    ("x-cos-version-id", "user.s3.version-id"),
+    ("x-cos-restore", "user.s3.restore"),
+    ("x-oss-tagging-count", "user.s3.tagging-count"),
+    ("x-obs-expiration", "user.s3.expiration"),
+    ("x-obs-bucket-location", "user.s3.bucket-region"),
+    ("x-cos-bucket-region", "user.s3.bucket-region"),
+    ("x-amz-bucket-region", "user.s3.bucket-region"),
     ("x-cos-trace-id", None),
     ("x-oss-ec", None),
     ("x-obs-request-id", None),
@@ -250,13 +250,14 @@ def test_root_xattrs_per_provider():
 
     cfg = type("Cfg", (), {"bucket": "bkt", "as_of_ms": None})()
     oss = root_xattrs(cfg, C(OSS, "cn-hangzhou"), BucketInfo({}, "oss-cn-hangzhou"))
-    assert oss[b"s3.bucket-region"] == b"oss-cn-hangzhou" and oss[b"s3.provider"] == b"oss"
-    assert oss[b"s3.region"] == b"cn-hangzhou" and oss[b"s3.endpoint"] == b"https://bkt.h"
+    assert oss[b"user.s3.bucket-region"] == b"oss-cn-hangzhou" and oss[b"user.s3.provider"] == b"oss"
+    assert oss[b"user.s3.region"] == b"cn-hangzhou" and oss[b"user.s3.endpoint"] == b"https://bkt.h"
     obs = root_xattrs(cfg, C(OBS, ""), BucketInfo({"x-obs-bucket-location": "cn-north-4",
                                                    "x-obs-version": "3.0",
                                                    "x-obs-storage-class": "WARM",
                                                    "x-obs-request-id": "R"}, "cn-north-4"))
-    assert obs[b"s3.bucket-region"] == b"cn-north-4" and obs[b"s3.version"] == b"3.0"
-    assert obs[b"s3.storage-class"] == b"WARM" and b"s3.region" not in obs
-    assert b"s3.request-id" not in obs
-    assert bucket_xattrs({"x-cos-bucket-region": "ap-guangzhou"}, {})[b"s3.bucket-region"] == b"ap-guangzhou"
+    assert obs[b"user.s3.bucket-region"] == b"cn-north-4" and obs[b"user.s3.version"] == b"3.0"
+    assert obs[b"user.s3.storage-class"] == b"WARM" and b"user.s3.region" not in obs
+    assert b"user.s3.request-id" not in obs
+    cos = bucket_xattrs({"x-cos-bucket-region": "ap-guangzhou"}, {})
+    assert cos[b"user.s3.bucket-region"] == b"ap-guangzhou"

@@ -61,7 +61,7 @@ from metafs.signing.cos import cos_signature
 from metafs.signing.sigv4 import SigV4Signer
 
 DIALECTS = ("cos", "oss", "obs", "s3express")
-KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "LOCATION", "SESSION", "GET", "OTHER")
+KINDS = ("LIST", "HEAD", "HEAD_COND", "HEAD_BUCKET", "LOCATION", "SESSION", "GET", "TAGGING", "OTHER")
 _UTC = dt.UTC
 
 # The providers' own error messages, word for word.
@@ -88,6 +88,7 @@ class FakeObject:
     etag: str  # as sent, quotes included
     mtime: int
     headers: dict[str, str]  # the vendor's object headers (meta, storage class...)
+    tags: dict[str, str] | None = None  # None: never tagged (COS/OSS then send no count on HEAD)
 
 
 @dataclasses.dataclass
@@ -146,6 +147,7 @@ class VendorServer:
         self.session_lifetime = session_lifetime
         self.objects: dict[str, FakeObject] = {}
         self.denied: set[str] = set()  # keys whose HEAD answers 403 AccessDenied
+        self.tags_denied: set[str] = set()  # keys whose GET ?tagging answers 403 AccessDenied
         self.delete_markers: set[str] = set()  # keys whose latest version is a delete marker
         self.history_of: dict[str, list[FakeVersion]] = {}  # key -> versions, oldest first
         self.versioning: str | None = None  # GetBucketVersioning's Status
@@ -193,7 +195,8 @@ class VendorServer:
         return {k: c.get(k, 0) for k in KINDS}
 
     def put(self, key: str, body: bytes = b"", *, meta: dict[str, str] | None = None,
-            headers: dict[str, str] | None = None, mtime: int | None = None) -> FakeObject:
+            headers: dict[str, str] | None = None, mtime: int | None = None,
+            tags: dict[str, str] | None = None) -> FakeObject:
         """Store an object with the headers this vendor would send for it."""
         md5 = hashlib.md5(body).hexdigest()
         # OSS answers ETags in uppercase hex; the others in lowercase.
@@ -214,7 +217,7 @@ class VendorServer:
         for k, v in (meta or {}).items():
             h[p + "meta-" + k] = v
         h.update(headers or {})
-        obj = FakeObject(key, body, etag, int(time.time()) if mtime is None else mtime, h)
+        obj = FakeObject(key, body, etag, int(time.time()) if mtime is None else mtime, h, tags)
         with self._lock:
             self.objects[key] = obj
         return obj
@@ -294,7 +297,7 @@ class VendorServer:
                 return "OTHER"
             return "LIST"
         if method == "GET":
-            return "GET"
+            return "TAGGING" if "tagging" in query else "GET"
         return "OTHER"
 
     def _check_host(self, host: str) -> None:
@@ -497,6 +500,8 @@ class VendorServer:
             return self._object_version(method, key, query["versionId"], headers, out)
         if rec.kind in ("HEAD", "HEAD_COND", "GET"):
             return self._object(method, key, headers, out)
+        if rec.kind == "TAGGING":
+            return self._tagging(key, out)
         raise _Reject(405, "MethodNotAllowed", "The specified method is not allowed.")
 
     def _create_session(self, out: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -559,6 +564,8 @@ class VendorServer:
         meta = [("etag", obj.etag), ("last-modified", email.utils.formatdate(obj.mtime, usegmt=True)),
                 ("content-type", obj.headers.get("content-type", "application/octet-stream"))]
         meta += [(k, v) for k, v in obj.headers.items() if k != "content-type"]
+        if obj.tags is not None and self.dialect in ("cos", "oss"):  # OBS sends no count
+            meta.append((f"x-{self.dialect}-tagging-count", str(len(obj.tags))))
         if self.dialect == "s3express" and headers.get("x-amz-checksum-mode") == "ENABLED":
             meta.append(("x-amz-checksum-crc32", base64.b64encode(
                 (crc64_xz(obj.body) & 0xFFFFFFFF).to_bytes(4, "big")).decode()))
@@ -579,6 +586,28 @@ class VendorServer:
                 raise _Reject(416, "InvalidRange", "The requested range is not satisfiable")
             return 206, out + meta + [("content-range", f"bytes {a}-{b}/{len(obj.body)}")], obj.body[a:b + 1]
         return 200, out + meta, obj.body
+
+    def _tagging(self, key: str, out: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """GetObjectTagging: ``<Tagging><TagSet><Tag>…`` (OBS: with its namespace; no tags is
+        404 ``NoSuchTagSet`` there, an empty ``TagSet`` elsewhere).  Directory buckets have none."""
+        if self.dialect == "s3express":
+            raise _Reject(501, "NotImplemented", "directory buckets do not support object tagging")
+        with self._lock:
+            obj = self.objects.get(key)
+        if obj is None or key in self.delete_markers:
+            raise _Reject(404, "NoSuchKey", "The specified key does not exist.")
+        if key in self.tags_denied:
+            raise _Reject(403, "AccessDenied", "You have no right to access this object's tags.")
+        tags = obj.tags or {}
+        if not tags and self.dialect == "obs":
+            raise _Reject(404, "NoSuchTagSet", "The TagSet does not exist.")
+        xmlns = (' xmlns="http://obs.cn-north-4.myhuaweicloud.com/doc/2015-06-30/"'
+                 if self.dialect == "obs" else "")
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Tagging{xmlns}><TagSet>'
+                + "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>"
+                          for k, v in tags.items())
+                + "</TagSet></Tagging>")
+        return 200, out + [("content-type", "application/xml")], body.encode()
 
     def _encode(self, s: str) -> str:
         # How each vendor URL-encodes listed keys, as its SDK's decoder expects:

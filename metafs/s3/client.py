@@ -43,17 +43,22 @@ from .express import Session, SessionCache
 from .health import EndpointHealth
 from .model import (
     Absent,
+    AnnotationPage,
+    Denied,
     Fresh,
     HeadOutcome,
     ListPage,
     NotModified,
+    Unsupported,
     VersionsPage,
     decode_headers,
     meta_from_head,
+    parse_annotations,
     parse_create_session,
     parse_http_date,
     parse_list,
     parse_location,
+    parse_tagging,
     parse_versioning,
     parse_versions,
 )
@@ -228,18 +233,25 @@ class S3Client:
             self.switch_region(region)
 
     # -- request machinery -------------------------------------------------
-    def _prepare(self, method: str, key: str, query: list[tuple[str, str]],
-                 headers: dict[str, str], signer: Signer, creds: Credentials | None
-                 ) -> httpx.Request:
-        ep = self.endpoint
+    def _path(self, key: str) -> str:
+        """The request path of ``key`` (with the bucket in path style)."""
         # '.' and '..' segments are sent encoded: an HTTP client would
         # otherwise normalise them away and request another key than signed.
         quoted = "/".join(seg if seg not in (".", "..") else seg.replace(".", "%2E")
                           for seg in uri_encode(key, keep_slash=True).split("/"))
-        if ep.path_style:
-            path = f"/{self.bucket}/{quoted}" if key else f"/{self.bucket}"
-        else:
-            path = f"/{quoted}"
+        if self.endpoint.path_style:
+            return f"/{self.bucket}/{quoted}" if key else f"/{self.bucket}"
+        return f"/{quoted}"
+
+    def object_url(self, key: str) -> str:
+        """The URL of ``key`` as this client addresses it (``user.xdg.origin.url``)."""
+        return f"{self.endpoint.scheme}://{self.endpoint.netloc(self.bucket)}{self._path(key)}"
+
+    def _prepare(self, method: str, key: str, query: list[tuple[str, str]],
+                 headers: dict[str, str], signer: Signer, creds: Credentials | None
+                 ) -> httpx.Request:
+        ep = self.endpoint
+        path = self._path(key)
         req = SignableRequest(method, ep.netloc(self.bucket), path, list(query),
                               {**self.request_headers, **headers},
                               bucket=self.bucket, key=key)
@@ -650,4 +662,73 @@ class S3Client:
         if r.status_code == 412:
             raise errors.ChangedError(412, "PreconditionFailed", "the object changed while open",
                                       what=what)
+        raise answers.error_for(r, what, self.dialect)
+
+    # -- metadata channels -------------------------------------------------------
+    async def get_tagging(self, key: str, version_id: str | None = None
+                          ) -> dict[str, str] | Absent | Denied:
+        """GetObjectTagging (``GET /KEY?tagging``, all four providers): the tags, in order.
+
+        A 404 with one of the dialect's "no tags" codes (OBS ``NoSuchTagSet``)
+        is no tags; any other 404 is :class:`Absent`; 403 is :class:`Denied`
+        (the caller lacks the tag permission, not the object).  ``version_id``:
+        that version's tags (all four providers take ``versionId``).
+        """
+        what = f"GET tagging {key}"
+        query = [("tagging", "")] + ([("versionId", version_id)] if version_id else [])
+        r = await self._send("GET", key, query, what=what)
+        if r.status_code == 200:
+            try:
+                return parse_tagging(r.content)
+            except errors.MalformedResponseError as e:
+                raise errors.MalformedResponseError(f"{what}: {e}") from None
+        if r.status_code == 404:
+            return {} if answers.error_code(r) in self.dialect.no_tags_codes else Absent()
+        if r.status_code == 403:
+            return Denied()
+        raise answers.error_for(r, what, self.dialect)
+
+    async def list_annotations(self, key: str, token: str | None = None, version_id: str | None = None
+                               ) -> AnnotationPage | Absent | Denied | Unsupported:
+        """One ListObjectAnnotations page (``GET /KEY?annotation``, never with ``annotationName``).
+
+        :class:`Unsupported` when the endpoint does not speak the API: it
+        refuses the request (400, 405, 501) or answers something that is no
+        annotation listing (a server that ignores the sub-resource sends the
+        object itself).
+        """
+        query = [("annotation", "")]
+        if token:
+            query.append(("continuation-token", token))
+        if version_id:
+            query.append(("versionId", version_id))
+        what = f"LIST annotations {key}"
+        r = await self._send("GET", key, query, what=what)
+        if r.status_code == 200:
+            try:
+                return parse_annotations(r.content)
+            except errors.MalformedResponseError as e:
+                return Unsupported(f"{what}: the answer is no annotation listing ({e})")
+        if r.status_code == 404 and answers.error_code(r) in ("NoSuchKey", ""):
+            return Absent()
+        if r.status_code == 403:
+            return Denied()
+        if r.status_code in (400, 404, 405, 501):
+            return Unsupported(f"{what}: HTTP {r.status_code} {answers.error_code(r)}".rstrip())
+        raise answers.error_for(r, what, self.dialect)
+
+    async def get_annotation(self, key: str, name: str, version_id: str | None = None
+                             ) -> bytes | Absent | Denied | None:
+        """GetObjectAnnotation: the payload of ``name``; None if the object has no such annotation."""
+        what = f"GET annotation {name!r} of {key}"
+        query = [("annotation", ""), ("annotationName", name)]
+        if version_id:
+            query.append(("versionId", version_id))
+        r = await self._send("GET", key, query, what=what)
+        if r.status_code == 200:
+            return _whole_body(r, what)
+        if r.status_code == 404:
+            return None if answers.error_code(r) == "NoSuchAnnotation" else Absent()
+        if r.status_code == 403:
+            return Denied()
         raise answers.error_for(r, what, self.dialect)

@@ -29,6 +29,10 @@ short list of protocol details, which is all a :class:`Dialect` holds:
   ``server-side-encryption-customer-*``; OSS has no SSE-C), of a
   requester-pays bucket (``x-amz-``, ``x-oss-``, ``x-obs-request-payer``;
   COS has none) and of the expected bucket owner (S3 only);
+* which metadata channels beside HEAD it has: object tags (``GET
+  ?tagging``, all four, not directory buckets) and annotations (S3 only,
+  not directory buckets); answers that say "no tags" differ (S3: an empty
+  ``TagSet``; OBS: 404 ``NoSuchTagSet``), which is a list of codes here;
 * the versions listing's query (``GET /?versions``, paged by
   ``key-marker`` / ``version-id-marker``; COS wants an empty
   ``version-id-marker`` sent, OBS refuses one, OSS takes no empty
@@ -253,6 +257,9 @@ class Dialect:
     request_payer_header: str | None = None  # "requester" in it: the reader pays (--requester-pays)
     expected_owner_header: str | None = None  # the account that must own the bucket
     parts_count_header: str | None = None  # HEAD ?partNumber=1 answers the part count in it (S3)
+    tagging: bool = True  # GET ?tagging exists (not on directory buckets)
+    no_tags_codes: frozenset[str] = frozenset()  # a 404 with one of these codes means "no tags"
+    annotations: bool = False  # ListObjectAnnotations / GetObjectAnnotation (S3, 2026)
     # The versions listing (GET /?versions: key-marker / version-id-marker
     # paging); None where there is none (directory buckets).
     versions_query: Callable[[str, str | None, str | None, str | None, int | None],
@@ -269,7 +276,7 @@ S3 = Dialect(
     bucket_probe=_S3_PROBE, default_host=_aws_host, host_region=_AWS_HOST_REGION,
     make_signer=_sigv4, signs_region=True, region_from_profile=True,
     follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
-    checksum_mode=True, sse_c_prefix="x-amz-server-side-encryption-customer-",
+    checksum_mode=True, annotations=True, sse_c_prefix="x-amz-server-side-encryption-customer-",
     request_payer_header="x-amz-request-payer", expected_owner_header="x-amz-expected-bucket-owner",
     parts_count_header="x-amz-mp-parts-count",
 )
@@ -280,7 +287,7 @@ S3EXPRESS = Dialect(
     host_region=_EXPRESS_HOST_REGION, make_signer=_express_iam, signs_region=True,
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
-    make_session_signer=_express_session, versions_query=None,
+    make_session_signer=_express_session, tagging=False, versions_query=None,
     # Directory buckets have neither SSE-C nor requester pays (object-storage-protocols.md §1.2).
     expected_owner_header="x-amz-expected-bucket-owner", parts_count_header="x-amz-mp-parts-count",
 )
@@ -310,6 +317,7 @@ OBS = Dialect(
     percent_decode_values=True, path_style_allowed=False,
     sse_c_prefix="x-obs-server-side-encryption-customer-",
     request_payer_header="x-obs-request-payer",  # esdk-obs-python's convertor
+    no_tags_codes=frozenset({"NoSuchTagSet"}),
     versions_query=_oss_obs_versions_query, version_header="x-obs-version-id",
 )
 

@@ -299,6 +299,89 @@ def parse_create_session(body: bytes) -> SessionKeys:
                        parse_iso8601(vals["Expiration"]))
 
 
+# -- metadata channels: object tags and S3 annotations ------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Denied:
+    """The caller may not read this channel (403): the other metadata is still shown."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unsupported:
+    """The endpoint does not speak this channel's API (e.g. annotations on a non-AWS server)."""
+
+    why: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AnnotationEntry:
+    """One entry of a ListObjectAnnotations page."""
+
+    name: str
+    size: int
+    etag: str | None  # the annotation's own ETag: it changes when the payload does
+    mtime: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AnnotationPage:
+    """One ListObjectAnnotations page; ``next_token`` None on the last."""
+
+    entries: list[AnnotationEntry]
+    next_token: str | None
+
+
+def parse_tagging(body: bytes) -> dict[str, str]:
+    """``<Tagging><TagSet><Tag><Key/><Value/></Tag>…`` (all four providers), in order.
+
+    Namespaces are ignored (OBS sends its own); an empty ``<Value/>`` is ``""``.
+    """
+    root = _xml_root(body, "tagging")
+    if _ns(root.tag) != "Tagging":
+        raise MalformedResponseError(f"unexpected tagging root element <{_ns(root.tag)}>")
+    tags: dict[str, str] = {}
+    for tag_set in root:
+        if _ns(tag_set.tag) != "TagSet":
+            continue
+        for tag in tag_set:
+            if _ns(tag.tag) != "Tag":
+                continue
+            fields = {_ns(c.tag): (c.text or "") for c in tag}
+            if "Key" not in fields:
+                raise MalformedResponseError("a <Tag> without <Key> in a tagging answer")
+            tags[fields["Key"]] = fields.get("Value", "")
+    return tags
+
+
+def parse_annotations(body: bytes) -> AnnotationPage:
+    """A ListObjectAnnotations page (see metadata-channels.md §1.1).
+
+    The root element's name is not in the service model: children are read
+    whatever it is.  ``Annotations`` is a wrapped list of ``AnnotationEntry``;
+    the page is truncated iff ``NextContinuationToken`` is present.
+    """
+    root = _xml_root(body, "annotation listing")
+    entries: list[AnnotationEntry] = []
+    token: str | None = None
+    for child in root:
+        tag = _ns(child.tag)
+        if tag == "NextContinuationToken":
+            token = child.text or None
+        elif tag == "Annotations":
+            for e in child:
+                if _ns(e.tag) != "AnnotationEntry":
+                    continue
+                f = {_ns(c.tag): (c.text or "") for c in e}
+                try:
+                    entries.append(AnnotationEntry(
+                        f["AnnotationName"], int(f.get("Size", "0")),
+                        f.get("ETag") or None,
+                        parse_iso8601(f["LastModified"]) if f.get("LastModified") else 0))
+                except (KeyError, ValueError) as exc:
+                    raise MalformedResponseError(f"bad <AnnotationEntry> in an annotation listing: {exc}") \
+                        from None
+    return AnnotationPage(entries, token)
+
+
 # -- versions ---------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, slots=True)
