@@ -5,10 +5,10 @@ shows the directory ``a`` (the directory wins, :mod:`metafs.dirlist`
 rule 2) and the object ``a`` is reached here, in the control directory
 (:mod:`metafs.control`), as the file ``.metafs/objects/a``: its size,
 mtime, xattrs (the full HEAD table) and bytes.  The directory ``a`` tells,
-with the xattr ``s3.shadowed-object`` (:func:`shadow_xattr`), whose value
+with the xattr ``user.s3.shadowed-object`` (:func:`shadow_xattr`), whose value
 is that path relative to the mount root, so from the mount root::
 
-    cat "$(getfattr --only-values -n s3.shadowed-object a)"
+    cat "$(getfattr --only-values -n user.s3.shadowed-object a)"
 
 Any key is reachable this way, not only shadowed ones.  Costs: looking up
 ``.metafs/objects/K`` sends one HEAD of ``K`` (and, if no object ``K``
