@@ -40,7 +40,14 @@ def explain(exc: BaseException, cfg: Config) -> str:
         return (f"the credentials were rejected by {where} ({exc.code}): "
                 "check the access key id and secret")
     if isinstance(exc, errors.AccessDeniedError):
-        return f"access to bucket {cfg.bucket!r} was denied ({exc.code or 'HTTP 403'})"
+        hints = []
+        if cfg.expected_bucket_owner:
+            hints.append(f"is the bucket owned by account {cfg.expected_bucket_owner} "
+                         "(--expected-bucket-owner)?")
+        if not cfg.requester_pays:
+            hints.append("a requester-pays bucket needs --requester-pays")
+        return (f"access to bucket {cfg.bucket!r} was denied ({exc.code or 'HTTP 403'})"
+                + (": " + "; ".join(hints) if hints else ""))
     if isinstance(exc, errors.TransportError):
         return f"cannot reach the endpoint: {exc}"
     if isinstance(exc, errors.ServerError):

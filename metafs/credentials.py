@@ -218,25 +218,36 @@ def parse_credentials_file(text: str, provider: str, path: str) -> Credentials:
                        found["session_token"] or None)
 
 
-def read_credentials_file(path: str, provider: str) -> tuple[Credentials, float]:
-    """Read and check ``path``; the credentials and the file's mtime.
+def read_private_file(path: str, what: str) -> tuple[bytes, float]:
+    """The bytes and mtime of a secret-holding file, refused unless only its owner can read it.
 
     Like ssh with its keys, refuse a file others can read or that someone
     else owns: a secret there is already compromised, or can be replaced.
+    ``what`` names the file in messages ("credentials file").
     """
     try:
         st = os.stat(path)
         if st.st_uid not in (os.geteuid(), 0):
-            raise CredentialsError(f"credentials file {path} is owned by uid {st.st_uid}, "
+            raise CredentialsError(f"{what} {path} is owned by uid {st.st_uid}, "
                                    "not by you or root")
         if st.st_mode & 0o077:
-            raise CredentialsError(f"credentials file {path} is accessible by group or others "
+            raise CredentialsError(f"{what} {path} is accessible by group or others "
                                    f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it")
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
-        raise CredentialsError(f"cannot read credentials file {path}: {e.strerror}") from None
-    return parse_credentials_file(text, provider, path), st.st_mtime
+        raise CredentialsError(f"cannot read {what} {path}: {e.strerror}") from None
+    return data, st.st_mtime
+
+
+def read_credentials_file(path: str, provider: str) -> tuple[Credentials, float]:
+    """Read and check ``path`` (:func:`read_private_file`); the credentials and the file's mtime."""
+    data, mtime = read_private_file(path, "credentials file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CredentialsError(f"credentials file {path} is not UTF-8 text") from None
+    return parse_credentials_file(text, provider, path), mtime
 
 
 class CredentialSource:
