@@ -230,8 +230,8 @@ class AsOfView:
             km, vm = page.next_key_marker, page.next_version_id_marker
         return None
 
-    async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
-        # No If-None-Match: a version never changes, and nothing is revalidated.
+    async def head(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
+        # No If-None-Match (nor If-Modified-Since): a version never changes, nothing is revalidated.
         vid = await self._version_of(key)
         if vid is None:
             return Absent()
@@ -281,3 +281,10 @@ class AsOfView:
         if vid is None:
             return Absent()
         return await self._client.get_annotation(key, name, version_id=vid)
+
+    async def parts_count(self, key: str, etag: str | None) -> int | None:
+        """The part count of the version shown (HEAD with ``partNumber=1`` and ``versionId``)."""
+        vid = await self._version_of(key)
+        if vid is None:
+            return None
+        return await self._client.parts_count(key, etag, version_id=vid)

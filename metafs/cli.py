@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import logging.handlers
 import os
 import signal
 import stat
@@ -41,7 +40,14 @@ def explain(exc: BaseException, cfg: Config) -> str:
         return (f"the credentials were rejected by {where} ({exc.code}): "
                 "check the access key id and secret")
     if isinstance(exc, errors.AccessDeniedError):
-        return f"access to bucket {cfg.bucket!r} was denied ({exc.code or 'HTTP 403'})"
+        hints = []
+        if cfg.expected_bucket_owner:
+            hints.append(f"is the bucket owned by account {cfg.expected_bucket_owner} "
+                         "(--expected-bucket-owner)?")
+        if not cfg.requester_pays:
+            hints.append("a requester-pays bucket needs --requester-pays")
+        return (f"access to bucket {cfg.bucket!r} was denied ({exc.code or 'HTTP 403'})"
+                + (": " + "; ".join(hints) if hints else ""))
     if isinstance(exc, errors.TransportError):
         return f"cannot reach the endpoint: {exc}"
     if isinstance(exc, errors.ServerError):
@@ -145,8 +151,10 @@ def setup_logging(cfg: Config, detached: bool, destination: tuple[str, str | Non
     kind, where = destination or log_destination(cfg, detached)
     handler: logging.Handler
     if kind == "syslog" and where is not None:
+        from logging.handlers import SysLogHandler  # imported only for syslog
+
         try:
-            handler = logging.handlers.SysLogHandler(where)
+            handler = SysLogHandler(where)
         except OSError:  # a socket nobody reads: a file instead
             kind, where = "file", fallback_log_file(cfg.mountpoint)
         else:

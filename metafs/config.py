@@ -62,6 +62,9 @@ class Config:
     cache_entries: int = 250_000
     log_level: str = "info"
     log_file: str | None = None
+    sse_c_key_file: str | None = None  # SSE-C customer keys (metafs.s3.ssec), read at start
+    requester_pays: bool = False  # send the dialect's request-payer header on every request
+    expected_bucket_owner: str | None = None  # account id sent on every request (S3)
     # Metadata channels beside HEAD shown as xattrs (--no-tags, --no-annotations turn one off).
     channels: frozenset[str] = frozenset({"tags", "annotations"})
     control_dir: str = ".metafs"  # the reserved control directory at the root (control.py)
@@ -124,6 +127,18 @@ def _check_provider_options(cfg_provider: str, bucket: str, args: argparse.Names
         raise ConfigError(f"--oss-signature applies to OSS only, not to {title}")
     if args.credentials_file and args.no_sign_request:
         raise ConfigError("--credentials-file and --no-sign-request contradict each other")
+    if args.sse_c_key_file and dialect.sse_c_prefix is None:
+        what = "S3 directory buckets have" if dialect.name == "s3express" else f"{title} has"
+        raise ConfigError(f"--sse-c-key-file: {what} no customer-provided keys (SSE-C)")
+    if args.requester_pays and dialect.request_payer_header is None:
+        what = "S3 directory buckets have" if dialect.name == "s3express" else f"{title} has"
+        raise ConfigError(f"--requester-pays: {what} no requester-pays buckets")
+    if args.expected_bucket_owner is not None:
+        if dialect.expected_owner_header is None:
+            raise ConfigError(f"--expected-bucket-owner is an S3 setting, not one of {title}")
+        if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z$._:-]{0,63}", args.expected_bucket_owner):
+            raise ConfigError(f"--expected-bucket-owner {args.expected_bucket_owner!r} is not an "
+                              "account id (AWS: 12 digits)")
     host = endpoint_host(args.endpoint_url)
     # Refuses the path style a dialect cannot address (COS, OBS, directory buckets).
     path_style(dialect, host, bucket, force=args.force_path_style)
@@ -211,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--credentials-file", metavar="PATH",
                    help="KEY=VALUE file with access_key_id, secret_access_key, session_token "
                    "(mode 0600); instead of the environment")
+    p.add_argument("--sse-c-key-file", metavar="PATH",
+                   help="customer keys (SSE-C) for encrypted objects: 32 raw bytes, or one base64 "
+                   "key per line (mode 0600); S3, COS, OBS")
+    p.add_argument("--requester-pays", action="store_true",
+                   help="the reader pays for requests: needed by requester-pays buckets "
+                   "(S3, OSS, OBS)")
+    p.add_argument("--expected-bucket-owner", metavar="ACCOUNT",
+                   help="refuse the bucket unless this account owns it (S3)")
     p.add_argument("--oss-signature", choices=["v4", "v1"], default=None,
                    help="OSS signature version (default v4; v1 is being retired by Alibaba)")
     p.add_argument("--no-sign-request", action="store_true", help="anonymous access (public buckets)")
@@ -341,6 +364,9 @@ def parse_args(argv: list[str]) -> Config:
         cache_entries=args.cache_entries,
         log_level=args.log_level,
         log_file=args.log_file,
+        sse_c_key_file=os.path.abspath(args.sse_c_key_file) if args.sse_c_key_file else None,
+        requester_pays=args.requester_pays,
+        expected_bucket_owner=args.expected_bucket_owner,
         control_dir=check_name(args.control_dir),
         as_of_ms=as_of_ms,
         versions=args.versions,

@@ -5,11 +5,14 @@ buffer.  A read the buffer cannot serve fetches at least ``READ_CHUNK``
 bytes from the read's offset (one request serves a sequential reader for
 a while); the GET carries ``If-Match: <etag>``, so an object replaced
 while open fails with :class:`~metafs.errors.ChangedError` (ESTALE)
-instead of mixing two versions' bytes.
+instead of mixing two versions' bytes.  A read refused because the
+object needs a customer key (SSE-C) we lack fails the handle's later reads
+at once, without a request (the kernel retries a failed read).
 """
 
 from __future__ import annotations
 
+from . import errors
 from .views import View
 
 READ_CHUNK = 1 << 20  # one ranged GET serves this much of a sequential read
@@ -18,7 +21,7 @@ READ_CHUNK = 1 << 20  # one ranged GET serves this much of a sequential read
 class FileHandle:
     """An open file: what was seen at open, and the last chunk fetched."""
 
-    __slots__ = ("key", "etag", "size", "buf_start", "buf")
+    __slots__ = ("key", "etag", "size", "buf_start", "buf", "refused")
 
     def __init__(self, key: str, etag: str | None, size: int) -> None:
         self.key = key
@@ -26,6 +29,7 @@ class FileHandle:
         self.size = size
         self.buf_start = 0
         self.buf = b""
+        self.refused: errors.CustomerKeyError | None = None
 
 
 class FileReader:
@@ -41,7 +45,16 @@ class FileReader:
             return b""
         end = min(off + size, h.size)
         if not (h.buf_start <= off and end <= h.buf_start + len(h.buf)):
+            if h.refused is not None:
+                e = h.refused
+                again = errors.CustomerKeyError(e.status, e.keys, what=e.what)
+                again.repeated = True
+                raise again
             want = min(max(size, self._chunk), h.size - off)
-            h.buf = await self._view.read(h.key, off, off + want - 1, h.etag)
+            try:
+                h.buf = await self._view.read(h.key, off, off + want - 1, h.etag)
+            except errors.CustomerKeyError as e:
+                h.refused = e
+                raise
             h.buf_start = off
         return h.buf[off - h.buf_start:end - h.buf_start]

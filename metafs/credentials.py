@@ -73,6 +73,48 @@ def static_from_env(provider: str, environ: Mapping[str, str]) -> Credentials | 
     return None
 
 
+# Where botocore reads the shared AWS files (its ``config_file``/``credentials_file`` settings).
+_AWS_FILES = (("AWS_CONFIG_FILE", "~/.aws/config"),
+              ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"))
+
+
+def aws_config_is_env_only(profile: str | None, environ: Mapping[str, str]) -> bool:
+    """True when botocore's configuration could only come from the environment.
+
+    That is: no profile named (``--profile``, ``AWS_PROFILE``,
+    ``AWS_DEFAULT_PROFILE``) and neither shared file exists (botocore treats a
+    missing file as empty, expanding variables and ``~`` as here).  Then
+    botocore's answers (the environment's keys first, ``AWS_DEFAULT_REGION``,
+    the endpoint variables) can be read straight from the environment,
+    without importing botocore (a third of the start-up time); anything
+    else keeps botocore, so its semantics never change.
+    """
+    if profile is not None or environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE"):
+        return False
+    for var, default in _AWS_FILES:
+        path = os.path.expanduser(os.path.expandvars(environ.get(var) or default))
+        if os.path.isfile(path):
+            return False
+    return True
+
+
+def env_only_aws_credentials(environ: Mapping[str, str]) -> Credentials | None:
+    """The environment's AWS key pair as botocore's EnvProvider reads it; None if it would not.
+
+    Only static keys: with ``AWS_CREDENTIAL_EXPIRATION`` botocore makes them
+    refreshable from the environment, so that case stays with botocore.
+    The token is the first of ``AWS_SECURITY_TOKEN``, ``AWS_SESSION_TOKEN``
+    that is set (botocore's order).
+    """
+    (id_var, secret_var), = AWS_ENV
+    key_id, secret = environ.get(id_var, ""), environ.get(secret_var, "")
+    if not key_id or not secret or environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        return None
+    token = next((t for v in ("AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN") if (t := environ.get(v))),
+                 None)
+    return Credentials(key_id, secret, token)
+
+
 def aws_configured_endpoint(profile: str | None) -> tuple[str, str] | None:
     """The S3 endpoint the AWS configuration names, and where it was found; None if none.
 
@@ -93,6 +135,9 @@ def aws_configured_endpoint(profile: str | None) -> tuple[str, str] | None:
     client).  Raises CredentialsError for an unknown profile, ConfigError
     for a missing services section.
     """
+    if aws_config_is_env_only(profile, os.environ) and not (
+            os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")):
+        return None  # nothing could name an endpoint: no need for botocore
     import botocore.exceptions
     import botocore.session
 
@@ -173,25 +218,36 @@ def parse_credentials_file(text: str, provider: str, path: str) -> Credentials:
                        found["session_token"] or None)
 
 
-def read_credentials_file(path: str, provider: str) -> tuple[Credentials, float]:
-    """Read and check ``path``; the credentials and the file's mtime.
+def read_private_file(path: str, what: str) -> tuple[bytes, float]:
+    """The bytes and mtime of a secret-holding file, refused unless only its owner can read it.
 
     Like ssh with its keys, refuse a file others can read or that someone
     else owns: a secret there is already compromised, or can be replaced.
+    ``what`` names the file in messages ("credentials file").
     """
     try:
         st = os.stat(path)
         if st.st_uid not in (os.geteuid(), 0):
-            raise CredentialsError(f"credentials file {path} is owned by uid {st.st_uid}, "
+            raise CredentialsError(f"{what} {path} is owned by uid {st.st_uid}, "
                                    "not by you or root")
         if st.st_mode & 0o077:
-            raise CredentialsError(f"credentials file {path} is accessible by group or others "
+            raise CredentialsError(f"{what} {path} is accessible by group or others "
                                    f"(mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it")
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
-        raise CredentialsError(f"cannot read credentials file {path}: {e.strerror}") from None
-    return parse_credentials_file(text, provider, path), st.st_mtime
+        raise CredentialsError(f"cannot read {what} {path}: {e.strerror}") from None
+    return data, st.st_mtime
+
+
+def read_credentials_file(path: str, provider: str) -> tuple[Credentials, float]:
+    """Read and check ``path`` (:func:`read_private_file`); the credentials and the file's mtime."""
+    data, mtime = read_private_file(path, "credentials file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CredentialsError(f"credentials file {path} is not UTF-8 text") from None
+    return parse_credentials_file(text, provider, path), mtime
 
 
 class CredentialSource:
@@ -241,6 +297,8 @@ class CredentialSource:
         """The AWS profile's region (S3 only: vendors have no shared config)."""
         if self.provider != "s3" or (self.anonymous and self.profile is None):
             return None
+        if aws_config_is_env_only(self.profile, self.environ):
+            return self.environ.get("AWS_DEFAULT_REGION") or None  # botocore's only source then
         try:
             region: str | None = self.session().get_config_variable("region")
         except CredentialsError:
@@ -268,11 +326,16 @@ class CredentialSource:
                     "temporary keys), use --credentials-file, or --no-sign-request for a "
                     "public bucket")
             return
-        import botocore.exceptions
-
         # With --profile botocore skips the environment's keys, so a half pair there is no typo.
         if self.profile is None and (half := aws_half_pair(self.environ)):
             raise CredentialsError(half)
+        if aws_config_is_env_only(self.profile, self.environ):
+            # botocore's chain starts with these variables: the same keys, without botocore.
+            self._static = env_only_aws_credentials(self.environ)
+            if self._static is not None:
+                return
+        import botocore.exceptions
+
         try:
             creds = self.session().get_credentials()
         except botocore.exceptions.PartialCredentialsError as e:

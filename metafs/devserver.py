@@ -50,6 +50,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import struct
 import threading
@@ -131,8 +132,12 @@ class Record:
     finished: float = 0.0  # ... and when its answer began
 
 
-_KEPT_HEADERS = ("if-none-match", "if-match", "range", "authorization", "host",
-                 "x-amz-security-token")
+_KEPT_HEADERS = ("if-none-match", "if-match", "if-modified-since", "range", "authorization", "host",
+                 "x-amz-security-token", "x-amz-request-payer", "x-amz-expected-bucket-owner",
+                 "x-amz-checksum-mode")
+
+OWNER = "123456789012"  # moto's default account: the owner of every bucket here
+_ETAG_ELEMENT = re.compile(rb"<ETag>[^<]*</ETag>")
 
 
 _LIST_V1_PARAMS = {"prefix", "delimiter", "marker", "max-keys", "encoding-type"}
@@ -149,7 +154,8 @@ def classify(method: str, path: str, query: dict[str, str], headers: dict[str, s
     if method == "HEAD":
         if not has_key:
             return "HEAD_BUCKET"
-        return "HEAD_COND" if "if-none-match" in headers else "HEAD"
+        conditional = "if-none-match" in headers or "if-modified-since" in headers
+        return "HEAD_COND" if conditional else "HEAD"
     if method == "GET":
         if has_key and "tagging" in query:
             return "TAGGING"
@@ -175,6 +181,9 @@ class CountingS3Server:
         self._fault_pages = 0  # pages served by a listing fault: each empty page's new token
         self.hang_seconds = 30.0
         self._release = threading.Event()
+        # What moto does not enforce, enforced here (reset with reset_policies()):
+        self.requester_pays: set[str] = set()  # buckets refusing requests without x-amz-request-payer
+        self.no_etags = False  # answer like a server that sends no ETag (HEAD, GET, listings)
         self.annotations = AnnotationStore()
         self._app, self._server = _moto_server(host, port, self._wsgi)
         self._thread: threading.Thread | None = None
@@ -200,6 +209,11 @@ class CountingS3Server:
     def reset(self) -> None:
         with self._lock:
             self.records.clear()
+
+    def reset_policies(self) -> None:
+        """No requester-pays bucket, ETags sent: moto's own behaviour."""
+        self.requester_pays = set()
+        self.no_etags = False
 
     def set_fault(self, fault: str | None, hang_seconds: float = 30.0) -> None:
         self.fault = fault
@@ -289,6 +303,15 @@ class CountingS3Server:
                                       ("Content-Length", str(len(body)))])
             return [body]
 
+        refusal = self._policy_refusal(rec, environ)
+        if refusal is not None:
+            rec.status, rec.finished = 403, time.monotonic()
+            body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                    b"<Message>" + refusal.encode() + b"</Message></Error>")
+            start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                              ("Content-Length", str(len(body)))])
+            return [] if method == "HEAD" else [body]
+
         def recording_start_response(status: str, hdrs: list[tuple[str, str]],
                                      exc_info: OptExcInfo | None = None) -> Callable[[bytes], object]:
             rec.status, rec.finished = int(status.split(" ", 1)[0]), time.monotonic()
@@ -296,6 +319,8 @@ class CountingS3Server:
 
         if "annotation" in query and rec.kind != "HEAD_BUCKET" and "/" in decoded.lstrip("/"):
             return self._annotation(environ, method, decoded, query, recording_start_response)
+        if self.no_etags and rec.kind != "WRITE":
+            return self._without_etags(environ, recording_start_response)
         answer: Iterable[bytes] = self._app(environ, recording_start_response)
         return answer
 
@@ -343,6 +368,38 @@ class CountingS3Server:
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
         return [body]
 
+    def _policy_refusal(self, rec: Record, environ: WSGIEnvironment) -> str | None:
+        """Why AWS would refuse ``rec`` when moto does not: requester pays, expected owner."""
+        if rec.kind == "WRITE" or rec.path.startswith("/moto-api"):
+            return None
+        bucket = rec.path.lstrip("/").split("/", 1)[0]
+        if bucket in self.requester_pays and rec.headers.get("x-amz-request-payer") != "requester":
+            return "Access Denied"  # AWS's answer to a requester-pays bucket asked without the header
+        owner = rec.headers.get("x-amz-expected-bucket-owner")
+        if owner is not None and owner != OWNER:
+            return "Access Denied"  # AWS's answer to an expected-owner mismatch
+        return None
+
+    def _without_etags(self, environ: WSGIEnvironment, start_response: StartResponse
+                       ) -> Iterable[bytes]:
+        """moto's answer with every ETag header and listing <ETag> element removed."""
+        got: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def keep(status: str, hdrs: list[tuple[str, str]],
+                 exc_info: OptExcInfo | None = None) -> Callable[[bytes], object]:
+            got.append((status, hdrs))
+            return lambda data: None
+
+        body = b"".join(self._app(environ, keep))
+        status, hdrs = got[-1]
+        if environ["REQUEST_METHOD"] == "GET" and b"<ListBucketResult" in body[:400]:
+            body = _ETAG_ELEMENT.sub(b"", body)
+        hdrs = [(k, v) for k, v in hdrs if k.lower() != "etag"]
+        if environ["REQUEST_METHOD"] != "HEAD":
+            hdrs = [(k, v) for k, v in hdrs if k.lower() != "content-length"]
+            hdrs.append(("Content-Length", str(len(body))))
+        start_response(status, hdrs)
+        return [body]
 
     def _endless_listing(self, fault: str, query: dict[str, str]) -> bytes:
         """A listing page that says more follows, in the way ``fault`` names (see the module docstring).

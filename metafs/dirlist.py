@@ -7,7 +7,9 @@ decides which names the directory shows.  The rules, each tested in
 1. A common prefix ``dir/`` is a directory named ``dir``; an object is a
    regular file named by the rest of its key.
 2. **The directory wins**: when both an object ``a`` and a prefix ``a/``
-   exist, only the directory ``a`` is shown.  In key order ``a`` comes
+   exist, only the directory ``a`` is shown (``Listing.shadowed`` remembers
+   ``a``: the directory tells, the object is reached in the control
+   directory, :mod:`metafs.exact`).  In key order ``a`` comes
    before ``a/`` with keys such as ``a-b`` in between, possibly pages
    apart, so a file is *held back* until a later key proves no ``a/`` can
    follow (every later key sorts after ``a/``) or the listing ends.
@@ -147,7 +149,8 @@ class Listing:
 
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
-                 "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted")
+                 "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
+                 "shadowed")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -167,6 +170,8 @@ class Listing:
         # is on the way, which lookups use as "an answer is coming".
         self.lock = trio.Lock()
         self._pending: list[tuple[bytes, Entry]] = []  # (key bytes, entry) held back
+        # Names of objects a directory of the same name hid (rule 2): the directory says so.
+        self.shadowed: set[str] = set()
         self.watermark = b""  # the greatest key (bytes) any page has shown so far
         self._tokens: set[str] = set()  # every token a page gave: one given again is a loop
         self._empty_run = 0  # truncated pages without a key, in a row
@@ -276,10 +281,13 @@ class Listing:
                     continue
                 if self.ordered:
                     # Rule 2: a held file of the same name loses to the directory.
-                    self._pending = [(k, e) for k, e in self._pending if e.name != name]
+                    if any(e.name == name for _, e in self._pending):
+                        self.shadowed.add(name)
+                        self._pending = [(k, e) for k, e in self._pending if e.name != name]
                     self._flush_before(kb)
                 if name in self.index:
                     if not self.index[name].is_dir:
+                        self.shadowed.add(name)
                         log.debug("prefix %r shadows an object already listed", key)
                     continue
                 self._pend_or_emit(kb, DirEntry(name), hold=False)
@@ -369,6 +377,7 @@ class Listing:
         self._pending = []
         if not self.ordered:
             dirs = {e.name for _, e in pending if e.is_dir}
+            self.shadowed.update(e.name for _, e in pending if not e.is_dir and e.name in dirs)
             keep = sorted((e for _, e in pending if e.is_dir or e.name not in dirs),
                           key=lambda e: (e.name, not e.is_dir))
             for e in keep:

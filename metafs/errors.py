@@ -17,6 +17,7 @@ with a traceback), so the choice of errno is made in exactly one place::
      |    +-- BadCredentialsError     EACCES  403 InvalidAccessKeyId / SignatureDoesNotMatch
      |    +-- WrongRegionError        EIO     301/400 naming another region (OSS: 403 naming an endpoint)
      |    +-- ChangedError            ESTALE  412: the object changed while open
+     |    +-- CustomerKeyError        EACCES  400/403: the object needs a customer key (SSE-C) we lack
      |    +-- ServerError             EIO     5xx / 429 after all retries
      +-- TransportError               EIO     unreachable, reset, timed out (after retries)
      |    +-- EndpointDownError       EIO     failed fast: the endpoint is known not to answer (s3/health.py)
@@ -35,6 +36,7 @@ class MetafsError(Exception):
     """Base of every error metafs raises on purpose."""
 
     errno: int = errno.EIO
+    repeated: bool = False  # the same failure, already logged once: the FUSE boundary logs it at debug
 
 
 class ConfigError(MetafsError):
@@ -95,6 +97,25 @@ class WrongRegionError(S3Error):
 
 class ChangedError(S3Error):
     errno = errno.ESTALE
+
+
+class CustomerKeyError(S3Error):
+    """The object is encrypted with a customer key (SSE-C) that no request could give.
+
+    The message says so and names ``--sse-c-key-file``; it never holds a key.
+    """
+
+    errno = errno.EACCES
+
+    def __init__(self, status: int, keys: int, *, what: str = "") -> None:
+        self.keys = keys  # how many keys were tried
+        if keys:
+            hint = (f"none of the {keys} keys of --sse-c-key-file opens it" if keys > 1
+                    else "the key of --sse-c-key-file does not open it")
+        else:
+            hint = "give the key with --sse-c-key-file"
+        super().__init__(status, "CustomerKeyNeeded",
+                         f"the object is encrypted with a customer key (SSE-C): {hint}", what=what)
 
 
 class ServerError(S3Error):

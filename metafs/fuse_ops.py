@@ -38,7 +38,7 @@ import pyfuse3
 import trio
 from pyfuse3 import FUSEError
 
-from . import errors, metrics
+from . import errors, exact, metrics
 from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .contents import FileHandle, FileReader
 from .control import ControlRoot, CtlDir, CtlEntry
@@ -53,6 +53,7 @@ from .walks import Walks
 from .xattrs import (
     FIGURES_NS,
     LEGACY_SYSTEM_NS,
+    PARTS_COUNT,
     SYSTEM_NS,
     USER_NS,
     is_foreign,
@@ -107,7 +108,8 @@ def _boundary(fn: Callable[Concatenate[Operations, P], Awaitable[R]]
             metrics.recorder.fuse_op(fn.__name__, e.errno)
             raise
         except errors.MetafsError as e:
-            level = logging.DEBUG if e.errno == errno.ENOENT else logging.WARNING
+            # A failure already reported (a handle's refused read again, see contents.py): debug only.
+            level = logging.DEBUG if e.errno == errno.ENOENT or e.repeated else logging.WARNING
             log.log(level, "%s: %s", fn.__name__, e)
             metrics.recorder.fuse_op(fn.__name__, e.errno)
             raise FUSEError(e.errno) from None
@@ -454,6 +456,12 @@ class Operations(pyfuse3.Operations):
         if node.ino == pyfuse3.ROOT_INODE:
             table.update(self.root_xattrs)
             table.update(self._stats())
+        elif (self.control is not None and exact.SUBTREE in self.control.subtrees
+              and self.namespace.shadows_object(node.key)):
+            # The directory hides an object of its name: where to find it (exact.py).
+            root = self._node(pyfuse3.ROOT_INODE).key
+            name, value = exact.shadow_xattr(self.control.name, node.key[len(root):-1])
+            table[name] = value
         return table
 
     def _stats(self) -> dict[bytes, bytes]:
@@ -487,7 +495,9 @@ class Operations(pyfuse3.Operations):
         pyfuse3's size probe and the real call share those answers.  An
         annotation too large for an xattr: E2BIG, no request (its file is
         named by ``user.s3.annotations-elsewhere``).  ENOENT if the object
-        is gone, ESTALE for a forgotten inode.
+        is gone, ESTALE for a forgotten inode.  The part count
+        (``PARTS_COUNT``, never listed) costs its own request, once per ETag
+        (ENOATTR: not uploaded in parts).
         """
         if is_foreign(name):
             raise FUSEError(errno.ENOTSUP)
@@ -502,6 +512,13 @@ class Operations(pyfuse3.Operations):
             return value
         if not name.startswith(_XATTR_PREFIXES):
             raise FUSEError(pyfuse3.ENOATTR)
+        if (legacy_name(name) or name) == PARTS_COUNT:
+            count = await self.objects.parts_count(node.key)
+            if isinstance(count, Absent):
+                raise FUSEError(errno.ENOENT)
+            if count is None:
+                raise FUSEError(pyfuse3.ENOATTR)
+            return str(count).encode()
         found = await self.objects.xattr(node.key, name)
         match found:
             case Absent():

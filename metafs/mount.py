@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,7 @@ import httpx
 import pyfuse3
 import trio
 
-from . import errors, metrics, mountpoint, refresh, sdnotify, status
+from . import errors, exact, metrics, mountpoint, refresh, sdnotify, status
 from .annotation_files import SUBTREE as ANNOTATION_SUBTREE
 from .annotation_files import AnnotationFiles
 from .asof import PERMANENT, AsOfView, moment_text
@@ -47,9 +48,11 @@ from .invalidate import Invalidator, KernelInvalidation
 from .listings import Listings
 from .namespace import Namespace
 from .objects import ObjectMetadata
-from .s3 import dialects
+from .s3 import dialects, ssec
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
+from .s3.ssec import CustomerKeys
+from .s3.tls import client_context
 from .versions import VersionsTree
 from .views import ChannelView, LiveView, View
 from .walks import Walks
@@ -66,8 +69,21 @@ def fuse_options(cfg: Config) -> set[str]:
     return opts
 
 
-async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource
-                  ) -> tuple[S3Client, BucketInfo]:
+def request_headers(cfg: Config, dialect: dialects.Dialect) -> dict[str, str]:
+    """What every request carries: the requester-pays and expected-owner headers, if asked for.
+
+    The command line refused them for a dialect that has none (config.py).
+    """
+    out: dict[str, str] = {}
+    if cfg.requester_pays and dialect.request_payer_header:
+        out[dialect.request_payer_header] = "requester"
+    if cfg.expected_bucket_owner and dialect.expected_owner_header:
+        out[dialect.expected_owner_header] = cfg.expected_bucket_owner
+    return out
+
+
+async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource,
+                  customer_keys: CustomerKeys | None = None) -> tuple[S3Client, BucketInfo]:
     """Build the client and check the bucket (HEAD Bucket or the dialect's way); raise on failure."""
     dialect = dialects.dialect_for(cfg.provider, cfg.bucket)
     client = S3Client(
@@ -82,6 +98,8 @@ async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource
         dialect=dialect,
         oss_signature=cfg.oss_signature,
         explicit_region=cfg.region is not None,
+        customer_keys=customer_keys,
+        request_headers=request_headers(cfg, dialect),
     )
     info = await client.check_bucket()
     # A bucket elsewhere than --region still mounts: one log line (a
@@ -189,6 +207,9 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
 
 def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> None:
     """Plug the enabled subtrees into the control directory: one registration each."""
+    # The object at exactly a key, e.g. one a directory of its name hides (always on: free until used).
+    control.register(exact.SUBTREE, exact.ExactObjects(LiveView(client), cfg.prefix, cfg.metadata_ttl,
+                                                       max_entries=cfg.cache_entries))
     if cfg.versions:
         channels = frozenset(c for c in cfg.channels if (
             client.dialect.tagging if c == "tags" else client.dialect.annotations))
@@ -237,6 +258,9 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
         log.info("endpoint %s, from %s", shown(cfg.endpoint_url or ""), cfg.endpoint_source)
     if cfg.endpoint_url and not has_scheme(cfg.endpoint_url):
         log.info("endpoint %s names no scheme: https is assumed", shown(cfg.endpoint_url))
+    # Read before any request, so a bad key file ends the command at once (one line).
+    customer_keys = (CustomerKeys(ssec.load_key_file(cfg.sse_c_key_file), cfg.cache_entries)
+                     if cfg.sse_c_key_file else None)
     creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request, provider=cfg.provider,
                              credentials_file=cfg.credentials_file)
     rec = metrics.PrometheusRecorder()  # always counting (metafs status); served with --metrics-addr
@@ -245,9 +269,11 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
         limits = httpx.Limits(max_connections=cfg.max_connections,
                               max_keepalive_connections=cfg.max_connections)
         timeout = httpx.Timeout(cfg.request_timeout)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as http:
+        tls = client_context(cfg.endpoint_url, os.environ)  # built only when TLS can be used
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False,
+                                     verify=tls) as http:
             await trio.to_thread.run_sync(creds.resolve)
-            client, info = await prepare(cfg, http, creds)
+            client, info = await prepare(cfg, http, creds, customer_keys)
             mountpoint.check(cfg.mountpoint, cfg.nonempty)  # again: a mount made during the bucket check
             invalidator = Invalidator()
             layers = build(cfg, client, info, invalidator.invalidate)

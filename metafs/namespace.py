@@ -134,6 +134,17 @@ class Namespace:
             self._list_on_misses(dir_key)  # a known name's revalidation is not a miss
         return await self._flights.run(key, lambda: self._probe(key))
 
+    def shadows_object(self, dir_key: str) -> bool:
+        """Whether the directory ``dir_key`` (``a/``) is known to hide an object ``a``.  No request.
+
+        Known from the parent's listing that showed both, or from the probe
+        of the name that found both (which kept the object's HEAD).
+        """
+        key = dir_key[:-1]
+        parent, _, name = key.rpartition("/")
+        lst = self._cache.listing(parent + "/" if parent else "")
+        return (lst is not None and name in lst.shadowed) or self._cache.known_object(key) is not None
+
     def _list_on_misses(self, dir_key: str) -> None:
         """After repeated probes in one directory, list it once instead.
 
@@ -221,6 +232,11 @@ class Namespace:
                 self._objects.settle(key, head, None)
                 log.info("key %r is both an object and a prefix: showing the directory", key)
             return FoundDir(self._cache.put_prefix(key + "/"))
+        if isinstance(head, errors.CustomerKeyError):
+            # SSE-C without the key: the name is still a file, as its listing shows it.
+            listed = await self._objects.listed_alone(key)
+            if listed is not None:
+                return _file(self._cache.put_object(listed))
         if isinstance(head, errors.MetafsError):
             raise head
         assert head is not None  # both tasks ran to completion
@@ -228,7 +244,13 @@ class Namespace:
         return self._settle(key, head, None)
 
     async def _revalidate_file(self, key: str, stale: Trusted) -> Resolved:
-        outcome = await self._view.head(key, stale.meta.etag)
+        try:
+            outcome = await self._view.head(key, stale.meta.etag, stale.meta.mtime)
+        except errors.CustomerKeyError:
+            listed = await self._objects.listed_alone(key)  # SSE-C without the key, as above
+            if listed is None:
+                raise
+            return _file(self._cache.put_object(listed))
         if isinstance(outcome, Absent) and await self._view.has_children(key):
             # The object went away but the name lives on as a directory.
             self._cache.drop_object(key)

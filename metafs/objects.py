@@ -8,8 +8,9 @@ The one owner of per-object answers (which names exist is
   (:meth:`ObjectMetadata.head`), whose answer carries the xattr table,
   built once where the answer arrived (the S3 layer).
 * **Revalidate, don't refetch.**  After the TTL, HEAD carries
-  ``If-None-Match: <etag>``; 304 extends the entry, 200 replaces it, 404
-  drops it.  A listing-level entry is not revalidated for a HEAD-level
+  ``If-None-Match: <etag>`` (a server that sends no ETag:
+  ``If-Modified-Since: <Last-Modified>``); 304 extends the entry, 200
+  replaces it, 404 drops it.  A listing-level entry is not revalidated for a HEAD-level
   caller: a 304 would leave it without xattrs.
 * **Single flight.**  Concurrent requests for one key share one HEAD.
 * **Stale if error.**  When revalidation fails (server down, timeout) and
@@ -71,6 +72,7 @@ from .s3.model import (
     Fresh,
     HeadOutcome,
     NotModified,
+    ObjectMeta,
     Unsupported,
 )
 from .views import ChannelView, View
@@ -186,6 +188,8 @@ class ObjectMetadata:
         self._readahead = Readahead(readahead_max) if readahead_max > 0 else None
         self._limiter = trio.CapacityLimiter(max(1, readahead_concurrency))
         self._nursery: trio.Nursery | None = None
+        # Part counts by (key, ETag): an ETag names bytes uploaded once, so its count never changes.
+        self._parts: LRUCache[tuple[str, str], int | None] = LRUCache(10_000)
         self._channel_view = view if isinstance(view, ChannelView) else None
         cv = self._channel_view
         self.channels = {c for c in channels
@@ -226,6 +230,32 @@ class ObjectMetadata:
         assert found.meta.xattrs is not None  # head() returns HEAD-level entries only
         return found.meta.xattrs
 
+    async def parts_count(self, key: str) -> int | Absent | None:
+        """The part count of ``key`` (None: not uploaded in parts); one request per ETag.
+
+        The ETag comes from what ``stat`` knows (a listing will do); the
+        count asked for then is kept for that ETag (see the client's
+        ``parts_count`` for why the request is not pinned to it).
+        """
+        found = await self.stat(key)
+        if isinstance(found, Absent):
+            return found
+        etag = found.meta.etag
+        if etag is not None and (key, etag) in self._parts:
+            return self._parts[(key, etag)]
+        count = await self._view.parts_count(key, etag)
+        if etag is not None:
+            self._parts[(key, etag)] = count
+        return count
+
+    async def listed_alone(self, key: str) -> ObjectMeta | None:
+        """``key``'s listing entry (size, mtime, ETag), from one listing page that starts at it.
+
+        For an object HEAD cannot answer for (SSE-C without its key): the
+        delimiter listing with ``prefix=key`` shows the object ``key`` first.
+        """
+        page = await self._view.list_page(key, None)
+        return next((o for o in page.objects if o.key == key), None)
     # -- xattrs, from every channel ------------------------------------------------
     async def xattr_names(self, key: str) -> list[bytes] | Absent:
         """Every listed xattr name: HEAD, then each enabled channel's request, concurrently.
@@ -458,8 +488,8 @@ class ObjectMetadata:
                 return c.put_object(meta)
             case NotModified() if stale is not None:
                 return c.touch_object(key) or c.put_object(stale.meta)
-            case NotModified():  # a 304 to a HEAD that sent no ETag: a server fault
-                raise errors.MalformedResponseError(f"304 for {key!r} without If-None-Match")
+            case NotModified():  # a 304 to an unconditional HEAD: a server fault
+                raise errors.MalformedResponseError(f"304 for {key!r} to an unconditional HEAD")
             case Absent():
                 return outcome
 
@@ -496,7 +526,14 @@ class ObjectMetadata:
         stale = c.known_object(key) or self._listings.listed_file(key, fresh=False)
         usable = stale is not None and (not head_level or stale.head_level)
         try:
-            outcome = await self._view.head(key, stale.meta.etag if usable and stale else None)
+            outcome = (await self._view.head(key, stale.meta.etag, stale.meta.mtime)
+                       if usable and stale is not None else await self._view.head(key))
+        except errors.CustomerKeyError:
+            # SSE-C without the key: HEAD is refused, but a listing still says what stat needs.
+            listed = None if head_level else await self.listed_alone(key)
+            if listed is None:
+                raise
+            return c.put_object(listed)
         except errors.UNAVAILABLE as e:
             if usable and stale is not None:
                 return self.serve_stale(stale, e)

@@ -116,18 +116,17 @@ class Refresher:
         parent = self._inodes.find_dir(dir_key)
         if parent is None:
             return
-        for (pino, name), node in list(self._inodes.children.items()):
-            if pino == parent.ino:
-                self._entry(pino, name)
-                if not node.is_dir:
-                    self._inode(node.ino)
+        for name, node in self._inodes.named_in(parent.ino):
+            self._entry(parent.ino, name)
+            if not node.is_dir:
+                self._inode(node.ino)
         for k in negatives:
             self._entry(parent.ino, split_key(k)[1])
 
     def mount(self) -> None:
         negatives = self._cache.negatives_in(None)
         self._cache.expire_in(None)
-        for (pino, name), node in list(self._inodes.children.items()):
+        for pino, name, node in list(self._inodes.items()):
             self._entry(pino, name)
             if not node.is_dir:
                 self._inode(node.ino)

@@ -47,12 +47,16 @@ class View(Protocol):
         """Whether anything exists under ``key/`` (the directory half of a probe)."""
         ...
 
-    async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
-        """HEAD of ``key``, conditional on ``etag`` when given."""
+    async def head(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
+        """HEAD of ``key``, conditional on ``etag`` when given, else on ``mtime`` (if not 0)."""
         ...
 
     async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
         """Bytes ``first..last`` (inclusive) of ``key``, pinned to ``etag``."""
+        ...
+
+    async def parts_count(self, key: str, etag: str | None) -> int | None:
+        """How many parts ``key`` (at ``etag``) was uploaded in; None if not in parts or unknown."""
         ...
 
 
@@ -123,11 +127,14 @@ class LiveView:
         return await self._client.list_page(prefix, delimiter=None, token=token,
                                             start_after=start_after)
 
-    async def head(self, key: str, etag: str | None = None) -> HeadOutcome:
-        return await self._client.head_object(key, etag)
+    async def head(self, key: str, etag: str | None = None, mtime: int = 0) -> HeadOutcome:
+        return await self._client.head_object(key, etag, mtime)
 
     async def read(self, key: str, first: int, last: int, etag: str | None) -> bytes:
         return await self._client.get_range(key, first, last, etag)
+
+    async def parts_count(self, key: str, etag: str | None) -> int | None:
+        return await self._client.parts_count(key, etag)
 
     # -- channels (ChannelView) ---------------------------------------------------
     @property

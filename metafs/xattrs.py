@@ -66,6 +66,9 @@ XATTR_NAME_MAX = 255
 XATTR_SIZE_MAX = 65536
 XATTR_LIST_MAX = 65536
 FOREIGN_NAMESPACES = (b"security.", b"system.", b"trusted.")
+# Read by name only, never listed: each costs a request of its own (HEAD with partNumber=1),
+# which listing it would add to every getfattr -d.  None for an object not uploaded in parts.
+PARTS_COUNT = (SYSTEM_NS + "mp-parts-count").encode()
 
 # Standard HTTP headers that are object metadata.
 _STANDARD = frozenset({

@@ -41,14 +41,16 @@ def s3server() -> Iterator[CountingS3Server]:
 
 @pytest.fixture
 def s3(s3server: CountingS3Server) -> Iterator[CountingS3Server]:
-    """The server, with counts reset and no fault or delay."""
+    """The server, with counts reset and no fault, delay or policy (requester pays, no ETags)."""
     s3server.set_fault(None)
     s3server.delay = 0.0
+    s3server.reset_policies()
     s3server.reset()
     yield s3server
     s3server.set_fault(None)
     s3server.delay = 0.0
     s3server.enable_auth(False)
+    s3server.reset_policies()
 
 
 @pytest.fixture(scope="session")

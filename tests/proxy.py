@@ -249,7 +249,7 @@ class FaultProxy:
             rule = self._rule_for(req)
             upstream = socket.create_connection(self._upstream, timeout=IO_TIMEOUT)
             self._track(upstream)
-            upstream.sendall(raw_request)
+            upstream.sendall(_closing(raw_request))
             answer = _read_message(upstream, method=req.method)
             head, _, body = answer.partition(HEADER_END)
             data, how = (rule.fault(Answer(head, body)) if rule is not None
@@ -294,6 +294,14 @@ def _parse_request(raw: bytes) -> Request:
     method, target, _ = line.split(" ", 2)
     path, _, qs = target.partition("?")
     return Request(method, unquote(path), dict(parse_qsl(qs, keep_blank_values=True)))
+
+
+def _closing(raw: bytes) -> bytes:
+    """The request with ``Connection: close``: an upstream that keeps connections open (Ceph
+    RGW) then ends a body without a length (chunked) by closing, which is where we stop reading."""
+    head, sep, body = raw.partition(HEADER_END)
+    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+    return b"\r\n".join([*lines, b"Connection: close"]) + sep + body
 
 
 def _read_message(s: socket.socket, *, method: str | None) -> bytes:

@@ -125,11 +125,11 @@ def test_control_dir_on_a_real_mount(mount, boto, bucket, s3):
     boto.put_object(Bucket=bucket, Key=".other/x", Body=b"real")
     m = mount(bucket)
     assert sorted(os.listdir(m.path)) == [".other", "a.txt"]
-    # The subtrees switched on by default: annotations (S3, unless --no-annotations).
-    assert os.path.isdir(m.path / ".metafs") and os.listdir(m.path / ".metafs") == ["annotations"]
+    # On by default: annotations (S3, unless --no-annotations); objects always (exact.py).
+    assert os.path.isdir(m.path / ".metafs") and os.listdir(m.path / ".metafs") == ["annotations", "objects"]
     assert m.run("find . | sort").stdout.split() == [".", "./.other", "./.other/x", "./a.txt"]
     assert m.log_text().count("hides it") == 1
     m2 = mount(bucket, "--control-dir", ".other")
     assert sorted(os.listdir(m2.path)) == [".metafs", "a.txt"]
-    assert os.listdir(m2.path / ".other") == ["annotations"]
+    assert os.listdir(m2.path / ".other") == ["annotations", "objects"]
     assert (m2.path / ".metafs").read_bytes() == b"real"

@@ -334,3 +334,28 @@ def test_error_fields():
     assert error_fields(b"<html>oops") == {}
     assert error_fields(b"<ListBucketResult/>") == {}
     assert error_fields(b"<Error><Code>X</Code><Region></Region></Error>") == {"Code": "X", "Region": ""}
+
+
+@pytest.mark.parametrize("etag", [
+    '"9b2cf535f27731c974343645a3985328"',   # the usual MD5: held as 16 bytes
+    '"9B2CF535F27731C974343645A3985328"',   # upper case: kept as text
+    '"9b2cf535f27731c974343645a3985328-3"',  # multipart
+    '9b2cf535f27731c974343645a3985328',     # unquoted
+    'W/"9b2cf535f27731c974343645a3985328"',  # weak
+    '"9b2cf535f27731c974343645a398532g"', '""', "", None,
+])
+def test_an_etag_comes_back_exactly_as_the_server_sent_it(etag):
+    meta = ObjectMeta("k", 1, 2, etag)
+    assert meta.etag == etag
+    assert meta == ObjectMeta("k", 1, 2, etag) != ObjectMeta("k", 1, 2, "other")
+    assert repr(meta) == f"ObjectMeta(key='k', size=1, mtime=2, etag={etag!r}, xattrs=None)"
+    meta.etag = '"00"'
+    assert meta.etag == '"00"'
+
+
+def test_a_listing_shares_each_last_modified_second():
+    """One int for all the entries of a page written in the same second (memory, README)."""
+    page = parse_list(listing(item("a") + item("b") + item("c", lm="2020-12-10T03:37:31.000Z")), version=2)
+    assert len({id(o.mtime) for o in page.objects}) == 2
+    assert [o.mtime for o in page.objects] == [calendar.timegm((2020, 12, 10, 3, 37, 30))] * 2 + [
+        calendar.timegm((2020, 12, 10, 3, 37, 31))]

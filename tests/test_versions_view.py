@@ -56,7 +56,7 @@ def test_versions_view_on_a_live_mount(mount, boto, bucket, s3):
     assert s3.counts() == without == {**without, "LIST": 1, "HEAD": 0}
     s3.reset()
     # annotations: on by default on S3
-    assert sorted(os.listdir(m.path / ".metafs")) == ["annotations", "versions"]
+    assert sorted(os.listdir(m.path / ".metafs")) == ["annotations", "objects", "versions"]
     assert sum(s3.counts().values()) == 0
     # The view mirrors the tree, the deleted object's history included.
     assert sorted(os.listdir(m.path / ".metafs/versions")) == ["a.txt", "deleted.txt", "dir"]
@@ -94,7 +94,7 @@ def test_versions_view_on_a_live_mount(mount, boto, bucket, s3):
         os.open(m.path / first, os.O_WRONLY)
     assert ei.value.errno == errno.EROFS
     # The view needs the option.
-    assert os.listdir(plain.path / ".metafs") == ["annotations"]  # no versions without --versions
+    assert os.listdir(plain.path / ".metafs") == ["annotations", "objects"]  # no versions without --versions
 
 
 @pytest.mark.mount

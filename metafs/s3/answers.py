@@ -147,6 +147,21 @@ def error_for(r: httpx.Response, what: str, dialect: Dialect, *, bucket_level: b
     return errors.S3Error(status, code, message, what=what)
 
 
+def customer_key_refusal(r: httpx.Response) -> bool:
+    """Whether an object's error answer may mean "this request's customer key (SSE-C) is wrong".
+
+    HEAD answers have no body: S3, COS and Ceph RGW answer 400 to a HEAD of
+    an SSE-C object without its key (and to customer-key headers on a plain
+    object), AWS 403 to a wrong key.  A GET says InvalidRequest or
+    InvalidArgument with 400, AccessDenied with 403.  A region answer
+    (400 naming the region) is not one.
+    """
+    if r.status_code not in (400, 403) or named_region(r):
+        return False
+    code = error_code(r)
+    return not code or code in ("InvalidRequest", "InvalidArgument", "AccessDenied")
+
+
 def describe_transport(e: httpx.HTTPError, ep: Endpoint) -> str:
     """One line for a request that got no usable answer, naming the endpoint and the reason.
 

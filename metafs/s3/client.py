@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import email.utils
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 import trio
@@ -61,6 +62,7 @@ from .model import (
     parse_versioning,
     parse_versions,
 )
+from .ssec import CustomerKeys
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,8 @@ class S3Client:
         oss_signature: str = "v4",
         explicit_region: bool = True,
         clock: Callable[[], float] = trio.current_time,
+        customer_keys: CustomerKeys | None = None,
+        request_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.http = http
         self.bucket = bucket
@@ -173,6 +177,10 @@ class S3Client:
         self._rng = rng
         self._now = now
         self.health = EndpointHealth(self._where(), clock=clock, wall=now)
+        # SSE-C (--sse-c-key-file): the keys, and which one opens each object (s3/ssec.py).
+        self.customer_keys = customer_keys
+        # Sent on every request (--requester-pays, --expected-bucket-owner).
+        self.request_headers = dict(request_headers or {})
         self._nursery: trio.Nursery | None = None
         self._probing = False  # the probe task runs (one at most, whatever the outages)
 
@@ -244,7 +252,8 @@ class S3Client:
                  ) -> httpx.Request:
         ep = self.endpoint
         path = self._path(key)
-        req = SignableRequest(method, ep.netloc(self.bucket), path, list(query), dict(headers),
+        req = SignableRequest(method, ep.netloc(self.bucket), path, list(query),
+                              {**self.request_headers, **headers},
                               bucket=self.bucket, key=key)
         if creds is not None:
             signer.sign(req, creds, self._now())
@@ -489,25 +498,32 @@ class S3Client:
             keys.expiration - self._now().timestamp()
         return Session(Credentials(keys.access_key, keys.secret_key, keys.token), float(lifetime))
 
-    async def head_object(self, key: str, etag: str | None = None, *,
+    async def head_object(self, key: str, etag: str | None = None, mtime: int = 0, *,
                           version_id: str | None = None) -> HeadOutcome:
         """HEAD Object, conditional on ``etag`` (If-None-Match) when given.
 
         The ETag goes back exactly as the server sent it (OSS's are
-        uppercase).  A COS delete-marker version, like a missing key, is
-        404: :class:`Absent`.  With ``version_id``, HEAD of that version
-        (``?versionId=``); a delete marker's version is 405 on S3 and OSS,
-        404 on COS: :class:`Absent` either way.  Any other answer but 200
-        and 304 raises.
+        uppercase).  Without an ETag (servers that send none), on ``mtime``
+        instead when known: ``If-Modified-Since: <Last-Modified>``, whose
+        304 keeps the entry as If-None-Match's does (HTTP dates have whole
+        seconds: a change within the second of the last one goes unseen).
+        A COS delete-marker version, like a missing key, is 404: :class:`Absent`.
+        With ``version_id``, HEAD of that version (``?versionId=``); a delete
+        marker's version is 405 on S3 and OSS, 404 on COS: :class:`Absent`
+        either way.  An object that needs a customer key (SSE-C) we cannot
+        give raises :class:`~metafs.errors.CustomerKeyError`.  Any other
+        answer but 200 and 304 raises.
         """
         # S3 returns x-amz-checksum-* only when asked; vendors are not sent
         # a header outside their own namespace.
         headers = {"x-amz-checksum-mode": "ENABLED"} if self.dialect.checksum_mode else {}
         if etag:
             headers["if-none-match"] = etag
+        elif mtime > 0:
+            headers["if-modified-since"] = email.utils.formatdate(mtime, usegmt=True)
         what = f"HEAD {key}" + (f" version {version_id}" if version_id else "")
         query = [("versionId", version_id)] if version_id else []
-        r = await self._send("HEAD", key, query, headers, what=what)
+        r = await self._send_keyed("HEAD", key, query, headers, what=what)
         if r.status_code == 200:
             try:
                 # The raw bytes: values are decoded one by one (see decode_headers).
@@ -519,6 +535,61 @@ class S3Client:
             return NotModified()
         if r.status_code == 404 or (r.status_code == 405 and version_id):
             return Absent()
+        raise answers.error_for(r, what, self.dialect)
+
+    async def _send_keyed(self, method: str, key: str, query: list[tuple[str, str]],
+                          headers: dict[str, str], *, what: str) -> httpx.Response:
+        """An object request, with the customer key (SSE-C) that opens the object.
+
+        Without ``--sse-c-key-file`` one request; an answer that says a
+        customer key is needed (:func:`answers.customer_key_refusal`) is
+        :class:`~metafs.errors.CustomerKeyError`.  With keys, the choices
+        are tried in :meth:`CustomerKeys.candidates` order until one is not
+        refused; the one that worked is remembered.  Every choice refused:
+        CustomerKeyError if any refusal was a 400 (the SSE-C answer), else
+        the first answer's own error (a plain 403 is not about keys).
+        """
+        keys, prefix = self.customer_keys, self.dialect.sse_c_prefix
+        if keys is None or prefix is None:
+            r = await self._send(method, key, query, headers, what=what)
+            if answers.customer_key_refusal(r) and r.status_code == 400:
+                raise errors.CustomerKeyError(r.status_code, 0, what=what)
+            return r
+        first: httpx.Response | None = None
+        saw_400 = False
+        for choice in keys.candidates(key):
+            r = await self._send(method, key, query, {**headers, **keys.headers(choice, prefix)},
+                                 what=what)
+            if not answers.customer_key_refusal(r):
+                if r.status_code < 300 or r.status_code == 304:
+                    keys.opened(key, choice)
+                return r
+            first = first or r
+            saw_400 = saw_400 or r.status_code == 400
+        assert first is not None
+        if saw_400:
+            raise errors.CustomerKeyError(first.status_code, len(keys.keys), what=what)
+        return first
+
+    async def parts_count(self, key: str, etag: str | None, *,
+                          version_id: str | None = None) -> int | None:
+        """How many parts ``key`` was uploaded in: HEAD with ``partNumber=1`` (one request).
+
+        None, without a request, when the dialect has no such answer; None
+        too for an object not uploaded in parts (the answer has no count).
+        Not pinned with If-Match: with ``partNumber`` servers disagree on
+        which ETag that compares (moto: the part's), so ``etag`` only names
+        the version the caller believes it asks about.  404 is NotFoundError.
+        """
+        header = self.dialect.parts_count_header
+        if header is None:
+            return None
+        what = f"HEAD {key} (part 1)"
+        query = [("partNumber", "1")] + ([("versionId", version_id)] if version_id else [])
+        r = await self._send_keyed("HEAD", key, query, {}, what=what)
+        if r.status_code in (200, 206):
+            value = r.headers.get(header, "").strip()
+            return int(value) if value.isdigit() else None
         raise answers.error_for(r, what, self.dialect)
 
     async def list_versions(self, prefix: str, *, delimiter: str | None = "/",
@@ -581,7 +652,7 @@ class S3Client:
             headers["if-match"] = etag
         what = f"GET {key}" + (f" version {version_id}" if version_id else "")
         query = [("versionId", version_id)] if version_id else []
-        r = await self._send("GET", key, query, headers, what=what)
+        r = await self._send_keyed("GET", key, query, headers, what=what)
         if r.status_code == 206:
             return _whole_body(r, what)
         if r.status_code == 200:  # a server that ignores Range sends it all

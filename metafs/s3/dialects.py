@@ -25,6 +25,10 @@ short list of protocol details, which is all a :class:`Dialect` holds:
   signs for a region that answer can contradict (COS and OBS sign none,
   and an OSS answer that arrived was signed for the right region already);
 * where the starting region comes from when nothing names it;
+* the request headers of SSE-C (``x-amz-``, ``x-cos-``, ``x-obs-``
+  ``server-side-encryption-customer-*``; OSS has no SSE-C), of a
+  requester-pays bucket (``x-amz-``, ``x-oss-``, ``x-obs-request-payer``;
+  COS has none) and of the expected bucket owner (S3 only);
 * which metadata channels beside HEAD it has: object tags (``GET
   ?tagging``, all four, not directory buckets) and annotations (S3 only,
   not directory buckets); answers that say "no tags" differ (S3: an empty
@@ -249,6 +253,10 @@ class Dialect:
     path_style_for_dotted_bucket: bool = False  # dots break the provider's *.host certificate (S3)
     checksum_mode: bool = False  # ask HEAD for x-amz-checksum-* (S3 only)
     make_session_signer: Callable[[str], Signer] | None = None  # S3 Express: signs with session keys
+    sse_c_prefix: str | None = None  # SSE-C headers: prefix + algorithm, key, key-md5; None: no SSE-C
+    request_payer_header: str | None = None  # "requester" in it: the reader pays (--requester-pays)
+    expected_owner_header: str | None = None  # the account that must own the bucket
+    parts_count_header: str | None = None  # HEAD ?partNumber=1 answers the part count in it (S3)
     tagging: bool = True  # GET ?tagging exists (not on directory buckets)
     no_tags_codes: frozenset[str] = frozenset()  # a 404 with one of these codes means "no tags"
     annotations: bool = False  # ListObjectAnnotations / GetObjectAnnotation (S3, 2026)
@@ -268,7 +276,9 @@ S3 = Dialect(
     bucket_probe=_S3_PROBE, default_host=_aws_host, host_region=_AWS_HOST_REGION,
     make_signer=_sigv4, signs_region=True, region_from_profile=True,
     follows_region_redirects=True, adopts_bucket_region=True, path_style_for_dotted_bucket=True,
-    checksum_mode=True, annotations=True,
+    checksum_mode=True, annotations=True, sse_c_prefix="x-amz-server-side-encryption-customer-",
+    request_payer_header="x-amz-request-payer", expected_owner_header="x-amz-expected-bucket-owner",
+    parts_count_header="x-amz-mp-parts-count",
 )
 S3EXPRESS = Dialect(
     name="s3express", provider="s3", title="S3 directory bucket",
@@ -278,12 +288,15 @@ S3EXPRESS = Dialect(
     region_from_profile=True, follows_region_redirects=True, adopts_bucket_region=True,
     ordered_listings=False, path_style_allowed=False, checksum_mode=True,
     make_session_signer=_express_session, tagging=False, versions_query=None,
+    # Directory buckets have neither SSE-C nor requester pays (object-storage-protocols.md §1.2).
+    expected_owner_header="x-amz-expected-bucket-owner", parts_count_header="x-amz-mp-parts-count",
 )
 COS = Dialect(
     name="cos", provider="cos", title="Tencent COS", region_header="x-cos-bucket-region",
     list_version=1, list_query=_v1_list_query, list_plus_is_space=False, bucket_check="head",
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"cos.{region}.myqcloud.com",
     host_region=_COS_HOST_REGION, make_signer=_cos, signs_region=False, path_style_allowed=False,
+    sse_c_prefix="x-cos-server-side-encryption-customer-",
     versions_query=_cos_versions_query, version_header="x-cos-version-id",
 )
 OSS = Dialect(
@@ -293,6 +306,7 @@ OSS = Dialect(
     default_host=lambda region, bucket: f"oss-{region.removeprefix('oss-')}.aliyuncs.com",
     host_region=_OSS_HOST_REGION, make_signer=_oss, signs_region=True,
     regionless_signatures=frozenset({"v1"}), region_prefix="oss-", wrong_endpoint_403=True,
+    request_payer_header="x-oss-request-payer",  # alibabacloud-oss-v2's request_payer
     versions_query=_oss_obs_versions_query, version_header="x-oss-version-id",
 )
 OBS = Dialect(
@@ -301,6 +315,8 @@ OBS = Dialect(
     bucket_probe=_V1_PROBE, default_host=lambda region, bucket: f"obs.{region}.myhuaweicloud.com",
     host_region=_OBS_HOST_REGION, make_signer=_obs, signs_region=False,
     percent_decode_values=True, path_style_allowed=False,
+    sse_c_prefix="x-obs-server-side-encryption-customer-",
+    request_payer_header="x-obs-request-payer",  # esdk-obs-python's convertor
     no_tags_codes=frozenset({"NoSuchTagSet"}),
     versions_query=_oss_obs_versions_query, version_header="x-obs-version-id",
 )

@@ -18,6 +18,7 @@ import calendar
 import dataclasses
 import datetime
 import email.utils
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
@@ -27,7 +28,6 @@ from ..errors import MalformedResponseError
 from ..xattrs import object_xattrs
 
 
-@dataclasses.dataclass(slots=True)
 class ObjectMeta:
     """Metadata of one object.
 
@@ -35,13 +35,54 @@ class ObjectMeta:
     fills it with the object's xattr table (user and system metadata).
     ``etag`` is kept exactly as the server sent it (quotes, case) because
     revalidation sends it back.
+
+    A plain class rather than a dataclass only so that the usual ETag (an
+    MD5 as ``"<32 lowercase hex digits>"``) is held as its 16 bytes: a
+    listing holds one per entry, and the string costs 83 bytes where the
+    bytes cost 49 (see README, memory).  ``etag`` gives back the exact text.
     """
 
-    key: str
-    size: int
-    mtime: int  # seconds since the epoch
-    etag: str | None
-    xattrs: dict[bytes, bytes] | None = None  # None: known from a listing only; a HEAD fills it
+    __slots__ = ("key", "size", "mtime", "_etag", "xattrs")
+    __match_args__ = ("key", "size", "mtime", "etag", "xattrs")
+
+    def __init__(self, key: str, size: int, mtime: int, etag: str | None,
+                 xattrs: dict[bytes, bytes] | None = None) -> None:
+        self.key = key
+        self.size = size
+        self.mtime = mtime  # seconds since the epoch
+        self.etag = etag
+        self.xattrs = xattrs  # None: known from a listing only; a HEAD fills it
+
+    @property
+    def etag(self) -> str | None:
+        e = self._etag
+        return '"' + e.hex() + '"' if isinstance(e, bytes) else e
+
+    @etag.setter
+    def etag(self, value: str | None) -> None:
+        self._etag: bytes | str | None = value
+        if value is not None and len(value) == 34 and value[0] == '"' == value[-1]:
+            hexdigits = value[1:-1]
+            if _LOWER_HEX.fullmatch(hexdigits):
+                self._etag = bytes.fromhex(hexdigits)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.key, self.size, self.mtime, self.etag, self.xattrs)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, ObjectMeta)
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
+
+    def __repr__(self) -> str:
+        return (f"ObjectMeta(key={self.key!r}, size={self.size!r}, mtime={self.mtime!r}, "
+                f"etag={self.etag!r}, xattrs={self.xattrs!r})")
+
+
+_LOWER_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -203,6 +244,9 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
     else:
         dec = _unquote
     objects = []
+    # Objects written in one second share LastModified: parsed once a page, and one int
+    # object for all of them (32 bytes an entry a listing no longer holds).
+    stamps: dict[str, int] = {}
     for o in raw_objects:
         if "Key" not in o:
             raise MalformedResponseError("listing entry without <Key>")
@@ -210,7 +254,9 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
             size = int(o.get("Size", "0"))
         except ValueError as e:
             raise MalformedResponseError(f"bad <Size> in listing: {o.get('Size')!r}") from e
-        mtime = parse_iso8601(o["LastModified"]) if o.get("LastModified") else 0
+        stamp = o.get("LastModified", "")
+        if (mtime := stamps.get(stamp)) is None:
+            mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
         objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None))
     truncated = fields.get("IsTruncated", "false").lower() == "true"
     prefixes = [dec(p) for p in raw_prefixes]
