@@ -6,7 +6,11 @@ loop, the FUSE boundary (``fuse_ops._boundary``), the cache's look-ups and its
 bound, the invalidation thread, the readahead of ``objects``.  ``recorder`` is
 a :class:`Recorder` that does nothing until the mount installs a
 :class:`PrometheusRecorder` with :func:`use` (the kernel-free tests install
-their own, or none).  A mount always counts (``metafs status`` reads the
+their own, or none).  Until the mount is live it counts into an
+:class:`EarlyRecorder` (its bucket check: a few events kept in a list),
+handed over to the PrometheusRecorder built once it is, so prometheus_client
+is not imported before (issue 12, target 6), unless ``--metrics-addr``
+needs it to bind its port before mounting.  A mount always counts (``metafs status`` reads the
 counts); ``--metrics-addr`` also serves them over HTTP (:func:`serve`).
 
 Names follow Prometheus conventions (``_total`` counters, ``_seconds``
@@ -42,9 +46,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, TypeVar
-from wsgiref.simple_server import WSGIServer
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from prometheus_client.metrics import MetricWrapperBase
 
     M = TypeVar("M", bound=MetricWrapperBase)
@@ -141,6 +146,86 @@ _LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 1
 _READAHEAD_REMEMBERED = 4096  # prefetched keys kept to tell "used" (oldest forgotten first)
 
 
+def _outcome(status: int | None, timed_out: bool) -> str:
+    return str(status) if status is not None else ("timeout" if timed_out else "transport")
+
+
+class _EarlyAttempt(Attempt):
+    def __init__(self, rec: EarlyRecorder, operation: str) -> None:
+        self._rec = rec
+        self._operation = operation
+        self._start = time.perf_counter()
+
+    def done(self, status: int | None, timed_out: bool = False) -> None:
+        self._rec.note("attempt_done", self._operation, _outcome(status, timed_out),
+                       time.perf_counter() - self._start)
+
+
+class EarlyRecorder(Recorder):
+    """What happens before a mount is live, kept to be counted by the recorder built after.
+
+    A handful of events (the bucket check's attempts, its retries): each is a
+    method name and its arguments, replayed by :meth:`hand_over` into the
+    PrometheusRecorder, which then also receives whatever still reaches this
+    one (an attempt that ends after the hand-over).
+    """
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.events: list[tuple[str, tuple[object, ...]]] = []
+        self._target: PrometheusRecorder | None = None
+
+    def note(self, method: str, *args: object) -> None:
+        if self._target is not None:
+            getattr(self._target, method)(*args)
+        else:
+            self.events.append((method, args))
+
+    def hand_over(self, target: PrometheusRecorder) -> PrometheusRecorder:
+        """Count what was kept into ``target``, send it all from now on, and install it (:func:`use`)."""
+        for method, args in self.events:
+            getattr(target, method)(*args)
+        self.events.clear()
+        self._target = target
+        use(target)
+        return target
+
+    @contextmanager
+    def _attempt(self, operation: str) -> Iterator[Attempt]:
+        yield _EarlyAttempt(self, operation)
+
+    def s3_attempt(self, method: str, key: str, query: Sequence[tuple[str, str]]
+                   ) -> AbstractContextManager[Attempt]:
+        return self._attempt(s3_operation(method, key, query))
+
+    def s3_retry(self, method: str, key: str, query: Sequence[tuple[str, str]]) -> None:
+        self.note("s3_retry", method, key, query)
+
+    def fuse_op(self, op: str, err: int = 0) -> None:
+        self.note("fuse_op", op, err)
+
+    def cache_lookup(self, table: str, hit: bool) -> None:
+        self.note("cache_lookup", table, hit)
+
+    def cache_eviction(self, table: str) -> None:
+        self.note("cache_eviction", table)
+
+    def stale_served(self, what: str) -> None:
+        self.note("stale_served", what)
+
+    def kernel_invalidation(self, kind: str, outcome: str) -> None:
+        self.note("kernel_invalidation", kind, outcome)
+
+    def readahead_sent(self, key: str) -> None:
+        self.note("readahead_sent", key)
+
+    def readahead_used(self, key: str) -> None:
+        self.note("readahead_used", key)
+
+    def bytes_read(self, n: int) -> None:
+        self.note("bytes_read", n)
+
+
 class _PromAttempt(Attempt):
     def __init__(self, rec: PrometheusRecorder, operation: str) -> None:
         self._rec = rec
@@ -149,15 +234,17 @@ class _PromAttempt(Attempt):
         self.outcome = "transport"
 
     def done(self, status: int | None, timed_out: bool = False) -> None:
-        outcome = str(status) if status is not None else ("timeout" if timed_out else "transport")
-        self._rec.child(self._rec.s3_requests, self._operation, outcome).inc()
-        self._rec.child(self._rec.s3_latency, self._operation).observe(time.perf_counter() - self._start)
+        self._rec.attempt_done(self._operation, _outcome(status, timed_out),
+                               time.perf_counter() - self._start)
 
 
 class PrometheusRecorder(Recorder):
-    """Counts into its own prometheus_client registry (one per mount, never the global one)."""
+    """Counts into its own prometheus_client registry (one per mount, never the global one).
 
-    def __init__(self) -> None:
+    ``started``: when the mount started (Unix time), if before this recorder was built.
+    """
+
+    def __init__(self, started: float | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: one series per count, as scrapers expect
@@ -192,7 +279,7 @@ class PrometheusRecorder(Recorder):
                           registry=r)
         self.start_time = Gauge("metafs_start_time_seconds", "When the mount started (Unix time)",
                                 registry=r)
-        self.started = time.time()
+        self.started = time.time() if started is None else started
         self.start_time.set(self.started)
         self._prefetched: dict[str, None] = {}  # insertion-ordered: the oldest goes first
         self._children: dict[tuple[int, tuple[str, ...]], object] = {}
@@ -214,6 +301,11 @@ class PrometheusRecorder(Recorder):
 
         for name in figures():
             self.entries.labels(name.removeprefix("cache.")).set_function(size(name))
+
+    def attempt_done(self, operation: str, outcome: str, seconds: float) -> None:
+        """One attempt ended with ``outcome`` after ``seconds``."""
+        self.child(self.s3_requests, operation, outcome).inc()
+        self.child(self.s3_latency, operation).observe(seconds)
 
     @contextmanager
     def _attempt(self, operation: str) -> Iterator[Attempt]:

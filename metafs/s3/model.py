@@ -19,13 +19,15 @@ import dataclasses
 import datetime
 import email.utils
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import unquote, unquote_plus
 
 from ..errors import MalformedResponseError
 from ..xattrs import object_xattrs
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 
 class ObjectMeta:
@@ -217,8 +219,8 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
     key keeps its exact bytes (see :mod:`metafs.dirlist`).
     """
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError as e:
+        root = _fromstring(body)
+    except SyntaxError as e:
         raise MalformedResponseError(f"listing is not valid XML: {e}") from e
     if _ns(root.tag) != "ListBucketResult":
         raise MalformedResponseError(f"unexpected listing root element <{_ns(root.tag)}>")
@@ -295,18 +297,29 @@ def error_fields(body: bytes) -> dict[str, str]:
     if not body or not body.lstrip().startswith(b"<"):
         return {}
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
+        root = _fromstring(body)
+    except SyntaxError:
         return {}
     if _ns(root.tag) != "Error":
         return {}
     return {_ns(c.tag): (c.text or "") for c in root}
 
 
+def _fromstring(body: bytes) -> ET.Element:
+    """``ElementTree.fromstring``; its ``ParseError`` is a ``SyntaxError``.
+
+    Imported at the first XML answer, not with this module: a mount is live
+    before any (its bucket check is a HEAD; issue 12, target 6).
+    """
+    from xml.etree.ElementTree import fromstring
+
+    return fromstring(body)
+
+
 def _xml_root(body: bytes, what: str) -> ET.Element:
     try:
-        return ET.fromstring(body)
-    except ET.ParseError as e:
+        return _fromstring(body)
+    except SyntaxError as e:
         raise MalformedResponseError(f"{what} is not valid XML: {e}") from e
 
 
