@@ -47,6 +47,7 @@ from .objects import ObjectMetadata
 from .s3 import dialects, ssec
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
+from .s3.http import MountClient
 from .s3.ssec import CustomerKeys
 from .s3.tls import client_context
 from .views import ChannelView, LiveView, View
@@ -287,8 +288,8 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                               max_keepalive_connections=cfg.max_connections)
         timeout = httpx.Timeout(cfg.request_timeout)
         tls = client_context(cfg.endpoint_url, os.environ)  # built only when TLS can be used
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False,
-                                     verify=tls) as http:
+        async with MountClient(limits=limits, timeout=timeout, follow_redirects=False,
+                               verify=tls) as http:
             await trio.to_thread.run_sync(creds.resolve)
             client, info = await prepare(cfg, http, creds, customer_keys)
             mountpoint.check(cfg.mountpoint, cfg.nonempty)  # again: a mount made during the bucket check

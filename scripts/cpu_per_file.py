@@ -38,6 +38,7 @@ from metafs.attrs import Ownership  # noqa: E402
 from metafs.fuse_ops import handler_bound  # noqa: E402
 from metafs.mount import wire  # noqa: E402
 from metafs.s3.client import S3Client  # noqa: E402
+from metafs.s3.http import MountClient  # noqa: E402
 from metafs.views import LiveView  # noqa: E402
 
 XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -111,7 +112,7 @@ def reply(token: Room, name: bytes, attrs: object, next_id: int) -> bool:
 async def getfattr_r(server: Server, background: bool) -> tuple[float, int]:
     """``getfattr -R -d g`` through the handlers; (CPU seconds, files)."""
     own = Ownership(uid=0, gid=0, file_mode=0o444, dir_mode=0o555, dir_mtime=0)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
+    async with MountClient(transport=httpx.MockTransport(server)) as http:
         client = S3Client(http, bucket="bkt", region="us-east-1", force_path_style=True,
                           endpoint_url="http://127.0.0.1:9", attempts=1, attempt_timeout=60)
         layers = wire(LiveView(client), own, ttl=3600, negative_ttl=5, max_entries=100_000,
@@ -156,7 +157,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("n", type=int, nargs="?", default=2000)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--profile", help="write a cProfile of the last run here")
+    p.add_argument("--profile", help="write a cProfile of the last run here (needs --runs 2 or more)")
     p.add_argument("--no-readahead", action="store_true", help="without the background services")
     a = p.parse_args()
     pyfuse3.readdir_reply = reply  # type: ignore[assignment]  # no kernel: count what it takes
@@ -165,7 +166,7 @@ def main() -> None:
     requests = 0
     for run in range(a.runs):
         server = Server(a.n)
-        prof = cProfile.Profile() if a.profile and run == a.runs - 1 else None
+        prof = cProfile.Profile() if a.profile and run == a.runs - 1 and run > 0 else None
         if prof:
             prof.enable()
         cpu, files = trio.run(getfattr_r, server, not a.no_readahead)
