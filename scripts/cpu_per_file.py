@@ -40,9 +40,9 @@ from metafs.mount import wire  # noqa: E402
 from metafs.s3.client import S3Client  # noqa: E402
 
 try:
-    from metafs.s3.http import MountClient  # noqa: E402
+    from metafs.s3.http import MountClient
 except ImportError:  # an older checkout (this script copied into it to compare): httpx's own
-    MountClient = httpx.AsyncClient  # type: ignore[misc,assignment]  # noqa: N806
+    MountClient = httpx.AsyncClient  # type: ignore[misc,assignment]
 from metafs.views import LiveView  # noqa: E402
 
 XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
