@@ -147,7 +147,6 @@ class DirEntry:
 Entry = FileEntry | DirEntry
 
 _NO_ETAG = bytes(16)  # a directory's, or an odd file's (its ETag is in Listing.odd)
-_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class _Entries(Sequence[Entry]):
@@ -349,25 +348,27 @@ class Listing:
     # -- merging -------------------------------------------------------------
     def _emit(self, entry: Entry) -> None:
         entry.pos = pos = self._names.append(entry.name)
-        if isinstance(entry, DirEntry):
+        if entry.is_dir:
             self.dir_flags.append(1)
-            self.sizes.append(0)
-            self.mtimes.append(0)
-            self._etags += _NO_ETAG
+            size = mtime = 0
+            digest: bytes | None = _NO_ETAG
         else:
             self.dir_flags.append(0)
-            meta = entry.meta
-            etag = meta.digest()
-            if etag is not None and meta.xattrs is None and _I64_MIN <= meta.size <= _I64_MAX \
-                    and _I64_MIN <= meta.mtime <= _I64_MAX:
-                self.sizes.append(meta.size)
-                self.mtimes.append(meta.mtime)
-                self._etags += etag
-            else:
-                self.sizes.append(0)
-                self.mtimes.append(0)
-                self._etags += _NO_ETAG
+            meta = entry.meta  # type: ignore[union-attr]  # a file's
+            size, mtime, digest = meta.size, meta.mtime, meta.digest()
+            if digest is None or meta.xattrs is not None:
                 self.odd[pos] = meta
+                size = mtime = 0
+                digest = _NO_ETAG
+        try:
+            self.sizes.append(size)
+            self.mtimes.append(mtime)
+        except OverflowError:  # past 64 bits: the ObjectMeta stays whole
+            del self.sizes[pos:]
+            self.sizes.append(0)
+            self.mtimes.append(0)
+            self.odd[pos] = entry.meta  # type: ignore[union-attr]  # a file's (a dir's are 0)
+        self._etags += digest or _NO_ETAG
         if self._emitted is not None:
             self._emitted.append(entry)
 

@@ -86,14 +86,6 @@ class _Slots:
         s = self.index.find(name)
         return s if s >= 0 and self.inos[s] else -1
 
-    def add(self, name: str, ino: int, is_dir: bool) -> int:
-        s = self.index.append(name)
-        self.inos.append(ino)
-        self.counts.append(0)
-        self.flags.append(is_dir)
-        self.live += 1
-        return s
-
     def kill(self, s: int) -> None:
         self.inos[s] = 0
         self.counts[s] = 0
@@ -215,9 +207,12 @@ class InodeTable:
         slots = self._lazy.get(parent.ino) or _Slots(parent.ino, parent.key)
         self._lazy[parent.ino] = slots
         ino = self._next
-        self._next += 1
-        s = slots.add(name, ino, is_dir)
-        slots.counts[s] = 1
+        self._next = ino + 1
+        s = slots.index.append(name)  # _Slots.add, inlined: readdir's hot loop
+        slots.inos.append(ino)
+        slots.counts.append(1)
+        slots.flags.append(is_dir)
+        slots.live += 1
         self._lazy_live += 1
         if (self._run_slots and self._run_slots[-1] is slots
                 and self._run_starts[-1] + self._run_lens[-1] == ino
