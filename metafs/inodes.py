@@ -26,7 +26,9 @@ such entries are handed out in runs, so the table of an inode is found
 by bisecting the runs.  The first time anything needs the inode as a
 Node (:meth:`get` from any handler, a lookup of its name, :meth:`child`,
 :meth:`items`), it becomes one, with its count; from then on it lives
-as a Node.  Either way the lookup-count rules above hold exactly.
+as a Node.  Either way the lookup-count rules above hold exactly.  A
+forgotten slot keeps its place (~25 bytes, not its name) until every
+inode of its table is forgotten, then the table goes.
 """
 
 from __future__ import annotations
