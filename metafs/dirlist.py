@@ -241,7 +241,7 @@ class Listing:
     columns cannot hold exactly keeps its own ObjectMeta in ``odd``.
     """
 
-    __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
+    __slots__ = ("dir_key", "ordered", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
                  "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
                  "shadowed", "_names", "names", "dir_flags", "sizes", "mtimes", "_etags", "odd",
@@ -263,8 +263,6 @@ class Listing:
         self._etags = bytearray()
         self.odd: dict[int, ObjectMeta] = {}
         self._emitted: list[Entry] | None = None  # what the add_page under way emitted
-        self.entries = _Entries(self)
-        self.index = _Index(self)
         self.complete = False
         self.token: str | None = None
         self.expires = expires  # absences are trusted until then (see the module docstring)
@@ -292,6 +290,16 @@ class Listing:
         self.previous: Listing | None = None
         self.stale = False  # trusted past its pages' TTL at least once (extend_trust)
         self._refuted: set[str] | None = None  # listed files a later HEAD found gone
+
+    @property
+    def entries(self) -> _Entries:
+        """The entries in order, read like a list (a view: no reference cycle to collect)."""
+        return _Entries(self)
+
+    @property
+    def index(self) -> _Index:
+        """Name -> entry, read like a dict (a view)."""
+        return _Index(self)
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
