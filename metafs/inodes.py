@@ -160,6 +160,17 @@ class InodeTable:
                 node = self._materialize(*found)
         return node
 
+    def held(self, ino: int) -> tuple[int, bool] | None:
+        """The kernel's lookup count and the kind (is_dir) of ``ino``, without making it a Node."""
+        node = self._nodes.get(ino)
+        if node is not None:
+            return node.nlookup, node.is_dir
+        found = self._lazy_slot(ino)
+        if found is None:
+            return None
+        slots, s = found
+        return slots.counts[s], bool(slots.flags[s])
+
     def child(self, parent: int, name: str) -> Node | None:
         names = self.children.get(parent)
         node = None if names is None else names.get(name)

@@ -205,6 +205,8 @@ def test_readdirplus_inodes_are_counted_without_nodes_and_found_by_number_and_na
     assert _readdir(t, d, ["a", "b", "c"]) == inos  # listed again: the same inodes, counted again
     assert sorted(t.nodes) == [1, 2, 3, 4, 5]
     assert t.dentries_for("pre/d/", ["a", "zz"]) == [(2, "a")] and t._lazy_live == 3  # no Node made
+    assert t.held(4) == (2, False) and t.held(2) == (0, True) and t.held(99) is None
+    assert t._lazy_live == 3
     b = t.get(4)  # the first use of the inode by number makes it a Node, count kept
     assert b is not None and (b.name, b.key, b.parent, b.is_dir, b.nlookup) == ("b", "pre/d/b", 2, False, 2)
     assert t.get(4) is b and t.child(d.ino, "b") is b and t._lazy_live == 2
