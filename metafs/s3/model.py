@@ -68,6 +68,18 @@ class ObjectMeta:
             if _LOWER_HEX.fullmatch(hexdigits):
                 self._etag = bytes.fromhex(hexdigits)
 
+    @classmethod
+    def listed(cls, key: str, size: int, mtime: int, digest: bytes) -> ObjectMeta:
+        """A listing's entry whose ETag is the usual MD5 ``digest`` (see :meth:`digest`)."""
+        m = cls.__new__(cls)
+        m.key, m.size, m.mtime, m._etag, m.xattrs = key, size, mtime, digest, None
+        return m
+
+    def digest(self) -> bytes | None:
+        """The 16 bytes of the usual ETag (``"<32 lowercase hex digits>"``); None for any other."""
+        e = self._etag
+        return e if isinstance(e, bytes) else None
+
     def _fields(self) -> tuple[object, ...]:
         return (self.key, self.size, self.mtime, self.etag, self.xattrs)
 
