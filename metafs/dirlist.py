@@ -150,7 +150,7 @@ class Listing:
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
                  "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
-                 "shadowed")
+                 "shadowed", "after")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -159,6 +159,9 @@ class Listing:
         self.index: dict[str, Entry] = {}
         self.complete = False
         self.token: str | None = None
+        # Set instead of ``token`` on a listing seeded from a flat page (:meth:`seed`):
+        # the next page is the delimiter listing after this key (start-after / marker).
+        self.after: str | None = None
         self.expires = expires  # absences are trusted until then (see the module docstring)
         # Page k showed entries[page_ends[k-1]:page_ends[k]], trusted until page_expires[k].
         self.page_ends: list[int] = []
@@ -303,6 +306,7 @@ class Listing:
                 assert meta is not None  # objects carry their metadata (built above)
                 self._pend_or_emit(kb, FileEntry(name, meta), hold=True)
         self.pages += 1
+        self.after = None
         if items and items[-1][0] > self.watermark:
             self.watermark = items[-1][0]
         if self._seen is not None:
@@ -319,6 +323,28 @@ class Listing:
         # them as long as this one over-trusts them by at most a page's time.
         self.page_ends.append(len(self.entries))
         self.page_expires.append(self.expires if expires is None else expires)
+        return self.entries[start:]
+
+    def seed(self, page: ListPage, after: str, expires: float) -> list[Entry]:
+        """Merge what a flat listing showed of this directory, every key up to ``after`` seen.
+
+        ``page`` holds this directory's objects and first-level prefixes from
+        a flat (no delimiter) page that ended, truncated, at the key ``after``
+        (:mod:`metafs.walks`).  It is trusted like any page, and more: every
+        key up to ``after`` was seen, so held files that no key after
+        ``after`` can shadow are emitted, and names whose ``dir/name/`` sorts
+        before ``after`` are settled (:meth:`covers`).  The next page is the
+        delimiter listing after ``after`` (``Listing.after``); it may show
+        again the subdirectory ``after`` is in (S3 does), which is dropped as
+        at or before the watermark.  Returns the entries made visible.
+        """
+        start = len(self.entries)
+        self.add_page(dataclasses.replace(page, truncated=True, next_token=after), expires)
+        at = key_bytes(after)
+        self._flush_before(at)
+        self.watermark = max(self.watermark, at)
+        self.page_ends[-1] = len(self.entries)
+        self.token, self.after = None, after
         return self.entries[start:]
 
     def _check(self, page: ListPage, items: list[tuple[bytes, str, bool, ObjectMeta | None]]
