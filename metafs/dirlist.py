@@ -357,6 +357,10 @@ class Listing:
         """
         if not page.truncated:
             return
+        if self.after is not None:
+            # The first page after a seed: S3 shows again the prefix ``after`` is in,
+            # which is no progress of this page's own (an empty page, if nothing else).
+            items = [t for t in items if t[0] > self.watermark]
         n = self.pages + 1
         fault: str | None = None
         if not page.next_token:

@@ -175,8 +175,10 @@ class Namespace:
         if self._nursery is None:
             return
         lst = self._listings.fresh(dir_key)
-        if lst is not None:
+        if lst is not None and lst.after is None:
             # Listed in part: a miss past what it covers pulls one more page.
+            # (Seeded by a probe's flat page and not read further: a burst as below,
+            # so that one deep path's probe below it costs no page of it.)
             if not lst.complete and not lst.fetching():
                 self._nursery.start_soon(self._list_ahead, lst)
             return
