@@ -43,6 +43,12 @@ The rules (tested in ``tests/test_walks.py``):
   completeness with, and the as-of view lists collapsed versions, not
   keys: no walks there.
 
+A lookup probe's LIST is a flat page too (the first of the name's
+subtree, :mod:`metafs.namespace`): :func:`adopt_probe_page` turns it into
+listings with the same :class:`FlatSplit` and :func:`publish`, and seeds
+the directories still open at its last key (:meth:`Listing.seed`), so a
+deep path below a probed name is answered from that one page.
+
 :class:`FlatSplit` is the pure part (flat pages in, complete directories
 out); :class:`Walks` does the I/O.
 """
