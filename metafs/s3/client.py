@@ -345,8 +345,10 @@ class S3Client:
                 if on_wire.abandoned:  # another request found the endpoint down meanwhile
                     raise self.health.refusal(what)
                 response = None
+                # Rounded: a retry cut short by the request's deadline by a few
+                # milliseconds of scheduling says 0.5 s, not 0.497948 s.
                 last = errors.TransportError(
-                    f"{what}: no answer from {self.endpoint.host} within {limit:g} s")
+                    f"{what}: no answer from {self.endpoint.host} within {round(limit, 2):g} s")
             if response is not None:
                 answered = True
                 self.health.answered()
