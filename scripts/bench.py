@@ -187,7 +187,7 @@ WORKLOADS = [
              size="100k", rss=True),
     Workload("ls_100k_warm", "ls -l 100k, warm", "ls -l d100k", fresh=False, needs=("d100k",),
              bucket=BIG_BUCKET, expect_out=100_001, size="100k", rss=True),
-    # ~1,000 LIST pages: minutes for metafs too, so metafs gets its own cap.
+    # ~1,000 LIST pages: minutes for metafs too, hence its longer cap.
     Workload("ls_1m_cold", "ls -l 1M, cold", "ls -l d1m", fresh=True, needs=("d1m",),
              bucket=MILLION_BUCKET, bare=("list", MILLION_BUCKET, "d1m/", "/"), expect_out=1_000_001,
              size="1m", servers=("rgw",), cap=900.0, rss=True),
@@ -381,6 +381,7 @@ class Context:
     passwd_file: Path
     out: Path
     timeout: float
+    metafs_timeout: float
     records: list[Record]
     metafs_args: list[str] = dataclasses.field(default_factory=list)
     mount_count: int = 0
@@ -392,10 +393,11 @@ class Context:
         return str(path)
 
     def cap(self, w: Workload, tool: str) -> float:
-        """Seconds `tool` may take for `w` before it is killed."""
-        if w.cap and tool not in FUSE_TOOLS.keys() - {"metafs"}:
-            return max(w.cap, self.timeout)
-        return self.timeout
+        """Seconds `tool` may take for `w` before it is killed: --timeout for the peers (their
+        cells then read "> cap"), more for metafs and the references, whose figures the ratios need."""
+        if tool in FUSE_TOOLS.keys() - {"metafs"}:
+            return self.timeout
+        return max(w.cap or 0.0, self.metafs_timeout, self.timeout)
 
 
 def count_lines(path: Path) -> tuple[int, str]:
@@ -589,7 +591,7 @@ def find(records: list[Record], server: str, delay: float, workload: str, tool: 
 def cell(r: Record) -> str:
     status: str = r["status"]
     if status == "timeout":
-        return f"> {r.get('cap_s', r['seconds']):.0f} s (cap)"
+        return f"> {r.get('cap_s', r['seconds']):g} s (cap)"
     if status in ("error", "skipped"):
         return status
     if "rss_kb" in r:
@@ -752,7 +754,8 @@ def chart(records: list[Record], servers: list[str], delays: list[float], tools:
     rows = rows + [EXTRA_ROWS[0]]
     series = list(REFERENCES) + tools
     width = 0.84 / len(series)
-    panels = [(s, d) for s in servers for d in delays]
+    panels = [(s, d) for s in servers for d in delays
+              if any(r.get("server", "moto") == s and r["delay_ms"] == d for r in records)]
     fig, axes = plt.subplots(len(panels), 1, squeeze=False,
                              figsize=(max(10.0, 1.1 * len(rows) + 2), 4.4 * len(panels)))
     for ax, (server, delay) in zip(axes[:, 0], panels, strict=True):
@@ -778,7 +781,8 @@ def chart(records: list[Record], servers: list[str], delays: list[float], tools:
                 if r["status"] == "timeout":
                     ax.text(x, h * 1.1, f">{r.get('cap_s', h):.0f}s", ha="center", va="bottom",
                             fontsize=6, rotation=90)
-        ax.legend(fontsize=8, ncol=len(series), loc="upper left")
+        if labelled:
+            ax.legend(fontsize=8, ncol=len(series), loc="upper left")
         ax.set_yscale("log")
         if heights:  # room for the legend above the tallest bar
             ax.set_ylim(min(heights) / 2, max(heights) * 12)
@@ -823,8 +827,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="add ls -l of 1,000,000 objects in one prefix (RGW only; ~20 min of seeding)")
     p.add_argument("--tools", default="metafs,s3fs,rclone",
                    help="FUSE tools to run (bare and tmpfs always run)")
-    p.add_argument("--timeout", type=float, default=60.0,
-                   help="cap per workload and tool, seconds (metafs gets more where a workload says)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="cap per workload for s3fs and rclone, seconds (default 30)")
+    p.add_argument("--metafs-timeout", type=float, default=300.0,
+                   help="cap per workload for metafs, bare and tmpfs, seconds (default 300; "
+                        "ls -l of 1M: 900)")
     p.add_argument("--only", default="",
                    help="comma-separated workload names to run (default: all)")
     p.add_argument("--out", default=str(REPO / "bench-out"), help="output directory")
@@ -877,7 +884,8 @@ def run_server(kind: str, args: argparse.Namespace, workloads: list[Workload], d
     timing: dict[str, Any] = results["timings_s"].setdefault(kind, {})
     if kind == "rgw":
         import bench_rgw
-        server: Any = bench_rgw.RgwServer().start()
+        big = any(w.size == "1m" for w in workloads)
+        server: Any = bench_rgw.RgwServer(store_bytes=(8 if big else 2) << 30).start()
         access_key, secret_key = server.access_key, server.secret_key
         results["servers_detail"][kind] = f"Ceph RGW (metafs.devrgw) behind a counting proxy at {server.url}"
     else:
@@ -885,8 +893,8 @@ def run_server(kind: str, args: argparse.Namespace, workloads: list[Workload], d
         access_key, secret_key = MOTO_ACCESS_KEY, MOTO_SECRET_KEY
         results["servers_detail"][kind] = f"metafs.devserver.CountingS3Server (moto) at {server.url}"
     ctx = Context(server, kind, server.url, access_key, secret_key, work, tmpfs_root, work / "names",
-                  work / f"passwd-s3fs-{kind}", Path(args.out), args.timeout, results["records"],
-                  shlex.split(args.metafs_args))
+                  work / f"passwd-s3fs-{kind}", Path(args.out), args.timeout, args.metafs_timeout,
+                  results["records"], shlex.split(args.metafs_args))
     try:
         data = dataset(g for w in workloads for g in w.needs)
         if kind == "rgw":
@@ -972,7 +980,8 @@ def main(argv: list[str] | None = None) -> int:
         "metafs_code": f"{METAFS_CODE} ({git.stdout.strip() or 'not a git checkout'})",
         "load_average_at_start": os.getloadavg(),
         "servers": servers, "quick": args.quick, "million": args.million, "delays_ms": delays,
-        "tools": tools, "timeout_s": args.timeout, "servers_detail": {}, "commands": {},
+        "tools": tools, "timeout_s": args.timeout, "metafs_timeout_s": args.metafs_timeout,
+        "servers_detail": {}, "commands": {},
         "workloads": {}, "timings_s": {}, "records": [],
     }
     for w in workloads:

@@ -43,8 +43,9 @@ def kind_of(method: str, path: str, headers: Iterable[tuple[str, str]]) -> str:
 class RgwServer:
     """RGW plus a counting, delaying proxy (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.rgw = CephRgw()
+    def __init__(self, store_bytes: int = 1 << 31) -> None:
+        # store_bytes: the memstore OSD's size (RAM, used only as written); 1M objects need more
+        self.rgw = CephRgw(store_bytes=store_bytes)
         self.delay = 0.0
         self._lock = threading.Lock()
         self._counts: collections.Counter[str] = collections.Counter()
