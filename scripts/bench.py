@@ -127,7 +127,7 @@ def dataset(groups: Iterable[str]) -> Dataset:
         if with_meta:
             objs += [(k, (i * 37) % 1000, user_metadata(i)) for i, k in enumerate(keys())]
         else:
-            objs += [(k, i % 100, {}) for i, k in enumerate(keys())]
+            objs += [(k, 0, {}) for k in keys()]  # empty: a memstore OSD keeps less per object
     return data
 
 
