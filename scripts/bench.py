@@ -974,10 +974,16 @@ def main(argv: list[str] | None = None) -> int:
     tmpfs_root = Path(tempfile.mkdtemp(prefix="metafs-bench-", dir="/dev/shm"))
     git = subprocess.run(["git", "-C", str(METAFS_CODE), "describe", "--always", "--dirty"],
                          capture_output=True, text=True)
+    # The package the mounts import, as they import it (PYTHONPATH, cwd): proves --metafs-code took.
+    module = subprocess.run([sys.executable, "-c", "import metafs; print(metafs.__file__)"],
+                            cwd=METAFS_CODE, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                filter(None, [str(METAFS_CODE), os.environ.get("PYTHONPATH")]))})
     results: dict[str, Any] = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "metafs_code": f"{METAFS_CODE} ({git.stdout.strip() or 'not a git checkout'})",
+        "metafs_module": module.stdout.strip() or module.stderr.strip()[-200:],
         "load_average_at_start": os.getloadavg(),
         "servers": servers, "quick": args.quick, "million": args.million, "delays_ms": delays,
         "tools": tools, "timeout_s": args.timeout, "metafs_timeout_s": args.metafs_timeout,
