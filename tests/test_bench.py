@@ -3,8 +3,8 @@
 The benchmark's figures are only as good as its bookkeeping: these runs pin
 what it records (request counts per workload, the bare floor, output checks,
 the cap) and what it renders (the stdout table, the README tables, --report),
-on the 2,000-key directory and one deep stat, metafs only, no chart (no
-matplotlib needed), in about ten seconds each.
+on the 2,000-key directory, metafs only, no chart (no matplotlib needed), in
+about ten seconds each on an idle machine.
 """
 
 from __future__ import annotations
@@ -35,14 +35,12 @@ def rec(results: dict, workload: str, tool: str) -> dict:
 
 
 def test_tiny_run_records_counts_checks_and_tables(tmp_path: Path) -> None:
-    stdout, results = bench(tmp_path, "--delays", "0",
-                            "--only", "ls_2k_cold,ls_2k_warm,deep_stat_cold")
+    stdout, results = bench(tmp_path, "--delays", "0", "--only", "ls_2k_cold,ls_2k_warm")
     assert results["servers"] == ["moto"] and results["tools"] == ["metafs"]
 
     bare = rec(results, "ls_2k_cold", "bare")  # the floor: two 1,000-key pages, nothing else
     assert bare["status"] == "ok" and bare["out_lines"] == 2000
     assert bare["requests"]["LIST"] == 2 and bare["requests"]["HEAD"] == 0
-    assert rec(results, "deep_stat_cold", "bare")["requests"]["HEAD"] == 1
 
     cold = rec(results, "ls_2k_cold", "metafs")
     assert cold["status"] == "ok" and "check" not in cold, cold
@@ -51,7 +49,6 @@ def test_tiny_run_records_counts_checks_and_tables(tmp_path: Path) -> None:
     warm = rec(results, "ls_2k_warm", "metafs")  # same mount, within the TTL
     assert warm["status"] == "ok" and warm["requests"]["LIST"] == 0
     assert rec(results, "ls_2k_cold", "tmpfs")["out_lines"] == 2001
-    assert rec(results, "deep_stat_cold", "metafs")["out_lines"] == 1
     assert rec(results, "mount", "metafs")["seconds"] > 0
     assert rec(results, "peak_rss", "metafs")["rss_kb"] > 0
 
