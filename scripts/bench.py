@@ -454,6 +454,8 @@ def run_shell(ctx: Context, w: Workload, cwd: str, cap: float) -> Record:
         problems.append(f"{err_lines} stderr lines, expected {w.expect_err}")
     if status == "ok" and problems:
         rec["check"] = "; ".join(problems)
+    if status == "timeout" and w.expect_err is not None and err_lines > w.expect_err:
+        rec["wrong_so_far"] = f"{err_lines} stderr lines before the cap, expected {w.expect_err}"
     return rec
 
 
@@ -629,7 +631,9 @@ def ratios(records: list[Record], server: str, delay: float, name: str, tools: l
         p = value(p_rec)
         if p_rec is None or not p:
             continue
-        if p_rec["status"] == "timeout":
+        if p_rec["status"] == "timeout" and p_rec.get("wrong_so_far"):
+            out.append((f"{peer}/metafs", "wrong output"))
+        elif p_rec["status"] == "timeout":
             out.append((f"{peer}/metafs", f"> {p / m:.3g}"))
         elif correct(p_rec):
             out.append((f"{peer}/metafs", f"{p / m:.3g}"))
@@ -710,7 +714,7 @@ def md_cell(r: Record | None) -> str:
         text += md_requests(r)
         if r.get("vmhwm_kb") and r["workload"] in RSS_WORKLOADS:
             text += f", {fmt_mb(r['vmhwm_kb'])}"
-    if r["status"] == "ok" and r.get("check"):
+    if (r["status"] == "ok" and r.get("check")) or r.get("wrong_so_far"):
         text += " ✗"
     return text
 
@@ -939,6 +943,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         done: dict[str, Any] = json.loads(Path(args.report).read_text())
         done.setdefault("servers", ["moto"])
+        by_name = {w.name: w for w in WORKLOADS}
+        for r in done["records"]:  # runs recorded before "wrong_so_far" existed
+            w = by_name.get(r["workload"])
+            if (r["status"] == "timeout" and w is not None and w.expect_err is not None
+                    and r.get("err_lines", 0) > w.expect_err):
+                r["wrong_so_far"] = f"{r['err_lines']} stderr lines before the cap"
         written = write_outputs(done, Path(args.report).parent, args.chart, args.markdown, with_chart)
         for server in done["servers"]:
             for delay in done["delays_ms"]:
