@@ -842,6 +842,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chart", help="also write the chart here (e.g. docs/benchmark.png)")
     p.add_argument("--markdown", help="also write the README tables here")
     p.add_argument("--no-chart", action="store_true", help="no chart (runs without matplotlib)")
+    p.add_argument("--no-tmpfs", action="store_true",
+                   help="no tmpfs reference (its copy of a million names takes minutes and ~1 GB)")
     p.add_argument("--metafs-code", default=str(REPO),
                    help="the metafs checkout to mount with (default: this one; compare versions)")
     p.add_argument("--metafs-args", default="",
@@ -923,7 +925,8 @@ def run_server(kind: str, args: argparse.Namespace, workloads: list[Workload], d
             server.delay = delay / 1000
             part = timing.setdefault(f"{delay:g}ms", {})
             part["bare"] = round(run_bare(ctx, delay, workloads), 1)
-            part["tmpfs"] = round(run_tool(ctx, "tmpfs", delay, workloads), 1)
+            if not args.no_tmpfs:
+                part["tmpfs"] = round(run_tool(ctx, "tmpfs", delay, workloads), 1)
             for tool in tools:
                 part[tool] = round(run_tool(ctx, tool, delay, workloads), 1)
                 save()
@@ -1014,7 +1017,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         needed = {g for w in workloads if set(w.servers) & set(servers) for g in w.needs}
-        build_tmpfs_copy(dataset(needed), tmpfs_root)
+        if not args.no_tmpfs:
+            build_tmpfs_copy(dataset(needed), tmpfs_root)
         write_name_lists(work / "names")
         results["timings_s"]["tmpfs_copy"] = round(time.perf_counter() - t0, 1)
         for kind in servers:
