@@ -40,4 +40,8 @@ fi
 EXTRAS="test"
 if [ -n "$BENCH" ]; then EXTRAS="test,bench"; fi
 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+# An editable install compiles nothing, and where PYTHONDONTWRITEBYTECODE is set no run caches
+# what it compiles: every start would compile metafs again (~60 ms of a mount's start-up).
+# scripts/install.sh needs no such step: pip compiles what it installs.
+.venv/bin/python -m compileall -q metafs >/dev/null
 echo "setup: ready (.venv)" >&2
