@@ -50,6 +50,11 @@ class Listings:
         self._ordered = ordered  # directory buckets list in no order: dirlist sorts at the end
         self.stale_grace = stale_grace
 
+    @property
+    def ordered(self) -> bool:
+        """Whether the server lists in key order (not an S3 directory bucket)."""
+        return self._ordered
+
     def current(self, dir_key: str) -> Listing:
         """The listing readdir should serve: fresh, in progress, or a new one."""
         lst = self._cache.fresh_listing(dir_key)
@@ -113,7 +118,7 @@ class Listings:
                     return
                 expires = self._cache.now() + self._cache.ttl  # trust runs from the request
                 try:
-                    page = await self._view.list_page(lst.dir_key, lst.token)
+                    page = await self._view.list_page(lst.dir_key, lst.token, lst.after)
                     entries = lst.add_page(page, expires)
                 except errors.MetafsError as e:
                     lst.fail(e)
