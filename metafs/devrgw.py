@@ -90,7 +90,8 @@ def free_ports(n: int, low: int = 10000, high: int = 32767) -> list[int]:
     raise RgwError(f"no {n} free ports in {low}-{high} on 127.0.0.1")
 
 
-def _config(d: Path, fsid: str, mon_addr: str, rgw_port: int, store_bytes: int) -> str:
+def _config(d: Path, fsid: str, mon_addr: str, rgw_port: int, store_bytes: int,
+            osd_extra: str = "") -> str:
     return f"""[global]
 fsid = {fsid}
 mon host = {mon_addr}
@@ -151,6 +152,7 @@ osd scrub min interval = 31536000
 osd scrub max interval = 31536000
 osd deep scrub interval = 31536000
 osd fast shutdown = true
+{osd_extra}
 
 [client.rgw.a]
 # radosgw compiles in ms_mon_client_mode=secure, which needs cephx; with auth=none
@@ -180,9 +182,12 @@ class CephRgw:
     _PHASES = (("client.rgw.a",), ("osd.0",), ("mon.a",))
 
     def __init__(self, base_dir: str | None = None, ready_timeout: float = 60.0,
-                 store_bytes: int = 1 << 31) -> None:
+                 store_bytes: int = 1 << 31, osd_config: str = "") -> None:
+        """``osd_config``: more ``name = value`` lines for the OSD (e.g. the benchmark's
+        shorter PG logs, which keep a million objects in memory)."""
         self.ready_timeout = ready_timeout
         self.store_bytes = store_bytes
+        self.osd_config = osd_config
         self._base = base_dir
         self.dir: Path | None = None
         self.port = 0
@@ -271,7 +276,8 @@ class CephRgw:
             mon2, mon1, self.port = free_ports(3)
             fsid = str(uuid.uuid4())
             mon_addr = f"[v2:127.0.0.1:{mon2},v1:127.0.0.1:{mon1}]"
-            self.conf.write_text(_config(d, fsid, mon_addr, self.port, self.store_bytes))
+            self.conf.write_text(_config(d, fsid, mon_addr, self.port, self.store_bytes,
+                                         self.osd_config))
             self._run("monmaptool", "--create", "--clobber", "--fsid", fsid, "--addv", "a",
                       mon_addr, str(d / "monmap"))
             self._run("ceph-mon", "-c", str(self.conf), "-i", "a", "--mkfs", "--monmap",

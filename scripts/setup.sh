@@ -2,8 +2,17 @@
 # Set up a fresh Debian 12 machine for metafs: system packages, a venv in
 # .venv, and the package with its test and demo extras (the test extra brings
 # the checkers of the dev extra: ruff, mypy and stubs).  Idempotent.
+#   --bench  also what scripts/bench.py needs: s3fs and rclone (the peers it
+#            measures) and the bench extra (matplotlib for the chart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH=""
+for arg in "$@"; do
+  case "$arg" in
+    --bench) BENCH=1 ;;
+    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -13,6 +22,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # systemd: tests/test_install.py runs its fstab generator (present on any Debian machine, not in
 # every container image); man-db: `man metafs` after scripts/install.sh.
 PKGS="fuse3 libfuse3-dev attr pkg-config gcc python3-dev python3-venv ceph radosgw ceph-common systemd man-db rsync"
+if [ -n "$BENCH" ]; then PKGS="$PKGS s3fs rclone"; fi
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -27,7 +37,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+EXTRAS="test"
+if [ -n "$BENCH" ]; then EXTRAS="test,bench"; fi
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 # An editable install compiles nothing, and where PYTHONDONTWRITEBYTECODE is set no run caches
 # what it compiles: every start would compile metafs again (~60 ms of a mount's start-up).
 # scripts/install.sh needs no such step: pip compiles what it installs.
