@@ -120,16 +120,21 @@ class MetaCache:
         """Whether any per-key object entry exists (readdir skips the look-up if not)."""
         return len(self._objects) > 0
 
-    def put_object(self, meta: ObjectMeta) -> Trusted:
-        """Store fresh metadata for ``meta.key``.
+    def put_object(self, meta: ObjectMeta, expires: float | None = None) -> Trusted:
+        """Store fresh metadata for ``meta.key``, trusted until ``expires`` (default: a TTL from now).
 
         A listing entry whose ETag equals that of a HEAD-level entry we
         hold confirms it unchanged: the HEAD data (user and system
         metadata) is kept and its trust extended, with no new HEAD.  This
-        is the bulk revalidation of a re-listed directory.
+        is the bulk revalidation of a re-listed directory.  An entry
+        trusted longer than ``expires`` is newer evidence than the one
+        given (a HEAD answered after the listing page's request): kept.
         """
-        expires = self.clock() + self.ttl
         old: Trusted | None = self._objects.get(meta.key)
+        if expires is None:
+            expires = self.clock() + self.ttl
+        elif old is not None and old.expires >= expires:
+            return old
         if (old is not None and meta.xattrs is None and old.head_level
                 and meta.etag is not None and old.meta.etag == meta.etag):
             old.expires = expires
@@ -159,15 +164,18 @@ class MetaCache:
         self._objects[entry.meta.key] = entry
         return entry
 
-    def listed(self, meta: ObjectMeta) -> None:
-        """A listing page showed ``meta``: refresh what the per-key tables hold of it.
+    def listed(self, meta: ObjectMeta, expires: float) -> None:
+        """A listing page showed ``meta``, trusted until ``expires``: refresh the per-key tables.
 
         Listed files live in their listing only, so nothing is added; an
         entry already held is refreshed (bulk revalidation, see
-        :meth:`put_object`) and a negative entry is cleared.
+        :meth:`put_object`) with the page's trust (a TTL from its request,
+        not from now: a file held back by a page and emitted by a later one
+        keeps the trust of the page that showed it), and a negative entry
+        is cleared.
         """
         if meta.key in self._objects:
-            self.put_object(meta)
+            self.put_object(meta, expires)
         else:
             self._negatives.pop(meta.key, None)
 
@@ -281,6 +289,7 @@ class MetaCache:
             now = self.clock()
             lst.expires = min(lst.expires, now)
             lst.page_expires = [min(t, now) for t in lst.page_expires]
+            lst.newest = min(lst.newest, now)
         return lst
 
     def negatives_in(self, dir_key: str | None) -> list[str]:

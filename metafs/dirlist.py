@@ -245,7 +245,7 @@ class Listing:
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
                  "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
                  "shadowed", "_names", "names", "dir_flags", "sizes", "mtimes", "_etags", "odd",
-                 "_emitted", "after")
+                 "_emitted", "after", "newest", "_page_trust")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -269,16 +269,21 @@ class Listing:
         # the next page is the delimiter listing after this key (start-after / marker).
         self.after: str | None = None
         self.expires = expires  # absences are trusted until then (see the module docstring)
-        # Page k showed entries[page_ends[k-1]:page_ends[k]], trusted until page_expires[k].
+        # Trust segments: entries[page_ends[k-1]:page_ends[k]] are trusted until
+        # page_expires[k], the trust of the page that showed them (a held-back file
+        # keeps its own page's, so a segment is a page's entries or a run of held ones).
         self.page_ends: list[int] = []
         self.page_expires: list[float] = []
+        self.newest = expires  # the trust of the newest page (usable())
+        self._page_trust = expires  # the trust of the page being merged
         self._failed = False
         self.error: Exception | None = None  # why the listing failed, for readers that come later
         self.pages = 0
         # One page fetch at a time, shared by all readers; held while a page
         # is on the way, which lookups use as "an answer is coming".
         self.lock = trio.Lock()
-        self._pending: list[tuple[bytes, Entry]] = []  # (key bytes, entry) held back
+        # Held back: (key bytes, entry, the trust of the page that showed it).
+        self._pending: list[tuple[bytes, Entry, float]] = []
         # Names of objects a directory of the same name hid (rule 2): the directory says so.
         self.shadowed: set[str] = set()
         self.watermark = b""  # the greatest key (bytes) any page has shown so far
@@ -307,11 +312,11 @@ class Listing:
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
         """Whether this listing may be shared and answer lookups at ``now``."""
-        newest = self.page_expires[-1] if self.page_expires else self.expires
+        newest = self.newest if self.pages else self.expires
         return not self._failed and newest > now
 
     def entry_expires(self, pos: int) -> float:
-        """Until when the entry at ``pos`` is trusted: a TTL from its page's request."""
+        """Until when the entry at ``pos`` is trusted: a TTL from the request of the page that showed it."""
         return self.page_expires[bisect.bisect_right(self.page_ends, pos)]
 
     def extend_trust(self, until: float) -> None:
@@ -319,6 +324,7 @@ class Listing:
         self.stale = True
         self.expires = max(self.expires, until)
         self.page_expires = [max(t, until) for t in self.page_expires]
+        self.newest = max(self.newest, until)
 
     @property
     def failed(self) -> bool:
@@ -357,8 +363,17 @@ class Listing:
             self._refuted.add(name)
 
     # -- merging -------------------------------------------------------------
-    def _emit(self, entry: Entry) -> None:
+    def _emit(self, entry: Entry, trust: float | None = None) -> None:
+        """Append ``entry``, trusted until ``trust`` (its page's; default: the page being merged)."""
+        if trust is None:
+            trust = self._page_trust
         entry.pos = pos = self._names.append(entry.name)
+        ends, exps = self.page_ends, self.page_expires
+        if exps and exps[-1] == trust and ends[-1] == pos:
+            ends[-1] = pos + 1
+        else:
+            ends.append(pos + 1)
+            exps.append(trust)
         if entry.is_dir:
             self.dir_flags.append(1)
             size = mtime = 0
@@ -415,7 +430,7 @@ class Listing:
         pending = self._pending
         i = 0
         while i < len(pending) and pending[i][0] + b"/" < key:
-            self._emit(pending[i][1])
+            self._emit(pending[i][1], pending[i][2])
             i += 1
         if i:
             del pending[:i]
@@ -434,6 +449,7 @@ class Listing:
             (key_bytes(p), p, True, None) for p in page.prefixes]
         items.sort(key=lambda t: t[0])
         self._check(page, items)
+        self._page_trust = trust = self.expires if expires is None else expires
         self._emitted = emitted = cast(list[Entry], [])
         try:
             self._merge(items, base)
@@ -457,10 +473,7 @@ class Listing:
                 self._finish()
             finally:
                 self._emitted = None
-        # Held-back files emitted now were shown by an earlier page: trusting
-        # them as long as this one over-trusts them by at most a page's time.
-        self.page_ends.append(len(self.entries))
-        self.page_expires.append(self.expires if expires is None else expires)
+        self.newest = trust
         return emitted
 
     def _merge(self, items: list[tuple[bytes, str, bool, ObjectMeta | None]], base: int) -> None:
@@ -479,9 +492,9 @@ class Listing:
                     continue
                 if self.ordered:
                     # Rule 2: a held file of the same name loses to the directory.
-                    if any(e.name == name for _, e in self._pending):
+                    if any(e.name == name for _, e, _ in self._pending):
                         self.shadowed.add(name)
-                        self._pending = [(k, e) for k, e in self._pending if e.name != name]
+                        self._pending = [p for p in self._pending if p[1].name != name]
                     self._flush_before(kb)
                 if (at := self._names.find(name)) >= 0:
                     if not self.dir_flags[at]:
@@ -519,7 +532,6 @@ class Listing:
         at = key_bytes(after)
         self._flush_before(at)
         self.watermark = max(self.watermark, at)
-        self.page_ends[-1] = len(self.entries)
         self.token, self.after = None, after
         return self.entries[start:]
 
@@ -570,26 +582,29 @@ class Listing:
             return True
         if not self.ordered or not key_bytes(self.dir_key + name + "/") < self.watermark:
             return False
-        return all(e.name != name for _, e in self._pending)
+        return all(e.name != name for _, e, _ in self._pending)
 
     def _pend_or_emit(self, key: bytes, entry: Entry, *, hold: bool) -> None:
         if hold or not self.ordered:
-            self._pending.append((key, entry))
+            self._pending.append((key, entry, self._page_trust))
         else:
-            self._emit(entry)
+            self._emit(entry, self._page_trust)
 
     def _finish(self) -> None:
         pending = self._pending
         self._pending = []
         if not self.ordered:
-            dirs = {e.name for _, e in pending if e.is_dir}
-            self.shadowed.update(e.name for _, e in pending if not e.is_dir and e.name in dirs)
-            keep = sorted((e for _, e in pending if e.is_dir or e.name not in dirs),
+            # Sorted by name, entries of every page mix: all are trusted as long as
+            # the oldest page that showed one (one trust segment, not one per entry).
+            oldest = min((t for _, _, t in pending), default=self._page_trust)
+            dirs = {e.name for _, e, _ in pending if e.is_dir}
+            self.shadowed.update(e.name for _, e, _ in pending if not e.is_dir and e.name in dirs)
+            keep = sorted((e for _, e, _ in pending if e.is_dir or e.name not in dirs),
                           key=lambda e: (e.name, not e.is_dir))
             for e in keep:
                 if self._names.find(e.name) < 0:
-                    self._emit(e)
+                    self._emit(e, oldest)
         else:
-            for _, e in pending:
-                self._emit(e)
+            for _, e, t in pending:
+                self._emit(e, t)
         self.complete = True

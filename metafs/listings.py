@@ -150,7 +150,7 @@ class Listings:
         c = self._cache
         for e in entries:
             if isinstance(e, FileEntry):
-                c.listed(e.meta)
+                c.listed(e.meta, lst.entry_expires(e.pos))
             else:
                 c.put_prefix(lst.dir_key + e.name + "/")
         c.resize_listing(lst)

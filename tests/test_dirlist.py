@@ -391,9 +391,11 @@ def test_each_page_is_trusted_from_its_own_request():
     assert lst.usable(1015.0) and not lst.usable(1020.0)  # its newest page decides
     lst.add_page(page(["e"]), 1030.0)
     # A file is emitted with the page that proved no directory shadows it
-    # (rule 2): b and c with page 2, e with page 3.
+    # (rule 2), b with page 2, c with page 3, but trusted from the page that
+    # showed it: a pause between pages must not make its evidence look newer.
     assert [(e.name, lst.entry_expires(e.pos)) for e in lst.entries] == [
-        ("a", 1010.0), ("b", 1020.0), ("c", 1020.0), ("d", 1020.0), ("e", 1030.0)]
+        ("a", 1010.0), ("b", 1010.0), ("c", 1020.0), ("d", 1020.0), ("e", 1030.0)]
+    assert lst.page_ends == [2, 4, 5]  # trust segments: a b | c d | e
     assert lst.expires == 1010.0  # absences: from the creation
     assert lst.usable(1025.0)
 

@@ -873,36 +873,18 @@ async def read_dir(env: OpsEnv, fh: int, start: int, room: int) -> list[Reply]:
     return buf.accepted
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: SEMANTICS.md lets a held-back file count with the next page, however late "
-    "that page is fetched; see the test's comment"))
 def test_a_file_held_back_across_a_paused_readdir_is_trusted_from_the_page_that_showed_it(
         monkeypatch: pytest.MonkeyPatch):
     # Page 1 (a, a-b/) shows the file `a` but holds it back: `a/` may follow
     # (directory wins).  The reader pauses; `a` is deleted; page 2 (b), fetched
     # 30 s later, proves no `a/` follows and releases `a`.  Its evidence is the
     # 30-s-old page 1, so the kernel must not cache it, and a lookup must not
-    # take it as fresh ("After the TTL ... sees ... ENOENT"; Tenet 1).
-    #
-    # Today `a` goes with page 2's trust, as SEMANTICS.md's per-page rule says
-    # ("a file held back ... counts with that next page"; dirlist.py: "over-trusts
-    # them by at most a page's time"), and that bound assumes pages come back
-    # to back: a reader that pauses between readdir calls makes it unbounded.
-    # The kernel caches the deleted file for 10 s more, and lookups (and getattr,
-    # through the listing) answer it with no request, 30 s after the deletion.
-    # The model finds this in deeper runs even without a pause: `a` deleted and
-    # rewritten between two pages is shown with the old size and a full TTL.
-    # A fix, prototyped: a held-back entry keeps the trust of the page that
-    # showed it (a trust segment of its own in Listing.page_ends/page_expires;
-    # usable() then looks at the newest page's trust, not the last segment's),
-    # and a listing refreshes the object table with its entries' trust, never
-    # replacing a HEAD fresher than that.  This test then passes, the model's
-    # deep runs find nothing more, and three tests that pin today's rule change
-    # their expectation for the held-back file (test_dirlist.py::
-    # test_each_page_is_trusted_from_its_own_request, test_namespace.py::
-    # test_a_listing_slower_than_the_ttl_trusts_each_page_from_its_request,
-    # test_fuse_ops.py::test_readdir_pages_as_the_kernel_asks).  It changes a
-    # documented rule, so it is left to a decision.
+    # take it as fresh ("After the TTL ... sees ... ENOENT"; Tenet 1).  Found by
+    # the model (also without a pause: `a` deleted and rewritten between two
+    # pages was shown with the old size and a full TTL).  Now a held-back entry
+    # keeps the trust of the page that showed it (its own trust segment in
+    # Listing.page_ends/page_expires), and the listing refreshes the object
+    # table with that trust, never over a fresher HEAD.
     monkeypatch.setattr(pyfuse3, "readdir_reply", ReplyBuffer.reply)
     b = Bucket(page_size=2)
     for key in ("a", "a-b/x", "b"):
