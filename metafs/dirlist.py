@@ -150,7 +150,7 @@ class Listing:
     __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
                  "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
-                 "shadowed")
+                 "shadowed", "fanout")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -184,6 +184,8 @@ class Listing:
         self.previous: Listing | None = None
         self.stale = False  # trusted past its pages' TTL at least once (extend_trust)
         self._refuted: set[str] | None = None  # listed files a later HEAD found gone
+        # Its parallel ranges while they are fetched (listings.Fanout; listings.py's business).
+        self.fanout: object | None = None
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
