@@ -148,10 +148,10 @@ class RangePlan:
         self.ranges: list[Range] = [self._first]
         self.sent = 0  # requests (a figure)
         self._last_expires = 0.0
-        self.sequential = self.fanout < 2 or not self.space.usable
+        self.sequential = self.fanout < 2
         self._token = token
         self._handed = itertools.count(1)  # synthetic page tokens (each new to Listing's checks)
-        if not self.sequential and len(names) >= 2:
+        if self.space.usable and len(names) >= 2:
             first = self.space.number(dir_key + names[0])
             step = (self.space.number(lo) - first) // max(1, pages)
             self._extrapolate(self.ranges[0], self.space.number(lo), step, pages)
@@ -192,7 +192,7 @@ class RangePlan:
 
     def _adapt(self, r: Range, first: str, last: str) -> None:
         """``r`` got a truncated page ``first..last`` short of its bound: make more ranges."""
-        if self.sequential or len(self.live()) >= self.fanout:
+        if self.sequential or not self.space.usable or len(self.live()) >= self.fanout:
             return
         sp = self.space
         if r.hi is None:
