@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import bench_bare  # noqa: E402,F401  (its module docstring: the baseline's contract)
-import bench_rgw  # noqa: E402
+import bench_bare  # noqa: F401  (its module docstring: the baseline's contract)
+import bench_rgw
 
 BUCKET, REGION, DIR = "bench-100k", "us-east-1", "d100k"
 
