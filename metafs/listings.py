@@ -190,13 +190,17 @@ class Listings:
         """The plan's next page in order, sending what it asks for meanwhile (in the nursery)."""
         while True:
             got = fan.plan.take()  # raises the error of a failed range the reader reached
+            self._send(dir_key, fan)  # (taking a page makes room for more)
             if got is not None:
                 return got
-            assert self._nursery is not None  # (_may_split)
-            for r in fan.plan.requests():
-                self._nursery.start_soon(self._fetch_range, dir_key, fan, r)
             wake = fan.wake
             await wake.wait()
+
+    def _send(self, dir_key: str, fan: Fanout) -> None:
+        """Start the requests the plan asks for now (bounded: see :mod:`metafs.ranges`)."""
+        assert self._nursery is not None  # (_may_split)
+        for r in fan.plan.requests():
+            self._nursery.start_soon(self._fetch_range, dir_key, fan, r)
 
     async def _fetch_range(self, dir_key: str, fan: Fanout, r: Range) -> None:
         """One request of range ``r``; its reply (or failure) goes to the plan."""
@@ -213,6 +217,7 @@ class Listings:
             fan.plan.failed(r, errors.MetafsError(f"LIST {dir_key or '/'}: {e}"))
         else:
             fan.plan.receive(r, page, expires)
+            self._send(dir_key, fan)  # a range goes on, or a new one starts, at once
         finally:
             fan.woken()
 
