@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ def run_metafs(code: str, server: bench_rgw.RgwServer, py_spy: Path | None) -> d
     log = open(Path(mnt + ".log"), "w")  # noqa: SIM115 - lives as long as the mount
     proc = subprocess.Popen([sys.executable, "-m", "metafs", "--endpoint-url", server.url,
                              "--region", REGION, "--foreground", BUCKET, mnt], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=code)  # (cwd comes first)
     spy = None
     try:
         deadline = time.monotonic() + 30
@@ -93,6 +94,7 @@ def main() -> None:
     p.add_argument("--objects", type=int, default=100_000)
     p.add_argument("--py-spy", help="directory for one raw py-spy profile per checkout")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # (so RGW is stopped too)
     server = bench_rgw.RgwServer().start()
     try:
         t0 = time.perf_counter()

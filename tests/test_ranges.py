@@ -9,6 +9,9 @@ replies, a listing whose pages past the first ones come from a
 
 from __future__ import annotations
 
+import bisect
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +27,7 @@ class MemoryS3:
 
     def __init__(self, keys: list[str], max_keys: int, *, honours_start_after: bool = True) -> None:
         self.keys = sorted(set(keys), key=key_bytes)
+        self._bytes = [key_bytes(k) for k in self.keys]
         self.max_keys = max_keys
         self.honours = honours_start_after
         self.requests: list[tuple[str | None, str | None]] = []
@@ -42,8 +46,9 @@ class MemoryS3:
         objects: list[ObjectMeta] = []
         prefixes: list[str] = []
         last: str | None = None
-        for k in self.keys:
-            if not k.startswith(prefix) or (after is not None and key_bytes(k) <= after):
+        start = 0 if after is None else bisect.bisect_right(self._bytes, after)
+        for k in itertools.islice(self.keys, start, None):
+            if not k.startswith(prefix):
                 continue
             if skip is not None and k.startswith(skip):
                 continue
@@ -145,10 +150,10 @@ def test_parallel_ranges_list_exactly_what_the_sequential_listing_lists(
                 assert key_bytes(new.lo) < (key_bytes(new.hi) if new.hi else b"\xff" * 9)
 
     ranged = MemoryS3(keys, max_keys, honours_start_after=honours)
-    lst, plan = in_ranges(ranged, dir_key, first_pages, fanout, choose, split)
+    lst, _ = in_ranges(ranged, dir_key, first_pages, fanout, choose, split)
     assert shown(lst) == expected
-    if plan is not None and not honours and any(t is None and s for t, s in ranged.requests):
-        assert plan.sequential  # the server that ignores start-after was found out
+    # (Whether a server that ignores start-after is found out is not the point here: a reply
+    # of only the common prefix holding start-after looks the same from either server.)
 
 
 TRICKY = ["0", "a", "a!b", "a/", "a/x", "a/y/z", "a/y0", "a0", "b", "é/1", "é0", "\U0001f600", "~"]
@@ -185,6 +190,46 @@ def test_ranges_are_fetched_in_parallel_and_cost_about_the_sequential_requests()
     ranged = server.requests[2:]
     assert sum(1 for t, s in ranged if s is not None) >= 20  # many ranges started after a key
     assert len(server.requests) <= 100 * 1.25  # ~ what the sequential listing costs
+
+
+def rounds(keys: list[str], page: int, fanout: int = 8) -> tuple[int, int]:
+    """(requests, round trips) of a listing whose requests in flight are all answered together."""
+    server = MemoryS3(keys, page)
+    lst = Listing("", 100.0)
+    for _ in range(2):
+        lst.add_page(server.list("", lst.token), 100.0)
+    assert lst.token is not None
+    plan = RangePlan("", name_of(lst.watermark), lst.token, [e.name for e in lst.entries],
+                     pages=2, fanout=fanout)
+    n, flight = 2, plan.requests()
+    while not lst.complete:
+        n += 1
+        now, flight = flight, []
+        for r in now:
+            plan.receive(r, server.list("", r.token if r.start_after is None else None,
+                                        r.start_after), 100.0)
+            flight += plan.requests()
+        while not lst.complete and (got := plan.take()) is not None:
+            lst.add_page(*got)
+            flight += plan.requests()
+    assert shown(lst) == shown(sequential(MemoryS3(keys, page), ""))
+    return len(server.requests), n
+
+
+DATES = [f"{m:02d}-{d:02d}T{h:02d}:{mi:02d}.gz" for m in range(1, 13) for d in range(1, 29)
+         for h in range(24) for mi in range(0, 60, 7)]
+
+
+@pytest.mark.parametrize(("name", "keys", "most_requests"), [
+    ("counter", [f"f{i:06d}" for i in range(30_000)], 40),
+    ("uuid", [f"{(i * 0x9E3779B97F4A7C15) % 2**64:016x}" for i in range(30_000)], 40),
+    ("dates", DATES[:30_000], 50),
+])
+def test_30_pages_cost_about_the_sequential_requests_in_a_third_of_the_round_trips(
+        name, keys, most_requests):
+    requests, trips = rounds(keys, 1000)
+    assert 30 <= requests <= most_requests, name
+    assert trips <= 10, name  # sequentially: 30, one round trip per request
 
 
 def test_fanout_requests_are_in_flight_at_once_and_ranges_ahead_hold_few_pages():
