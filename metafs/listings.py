@@ -54,7 +54,7 @@ from .views import RangeLister, View
 log = logging.getLogger(__name__)
 
 # Pages listed one after the other before the rest goes in parallel ranges.
-SEQUENTIAL_PAGES = 2
+SEQUENTIAL_PAGES = 3  # (so a directory of up to 3 pages costs exactly its pages)
 
 
 class Fanout:

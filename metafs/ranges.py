@@ -28,9 +28,9 @@ in-memory S3 and one that ignores ``start-after``):
   neighbours, made of characters the listing has shown or decimal digits (so the
   server takes them as ``start-after``); where none fits, nothing is split.
   At the switch the sequential pages' density is extrapolated
-  (:class:`KeySpace`; each range 95 % of a page's span), as many ranges as
-  there were sequential pages; then an open-ended range that gets a
-  truncated page extrapolates again from it, twice as many ranges each time
+  (:class:`KeySpace`; each range 95 % of a page's span): the first range
+  and one open-ended range after it; then an open-ended range that gets a
+  truncated page extrapolates again from it, 2, 4, 8... ranges each time
   (few wasted past a near end), and a bounded range that gets a truncated
   page short of its bound hands its upper half to a new range (bisection),
   so the ranges adapt to any key distribution.  Never more than
@@ -156,7 +156,7 @@ class RangePlan:
 
     ``lo``: the last item the sequential pages showed; ``token``: their
     continuation; ``names``: names they showed (the interpolation's sample);
-    ``pages``: how many there were.
+    ``pages``: how many there were (their span per page is extrapolated).
     """
 
     def __init__(self, dir_key: str, lo: str, token: str, names: list[str], *, pages: int = 1,
@@ -171,11 +171,11 @@ class RangePlan:
         self.sequential = self.fanout < 2
         self._token = token
         self._handed = itertools.count(1)  # synthetic page tokens (each new to Listing's checks)
-        self._grow = max(1, pages)  # ranges the next extrapolation adds
+        self._grow = 2  # ranges the next extrapolation adds
         if self.space.usable and len(names) >= 2:
             first = self.space.number(dir_key + names[0])
             step = (self.space.number(lo) - first) * FILL[0] // (FILL[1] * max(1, pages))
-            self._extrapolate(self.ranges[0], self.space.number(lo), step, pages)
+            self._extrapolate(self.ranges[0], self.space.number(lo), step, 1)
 
     # -- splitting -----------------------------------------------------------------
     def split(self, r: Range, at: str) -> Range | None:
