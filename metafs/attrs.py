@@ -78,14 +78,17 @@ class ReaddirAttrs:
         self._dir = dir_attrs(0, own, 0.0)
 
     def file(self, ino: int, meta: ObjectMeta, timeout: float) -> pyfuse3.EntryAttributes:
+        return self.file_row(ino, meta.size, meta.mtime, timeout)
+
+    def file_row(self, ino: int, size: int, mtime: int, timeout: float) -> pyfuse3.EntryAttributes:
+        """A file of ``size`` bytes modified at ``mtime`` (a listing's columns, no ObjectMeta)."""
         a = self._file
         a.st_ino = ino
         a.entry_timeout = timeout
         a.attr_timeout = timeout
-        size = meta.size
         a.st_size = size
         a.st_blocks = (size + 511) // 512
-        ns = meta.mtime * _NS
+        ns = mtime * _NS
         a.st_atime_ns = ns
         a.st_mtime_ns = ns
         a.st_ctime_ns = ns

@@ -16,7 +16,6 @@ import os
 import re
 
 from . import __version__
-from .asof import parse_moment
 from .control import check_name
 from .errors import ConfigError
 from .s3 import dialects
@@ -317,6 +316,8 @@ def parse_args(argv: list[str]) -> Config:
     mnt = os.path.abspath(args.mountpoint)
     as_of_ms = None
     if args.as_of is not None:
+        from .asof import parse_moment  # imports the client: only for --as-of
+
         as_of_ms = int(parse_moment(args.as_of).timestamp() * 1000)
     if (args.as_of is not None or args.versions) and dialects.dialect_for(
             provider, bucket).versions_query is None:

@@ -63,10 +63,13 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import logging
-from typing import ClassVar
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from typing import ClassVar, cast, overload
 
 import trio
 
+from .compact import NameIndex
 from .errors import MalformedResponseError
 from .s3.model import ListPage, ObjectMeta
 
@@ -143,20 +146,123 @@ class DirEntry:
 
 Entry = FileEntry | DirEntry
 
+_NO_ETAG = bytes(16)  # a directory's, or an odd file's (its ETag is in Listing.odd)
+
+
+class _Entries(Sequence[Entry]):
+    """``Listing.entries``: the entries in order, each built when read (a list's reading API)."""
+
+    __slots__ = ("_lst",)
+
+    def __init__(self, lst: Listing) -> None:
+        self._lst = lst
+
+    def __len__(self) -> int:
+        return len(self._lst.names)
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Entry]: ...
+
+    def __getitem__(self, i: int | slice) -> Entry | list[Entry]:
+        if isinstance(i, slice):
+            return [self._lst.entry_at(p) for p in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("listing entry out of range")
+        return self._lst.entry_at(i)
+
+    def __iter__(self) -> Iterator[Entry]:
+        i = 0
+        while i < len(self):  # entries appended meanwhile are read too, as a list's iterator does
+            yield self._lst.entry_at(i)
+            i += 1
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Entries | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"entries({list(self)!r})"
+
+
+class _Index(Mapping[str, Entry]):
+    """``Listing.index``: name -> entry, each built when read (a dict's reading API)."""
+
+    __slots__ = ("_lst",)
+
+    def __init__(self, lst: Listing) -> None:
+        self._lst = lst
+
+    def __getitem__(self, name: str) -> Entry:
+        pos = self._lst.find(name)
+        if pos < 0:
+            raise KeyError(name)
+        return self._lst.entry_at(pos)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._lst.find(name) >= 0
+
+    def __iter__(self) -> Iterator[str]:
+        lst = self._lst
+        for pos, name in enumerate(lst.names):
+            if name is not None and lst.find(name) == pos:
+                yield name
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"index({dict(self)!r})"
+
 
 class Listing:
-    """Entries of one directory (prefix ``dir_key``), as they arrive."""
+    """Entries of one directory (prefix ``dir_key``), as they arrive.
 
-    __slots__ = ("dir_key", "ordered", "entries", "index", "complete", "token",
+    ``entries`` (a sequence) and ``index`` (a mapping of name to entry)
+    read like a list and a dict of :class:`FileEntry` / :class:`DirEntry`.
+
+    Memory: a listing of a million entries must not hold a million
+    objects of each kind (issue 12, target 5).  It stores columns: the
+    names (one ``str`` each, the only object per entry), a byte per
+    entry telling directories, sizes and mtimes in 64-bit arrays, the
+    usual ETag (an MD5 in quotes) as 16 bytes in one ``bytearray``, and a
+    :class:`~metafs.compact.NameIndex` to find a name; about 110 bytes an
+    entry.  ``entries[i]``, ``index[name]`` and :meth:`file` build their
+    entry, and its :class:`ObjectMeta` (key ``dir_key + name``, xattrs
+    None), when asked, equal to what the page showed; an object the
+    columns cannot hold exactly keeps its own ObjectMeta in ``odd``.
+    """
+
+    __slots__ = ("dir_key", "ordered", "complete", "token",
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
                  "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
-                 "shadowed", "fanout")
+                 "shadowed", "_names", "names", "dir_flags", "sizes", "mtimes", "_etags", "odd",
+                 "_emitted", "fanout")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
         self.ordered = ordered
-        self.entries: list[Entry] = []
-        self.index: dict[str, Entry] = {}
+        # The entries, one column each (see "Memory" in the class docstring): entry i is
+        # names[i], a directory if dir_flags[i], else a file of sizes[i] bytes, modified
+        # at mtimes[i], whose ETag is the MD5 _etags[16 i:16 i + 16], unless odd[i] holds
+        # its whole ObjectMeta (an ETag of another form, or none; xattrs; a number the
+        # columns cannot hold).  Entry objects are built when asked for (entries, index).
+        self._names = NameIndex()
+        self.names = self._names.names  # read-only for others (readdir's hot loop)
+        self.dir_flags = bytearray()
+        self.sizes = array("q")
+        self.mtimes = array("q")
+        self._etags = bytearray()
+        self.odd: dict[int, ObjectMeta] = {}
+        self._emitted: list[Entry] | None = None  # what the add_page under way emitted
         self.complete = False
         self.token: str | None = None
         self.expires = expires  # absences are trusted until then (see the module docstring)
@@ -186,6 +292,16 @@ class Listing:
         self._refuted: set[str] | None = None  # listed files a later HEAD found gone
         # Its parallel ranges while they are fetched (listings.Fanout; listings.py's business).
         self.fanout: object | None = None
+
+    @property
+    def entries(self) -> _Entries:
+        """The entries in order, read like a list (a view: no reference cycle to collect)."""
+        return _Entries(self)
+
+    @property
+    def index(self) -> _Index:
+        """Name -> entry, read like a dict (a view)."""
+        return _Index(self)
 
     # -- trust -------------------------------------------------------------
     def usable(self, now: float) -> bool:
@@ -222,10 +338,10 @@ class Listing:
 
     def file(self, name: str) -> FileEntry | None:
         """The listed file ``name``, if this listing shows one that no HEAD found gone since."""
-        e = self.index.get(name)
-        if not isinstance(e, FileEntry) or (self._refuted is not None and name in self._refuted):
+        pos = self._names.find(name)
+        if pos < 0 or self.dir_flags[pos] or (self._refuted is not None and name in self._refuted):
             return None
-        return e
+        return FileEntry(name, self.meta_at(pos, name), pos)
 
     def refute(self, name: str) -> None:
         """A HEAD found the listed file ``name`` gone: it is no longer known as a file.
@@ -233,16 +349,65 @@ class Listing:
         Its entry stays (readdir offsets are positions), but :meth:`file` no
         longer returns it, so what the name is now is probed, not revalidated.
         """
-        if isinstance(self.index.get(name), FileEntry):
+        pos = self._names.find(name)
+        if pos >= 0 and not self.dir_flags[pos]:
             if self._refuted is None:
                 self._refuted = set()
             self._refuted.add(name)
 
     # -- merging -------------------------------------------------------------
     def _emit(self, entry: Entry) -> None:
-        entry.pos = len(self.entries)
-        self.entries.append(entry)
-        self.index[entry.name] = entry
+        entry.pos = pos = self._names.append(entry.name)
+        if entry.is_dir:
+            self.dir_flags.append(1)
+            size = mtime = 0
+            digest: bytes | None = _NO_ETAG
+        else:
+            self.dir_flags.append(0)
+            meta = entry.meta  # type: ignore[union-attr]  # a file's
+            size, mtime, digest = meta.size, meta.mtime, meta.digest()
+            if digest is None or meta.xattrs is not None:
+                self.odd[pos] = meta
+                size = mtime = 0
+                digest = _NO_ETAG
+        try:
+            self.sizes.append(size)
+            self.mtimes.append(mtime)
+        except OverflowError:  # past 64 bits: the ObjectMeta stays whole
+            del self.sizes[pos:]
+            self.sizes.append(0)
+            self.mtimes.append(0)
+            self.odd[pos] = entry.meta  # type: ignore[union-attr]  # a file's (a dir's are 0)
+        self._etags += digest or _NO_ETAG
+        if self._emitted is not None:
+            self._emitted.append(entry)
+
+    def entry_at(self, pos: int) -> Entry:
+        """The entry at ``pos`` (0 <= pos < len(entries)), built from the columns."""
+        name = self.names[pos]
+        assert name is not None  # a listing never clears a name
+        if self.dir_flags[pos]:
+            return DirEntry(name, pos)
+        return FileEntry(name, self.meta_at(pos, name), pos)
+
+    def meta_at(self, pos: int, name: str) -> ObjectMeta:
+        """The ObjectMeta of the file at ``pos`` (named ``name``), built from the columns."""
+        meta = self.odd.get(pos) if self.odd else None
+        if meta is not None:
+            return meta
+        return ObjectMeta.listed(self.dir_key + name, self.sizes[pos], self.mtimes[pos],
+                                 bytes(self._etags[16 * pos:16 * pos + 16]))
+
+    def key_at(self, pos: int) -> str:
+        """The key of the entry at ``pos`` (a file's: its object's; a directory's ends with '/')."""
+        meta = self.odd.get(pos) if self.odd else None
+        if meta is not None:
+            return meta.key
+        return f"{self.dir_key}{self.names[pos]}{'/' if self.dir_flags[pos] else ''}"
+
+    def find(self, name: str) -> int:
+        """The position of ``name`` in ``entries``, or -1."""
+        return self._names.find(name)
 
     def _flush_before(self, key: bytes) -> None:
         """Emit held files that no prefix at or after ``key`` can shadow."""
@@ -262,13 +427,42 @@ class Listing:
         :class:`~metafs.errors.MalformedResponseError` for a page that
         would keep the listing from ending (rule 6), before merging any of it.
         """
-        start = len(self.entries)
         base = len(self.dir_key)
         items: list[tuple[bytes, str, bool, ObjectMeta | None]] = [
             (key_bytes(m.key), m.key, False, m) for m in page.objects] + [
             (key_bytes(p), p, True, None) for p in page.prefixes]
         items.sort(key=lambda t: t[0])
         self._check(page, items)
+        self._emitted = emitted = cast(list[Entry], [])
+        try:
+            self._merge(items, base)
+        finally:
+            self._emitted = None
+        self.pages += 1
+        if items and items[-1][0] > self.watermark:
+            self.watermark = items[-1][0]
+        if self._seen is not None:
+            self._seen.update(key for _, key, _, _ in items)
+        self._empty_run = 0 if items else self._empty_run + 1
+        if page.truncated:
+            assert page.next_token  # _check refused a truncated page without one
+            self.token = page.next_token
+            self._tokens.add(page.next_token)
+        else:
+            self.token = None
+            self._emitted = emitted
+            try:
+                self._finish()
+            finally:
+                self._emitted = None
+        # Held-back files emitted now were shown by an earlier page: trusting
+        # them as long as this one over-trusts them by at most a page's time.
+        self.page_ends.append(len(self.entries))
+        self.page_expires.append(self.expires if expires is None else expires)
+        return emitted
+
+    def _merge(self, items: list[tuple[bytes, str, bool, ObjectMeta | None]], base: int) -> None:
+        """Merge a checked page's sorted items (rules 1 to 4)."""
         after = self.watermark if self.ordered else None
         for kb, key, is_dir, meta in items:
             if after is not None and kb <= after:
@@ -287,8 +481,8 @@ class Listing:
                         self.shadowed.add(name)
                         self._pending = [(k, e) for k, e in self._pending if e.name != name]
                     self._flush_before(kb)
-                if name in self.index:
-                    if not self.index[name].is_dir:
+                if (at := self._names.find(name)) >= 0:
+                    if not self.dir_flags[at]:
                         self.shadowed.add(name)
                         log.debug("prefix %r shadows an object already listed", key)
                     continue
@@ -304,24 +498,6 @@ class Listing:
                     self._flush_before(kb)
                 assert meta is not None  # objects carry their metadata (built above)
                 self._pend_or_emit(kb, FileEntry(name, meta), hold=True)
-        self.pages += 1
-        if items and items[-1][0] > self.watermark:
-            self.watermark = items[-1][0]
-        if self._seen is not None:
-            self._seen.update(key for _, key, _, _ in items)
-        self._empty_run = 0 if items else self._empty_run + 1
-        if page.truncated:
-            assert page.next_token  # _check refused a truncated page without one
-            self.token = page.next_token
-            self._tokens.add(page.next_token)
-        else:
-            self.token = None
-            self._finish()
-        # Held-back files emitted now were shown by an earlier page: trusting
-        # them as long as this one over-trusts them by at most a page's time.
-        self.page_ends.append(len(self.entries))
-        self.page_expires.append(self.expires if expires is None else expires)
-        return self.entries[start:]
 
     def _check(self, page: ListPage, items: list[tuple[bytes, str, bool, ObjectMeta | None]]
                ) -> None:
@@ -383,7 +559,7 @@ class Listing:
             keep = sorted((e for _, e in pending if e.is_dir or e.name not in dirs),
                           key=lambda e: (e.name, not e.is_dir))
             for e in keep:
-                if e.name not in self.index:
+                if self._names.find(e.name) < 0:
                     self._emit(e)
         else:
             for _, e in pending:

@@ -42,7 +42,7 @@ from . import errors, exact, metrics
 from .attrs import Ownership, ReaddirAttrs, dir_attrs, file_attrs, negative_entry
 from .contents import FileHandle, FileReader
 from .control import ControlRoot, CtlDir, CtlEntry
-from .dirlist import NAME_MAX, DirEntry, Listing, invalid_reason, key_bytes, name_of
+from .dirlist import NAME_MAX, FileEntry, Listing, invalid_reason, key_bytes, name_of
 from .inodes import InodeTable, Node
 from .invalidate import KernelInvalidation
 from .listings import Listings
@@ -384,11 +384,15 @@ class Operations(pyfuse3.Operations):
         replied = 0
         # The hot loop of `ls -l`: no await between entries, so the clock is
         # read once and each page's remaining trust computed once, one
-        # EntryAttributes per kind is refilled (ReaddirAttrs), and per-key
-        # entries (HEAD-level metadata that may be fresher than the listing)
-        # are consulted only if any exist at all.
+        # EntryAttributes per kind is refilled (ReaddirAttrs), entries are read
+        # from the listing's columns (no entry object), inodes are offered
+        # without a Node (InodeTable.offer), and per-key entries (HEAD-level
+        # metadata that may be fresher than the listing) are consulted only if
+        # any exist at all.
         reuse = self._readdir_attrs
-        ensure, entries = self.inodes.ensure, lst.entries
+        inodes = self.inodes
+        offer, took = inodes.offer, inodes.took
+        names, flags, sizes, mtimes, odd = lst.names, lst.dir_flags, lst.sizes, lst.mtimes, lst.odd
         now = self._clock()
         overridden = self.listings.overridden()
         # The root's entry of the control directory's name is hidden (control.py).
@@ -397,42 +401,44 @@ class Operations(pyfuse3.Operations):
         page_end = 0  # entries[i] belongs to a page that ends before page_end...
         page_ttl = 0.0  # ...and is trusted for page_ttl more seconds
         while True:
-            if i >= len(entries):
+            if i >= len(names):
                 if lst.complete or replied:
                     return
                 await self.listings.fill(lst, i)
-                if i >= len(entries):
+                if i >= len(names):
                     return
-                entries, now = lst.entries, self._clock()
+                now = self._clock()
                 overridden = self.listings.overridden()
                 page_end = 0
             if i >= page_end:
                 k = bisect.bisect_right(lst.page_ends, i)
                 page_end, page_ttl = lst.page_ends[k], max(0.0, lst.page_expires[k] - now)
-            e = entries[i]
-            if e.name == hidden and self.control is not None and self.control.hides(e.name):
+            name = names[i]
+            assert name is not None  # a listing never clears a name
+            if name == hidden and self.control is not None and self.control.hides(name):
                 i += 1
                 continue
-            if isinstance(e, DirEntry):
-                node = ensure(parent, e.name, True)
-                attrs = reuse.dir(node.ino, page_ttl)
-            else:
-                meta = e.meta
-                node = ensure(parent, e.name, False, meta.key)
-                timeout = page_ttl
+            if flags[i]:
+                attrs = reuse.dir(offer(parent, name, True), page_ttl)
+            elif overridden or (odd and i in odd):
+                e = lst.entry_at(i)
+                assert isinstance(e, FileEntry)
+                meta, timeout = e.meta, page_ttl
                 if overridden:
                     # A fresher HEAD updates the attributes; the name's trust stays its
                     # page's (an open handle's older listing may show a name that is a
                     # directory by now).
                     meta, expires = self.listings.entry_meta(e, now + page_ttl)
                     timeout = min(page_ttl, max(0.0, expires - now))
-                attrs = reuse.file(node.ino, meta, timeout)
+                attrs = reuse.file(offer(parent, name, False), meta, timeout)
+            else:
+                attrs = reuse.file_row(offer(parent, name, False), sizes[i], mtimes[i], page_ttl)
             # dirlist.key_bytes, inlined in this loop: names that are not UTF-8 keep their bytes.
-            if not pyfuse3.readdir_reply(token, e.name.encode("utf-8", "surrogateescape"), attrs,
+            if not pyfuse3.readdir_reply(token, name.encode("utf-8", "surrogateescape"), attrs,
                                          i + 3):
-                self.inodes.discard_if_unused(node)
+                inodes.untaken()
                 return
-            node.nlookup += 1  # InodeTable.remember, inlined in this loop
+            took()
             replied += 1
             i += 1
 

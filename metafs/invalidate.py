@@ -148,7 +148,7 @@ class KernelInvalidation:
         try:
             if table == "listings":
                 assert isinstance(value, Listing)
-                self._send(self._inodes.dentries_for(key, (e.name for e in value.entries)))
+                self._send(self._inodes.dentries_for(key, (n for n in value.names if n is not None)))
             else:
                 dir_key, name = split_key(key)
                 # A negative entry has no node but the kernel may cache it.

@@ -182,7 +182,7 @@ class Listings:
 
     def _plan(self, lst: Listing) -> Fanout:
         assert lst.token is not None  # (_may_split)
-        names = [e.name for e in lst.entries]
+        names = [n for n in lst.names if n is not None]  # (the sample: a few thousand)
         return Fanout(RangePlan(lst.dir_key, name_of(lst.watermark), lst.token, names,
                                 pages=lst.pages, fanout=self._fanout))
 
@@ -315,11 +315,12 @@ class Listings:
 
     def _files_from(self, lst: Listing, start: int) -> Iterator[str | None]:
         """Files of ``lst`` from index ``start`` on, subdirectories' first; None: walk unknown from here."""
-        for e in lst.entries[start:]:
-            if isinstance(e, FileEntry):
-                yield e.meta.key
+        names, flags = lst.names, lst.dir_flags
+        for pos in range(start, len(names)):  # by position: no entry object per entry
+            if not flags[pos]:
+                yield lst.key_at(pos)
                 continue
-            child = self._cache.listing(lst.dir_key + e.name + "/")
+            child = self._cache.listing(f"{lst.dir_key}{names[pos]}/")
             if child is None:
                 yield None
                 return

@@ -6,7 +6,11 @@ loop, the FUSE boundary (``fuse_ops._boundary``), the cache's look-ups and its
 bound, the invalidation thread, the readahead of ``objects``.  ``recorder`` is
 a :class:`Recorder` that does nothing until the mount installs a
 :class:`PrometheusRecorder` with :func:`use` (the kernel-free tests install
-their own, or none).  A mount always counts (``metafs status`` reads the
+their own, or none).  Until the mount is live it counts into an
+:class:`EarlyRecorder` (its bucket check: a few events kept in a list),
+handed over to the PrometheusRecorder built once it is, so prometheus_client
+is not imported before (issue 12, target 6), unless ``--metrics-addr``
+needs it to bind its port before mounting.  A mount always counts (``metafs status`` reads the
 counts); ``--metrics-addr`` also serves them over HTTP (:func:`serve`).
 
 Names follow Prometheus conventions (``_total`` counters, ``_seconds``
@@ -42,9 +46,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, TypeVar
-from wsgiref.simple_server import WSGIServer
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from prometheus_client.metrics import MetricWrapperBase
 
     M = TypeVar("M", bound=MetricWrapperBase)
@@ -141,6 +146,86 @@ _LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 1
 _READAHEAD_REMEMBERED = 4096  # prefetched keys kept to tell "used" (oldest forgotten first)
 
 
+def _outcome(status: int | None, timed_out: bool) -> str:
+    return str(status) if status is not None else ("timeout" if timed_out else "transport")
+
+
+class _EarlyAttempt(Attempt):
+    def __init__(self, rec: EarlyRecorder, operation: str) -> None:
+        self._rec = rec
+        self._operation = operation
+        self._start = time.perf_counter()
+
+    def done(self, status: int | None, timed_out: bool = False) -> None:
+        self._rec.note("attempt_done", self._operation, _outcome(status, timed_out),
+                       time.perf_counter() - self._start)
+
+
+class EarlyRecorder(Recorder):
+    """What happens before a mount is live, kept to be counted by the recorder built after.
+
+    A handful of events (the bucket check's attempts, its retries): each is a
+    method name and its arguments, replayed by :meth:`hand_over` into the
+    PrometheusRecorder, which then also receives whatever still reaches this
+    one (an attempt that ends after the hand-over).
+    """
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.events: list[tuple[str, tuple[object, ...]]] = []
+        self._target: PrometheusRecorder | None = None
+
+    def note(self, method: str, *args: object) -> None:
+        if self._target is not None:
+            getattr(self._target, method)(*args)
+        else:
+            self.events.append((method, args))
+
+    def hand_over(self, target: PrometheusRecorder) -> PrometheusRecorder:
+        """Count what was kept into ``target``, send it all from now on, and install it (:func:`use`)."""
+        for method, args in self.events:
+            getattr(target, method)(*args)
+        self.events.clear()
+        self._target = target
+        use(target)
+        return target
+
+    @contextmanager
+    def _attempt(self, operation: str) -> Iterator[Attempt]:
+        yield _EarlyAttempt(self, operation)
+
+    def s3_attempt(self, method: str, key: str, query: Sequence[tuple[str, str]]
+                   ) -> AbstractContextManager[Attempt]:
+        return self._attempt(s3_operation(method, key, query))
+
+    def s3_retry(self, method: str, key: str, query: Sequence[tuple[str, str]]) -> None:
+        self.note("s3_retry", method, key, query)
+
+    def fuse_op(self, op: str, err: int = 0) -> None:
+        self.note("fuse_op", op, err)
+
+    def cache_lookup(self, table: str, hit: bool) -> None:
+        self.note("cache_lookup", table, hit)
+
+    def cache_eviction(self, table: str) -> None:
+        self.note("cache_eviction", table)
+
+    def stale_served(self, what: str) -> None:
+        self.note("stale_served", what)
+
+    def kernel_invalidation(self, kind: str, outcome: str) -> None:
+        self.note("kernel_invalidation", kind, outcome)
+
+    def readahead_sent(self, key: str) -> None:
+        self.note("readahead_sent", key)
+
+    def readahead_used(self, key: str) -> None:
+        self.note("readahead_used", key)
+
+    def bytes_read(self, n: int) -> None:
+        self.note("bytes_read", n)
+
+
 class _PromAttempt(Attempt):
     def __init__(self, rec: PrometheusRecorder, operation: str) -> None:
         self._rec = rec
@@ -149,15 +234,17 @@ class _PromAttempt(Attempt):
         self.outcome = "transport"
 
     def done(self, status: int | None, timed_out: bool = False) -> None:
-        outcome = str(status) if status is not None else ("timeout" if timed_out else "transport")
-        self._rec.child(self._rec.s3_requests, self._operation, outcome).inc()
-        self._rec.child(self._rec.s3_latency, self._operation).observe(time.perf_counter() - self._start)
+        self._rec.attempt_done(self._operation, _outcome(status, timed_out),
+                               time.perf_counter() - self._start)
 
 
 class PrometheusRecorder(Recorder):
-    """Counts into its own prometheus_client registry (one per mount, never the global one)."""
+    """Counts into its own prometheus_client registry (one per mount, never the global one).
 
-    def __init__(self) -> None:
+    ``started``: when the mount started (Unix time), if before this recorder was built.
+    """
+
+    def __init__(self, started: float | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: one series per count, as scrapers expect
@@ -172,10 +259,15 @@ class PrometheusRecorder(Recorder):
         self.s3_retries = Counter("metafs_s3_retries", "S3 attempts after a failed attempt",
                                   ["operation"], registry=r)
         self.in_flight = Gauge("metafs_s3_requests_in_flight", "S3 attempts on the wire", registry=r)
-        self.fuse_ops = Counter("metafs_fuse_ops", "FUSE requests answered, by errno ('OK': success)",
-                                ["op", "errno"], registry=r)
-        self.lookups = Counter("metafs_cache_lookups", "Metadata cache look-ups", ["table", "result"],
-                               registry=r)
+        # The two counts of every FUSE request (tens of thousands a second in a scan) are plain
+        # dict entries, turned into samples when collected: a prometheus_client child's inc()
+        # takes a lock and checks its type each time (issue 12, target 3).
+        self.fuse_ops: dict[tuple[str, str], int] = {}
+        self.lookups: dict[tuple[str, str], int] = {}
+        r.register(_Counts(  # type: ignore[arg-type]  # a collector: collect() is what it needs
+            ("metafs_fuse_ops", "FUSE requests answered, by errno ('OK': success)", ("op", "errno"),
+             self.fuse_ops),
+            ("metafs_cache_lookups", "Metadata cache look-ups", ("table", "result"), self.lookups)))
         self.evictions = Counter("metafs_cache_evictions", "Entries evicted by the cache's bound",
                                  ["table"], registry=r)
         self.entries = Gauge("metafs_cache_entries", "Entries held by each cache table", ["table"],
@@ -192,7 +284,7 @@ class PrometheusRecorder(Recorder):
                           registry=r)
         self.start_time = Gauge("metafs_start_time_seconds", "When the mount started (Unix time)",
                                 registry=r)
-        self.started = time.time()
+        self.started = time.time() if started is None else started
         self.start_time.set(self.started)
         self._prefetched: dict[str, None] = {}  # insertion-ordered: the oldest goes first
         self._children: dict[tuple[int, tuple[str, ...]], object] = {}
@@ -215,6 +307,11 @@ class PrometheusRecorder(Recorder):
         for name in figures():
             self.entries.labels(name.removeprefix("cache.")).set_function(size(name))
 
+    def attempt_done(self, operation: str, outcome: str, seconds: float) -> None:
+        """One attempt ended with ``outcome`` after ``seconds``."""
+        self.child(self.s3_requests, operation, outcome).inc()
+        self.child(self.s3_latency, operation).observe(seconds)
+
     @contextmanager
     def _attempt(self, operation: str) -> Iterator[Attempt]:
         self.in_flight.inc()
@@ -231,10 +328,12 @@ class PrometheusRecorder(Recorder):
         self.child(self.s3_retries, s3_operation(method, key, query)).inc()
 
     def fuse_op(self, op: str, err: int = 0) -> None:
-        self.child(self.fuse_ops, op, errno_name(err)).inc()
+        k = (op, OK if err == 0 else errno_name(err))
+        self.fuse_ops[k] = self.fuse_ops.get(k, 0) + 1
 
     def cache_lookup(self, table: str, hit: bool) -> None:
-        self.child(self.lookups, table, "hit" if hit else "miss").inc()
+        k = (table, "hit" if hit else "miss")
+        self.lookups[k] = self.lookups.get(k, 0) + 1
 
     def cache_eviction(self, table: str) -> None:
         self.child(self.evictions, table).inc()
@@ -269,6 +368,28 @@ class PrometheusRecorder(Recorder):
                 if s.name in (metric, metric + "_total"):
                     out[tuple(s.labels.values())] = s.value
         return out
+
+
+class _Counts:
+    """A prometheus_client collector of counters kept in dicts ``{label values: count}``.
+
+    Each is (name, help, label names, dict); collected as prometheus_client's own
+    ``Counter`` is, ``NAME_total`` samples.  The dicts are written by the trio thread
+    and read here by the exporter's: ``list(d.items())`` copies one atomically (GIL).
+    """
+
+    def __init__(self, *counters: tuple[str, str, tuple[str, ...], dict[tuple[str, str], int]]
+                 ) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[object]:
+        from prometheus_client.core import CounterMetricFamily
+
+        for name, doc, labels, counts in self._counters:
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for values, n in list(counts.items()):
+                family.add_metric(values, n)
+            yield family
 
 
 def serve(rec: PrometheusRecorder, addr: tuple[str, int]) -> WSGIServer:

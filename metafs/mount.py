@@ -25,17 +25,13 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pyfuse3
 import trio
 
 from . import errors, exact, metrics, mountpoint, refresh, sdnotify, status
-from .annotation_files import SUBTREE as ANNOTATION_SUBTREE
-from .annotation_files import AnnotationFiles
-from .asof import PERMANENT, AsOfView, moment_text
 from .attrs import Ownership
 from .cache import MetaCache
 from .config import Config
@@ -52,12 +48,19 @@ from .ranges import FANOUT
 from .s3 import dialects, ssec
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
+from .s3.http import MountClient
 from .s3.ssec import CustomerKeys
 from .s3.tls import client_context
-from .versions import VersionsTree
 from .views import ChannelView, LiveView, View
 from .walks import Walks
 from .xattrs import SYSTEM_NS, bucket_xattrs
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+# Imported where used, not here, so that a mount that does not use them does not load them
+# before it is live (issue 12, target 6; tests/test_startup.py): .asof (--as-of), .versions
+# (--versions), .annotation_files (--channels annotations).
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,8 @@ async def prepare(cfg: Config, http: httpx.AsyncClient, creds: CredentialSource,
 async def check_versions(cfg: Config, client: S3Client) -> None:
     """An as-of mount: the versions listing must answer (else the mount ends with its
     error); a bucket that never had versioning mounts with one warning."""
+    from .asof import moment_text
+
     await client.list_versions(cfg.prefix, delimiter=None, max_keys=1)
     try:
         status = await client.bucket_versioning()
@@ -140,6 +145,8 @@ def root_xattrs(cfg: Config, client: S3Client, info: BucketInfo) -> dict[bytes, 
         extra[SYSTEM_NS + "bucket-region"] = info.region  # OSS: from GET /?location, not a header
     table = bucket_xattrs(info.headers, extra)
     if cfg.as_of_ms is not None:
+        from .asof import moment_text
+
         table[(SYSTEM_NS + "as-of").encode()] = moment_text(cfg.as_of_ms).encode()
     return table
 
@@ -215,6 +222,8 @@ def control_subtrees(cfg: Config, client: S3Client, control: ControlRoot) -> Non
     control.register(exact.SUBTREE, exact.ExactObjects(LiveView(client), cfg.prefix, cfg.metadata_ttl,
                                                        max_entries=cfg.cache_entries))
     if cfg.versions:
+        from .versions import VersionsTree
+
         channels = frozenset(c for c in cfg.channels if (
             client.dialect.tagging if c == "tags" else client.dialect.annotations))
         control.register("versions", VersionsTree(client, cfg.prefix, ttl=cfg.metadata_ttl,
@@ -228,6 +237,8 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
     view: View = LiveView(client)
     ttl, negative_ttl = cfg.metadata_ttl, cfg.negative_ttl
     if cfg.as_of_ms is not None:
+        from .asof import PERMANENT, AsOfView
+
         # A version never changes: nothing expires, the kernel keeps it too (asof.py).
         view = AsOfView(client, cfg.as_of_ms, max_keys=cfg.cache_entries)
         ttl = negative_ttl = PERMANENT
@@ -239,6 +250,8 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
                    and isinstance(view, ChannelView))
 
     def annotations_dir(key: str) -> str:
+        from .annotation_files import AnnotationFiles
+
         return AnnotationFiles.where(cfg.mountpoint, control.name, cfg.prefix, key)
 
     layers = wire(view, own, ttl=ttl, negative_ttl=negative_ttl,
@@ -249,6 +262,9 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
                   annotations_dir=annotations_dir if annotations else None,
                   fanout=min(FANOUT, cfg.max_connections))
     if annotations:
+        from .annotation_files import SUBTREE as ANNOTATION_SUBTREE
+        from .annotation_files import AnnotationFiles
+
         # Needs the metadata layer (its cache and requests), so it is plugged in once wired.
         control.register(ANNOTATION_SUBTREE, AnnotationFiles(layers.objects, cfg.prefix,
                                                              ttl=cfg.metadata_ttl))
@@ -268,22 +284,25 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                      if cfg.sse_c_key_file else None)
     creds = CredentialSource(cfg.profile, anonymous=cfg.no_sign_request, provider=cfg.provider,
                              credentials_file=cfg.credentials_file)
-    rec = metrics.PrometheusRecorder()  # always counting (metafs status); served with --metrics-addr
-    metrics.use(rec)
+    # Always counting (metafs status; served with --metrics-addr): in a list until the
+    # PrometheusRecorder is built, once live or when first needed (see _counts).
+    early = metrics.EarlyRecorder()
+    metrics.use(early)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         limits = httpx.Limits(max_connections=cfg.max_connections,
                               max_keepalive_connections=cfg.max_connections)
         timeout = httpx.Timeout(cfg.request_timeout)
         tls = client_context(cfg.endpoint_url, os.environ)  # built only when TLS can be used
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False,
-                                     verify=tls) as http:
+        async with MountClient(limits=limits, timeout=timeout, follow_redirects=False,
+                               verify=tls) as http:
             await trio.to_thread.run_sync(creds.resolve)
             client, info = await prepare(cfg, http, creds, customer_keys)
             mountpoint.check(cfg.mountpoint, cfg.nonempty)  # again: a mount made during the bucket check
             invalidator = Invalidator()
             layers = build(cfg, client, info, invalidator.invalidate)
-            exporter = _export(cfg, rec)  # before mounting: a port in use fails the command
-            report = _status(cfg, client, layers, rec, exporter)
+            counts = _counts(cfg, client, layers, early)
+            exporter = _export(cfg, counts)  # before mounting: a port in use fails the command
+            report = _status(cfg, client, layers, counts, exporter)
             try:
                 pyfuse3.init(layers.ops, cfg.mountpoint, fuse_options(cfg))
             except BaseException as e:
@@ -308,6 +327,7 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                     sdnotify.notify("READY=1")
                     if on_ready is not None:
                         on_ready()
+                    counts()  # prometheus_client: once live
                     await pyfuse3.main(max_tasks=cfg.max_connections)
                     nursery.cancel_scope.cancel()
             finally:
@@ -318,12 +338,24 @@ async def run(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:
                 log.info("unmounted %s", cfg.mountpoint)
 
 
-def _status(cfg: Config, client: S3Client, layers: Layers, rec: metrics.PrometheusRecorder,
+def _counts(cfg: Config, client: S3Client, layers: Layers, early: metrics.EarlyRecorder
+            ) -> Callable[[], metrics.PrometheusRecorder]:
+    """The mount's PrometheusRecorder, built at the first call with what ``early`` counted."""
+    @functools.cache
+    def counts() -> metrics.PrometheusRecorder:
+        rec = early.hand_over(metrics.PrometheusRecorder(started=early.started))
+        rec.describe_mount(cfg.source, client.dialect.provider, client.region or "")
+        rec.watch_cache(layers.cache.figures)
+        return rec
+
+    return counts
+
+
+def _status(cfg: Config, client: S3Client, layers: Layers,
+            counts: Callable[[], metrics.PrometheusRecorder],
             exporter: WSGIServer | None) -> Callable[[], dict[str, Any]]:
     """The mount's ``metafs status`` report, built when asked (see metafs.status)."""
     endpoint = f"{client.endpoint.scheme}://{client.endpoint.netloc(cfg.bucket)}"
-    rec.describe_mount(cfg.source, client.dialect.provider, client.region or "")
-    rec.watch_cache(layers.cache.figures)
     url = None
     if exporter is not None:
         host, port = str(exporter.server_address[0]), exporter.server_address[1]
@@ -334,17 +366,17 @@ def _status(cfg: Config, client: S3Client, layers: Layers, rec: metrics.Promethe
             source=cfg.source, mountpoint=cfg.mountpoint, provider=client.dialect.title,
             endpoint=endpoint, region=client.region, endpoint_down=client.health.down,
             figures={**layers.cache.figures(), "invalidations": layers.invalidation.count},
-            rec=rec, metrics_url=url)
+            rec=counts(), metrics_url=url)
 
     return report
 
 
-def _export(cfg: Config, rec: metrics.PrometheusRecorder) -> WSGIServer | None:
+def _export(cfg: Config, counts: Callable[[], metrics.PrometheusRecorder]) -> WSGIServer | None:
     """Serve the metrics when ``--metrics-addr`` asks; a port that cannot be had fails the mount."""
     if cfg.metrics_addr is None:
         return None
     try:
-        server = metrics.serve(rec, cfg.metrics_addr)
+        server = metrics.serve(counts(), cfg.metrics_addr)
     except OSError as e:
         host, port = cfg.metrics_addr
         raise errors.ConfigError(f"--metrics-addr {host}:{port}: {e.strerror or e}") from None

@@ -201,6 +201,9 @@ class ObjectMetadata:
         # Where the files of annotations too large for xattrs are, relative to
         # the mount root (None: not shown by this mount).
         self._annotations_dir = annotations_dir
+        # The last HEAD table composed (see _head_table): the HEAD answer's own table (by
+        # identity: a new answer is a new dict) and what it composed to.
+        self._last_head: tuple[dict[bytes, bytes], dict[bytes, bytes]] | None = None
 
     def start_background(self, nursery: trio.Nursery) -> None:
         """Where readahead tasks run (the mount's nursery); none: no readahead."""
@@ -309,7 +312,8 @@ class ObjectMetadata:
         head = self._head_table(found)
         channel = xattrs.channel_of(name)
         if channel == "head":
-            value = xattrs.head_value(head, self._origin(key), name)
+            assert found.meta.xattrs is not None  # head() returns HEAD-level entries only
+            value = xattrs.head_lookup(head, found.meta.xattrs, name)
             return NoAttr() if value is None else value
         if channel not in self._wanted(found):
             return NoAttr()
@@ -360,8 +364,20 @@ class ObjectMetadata:
         return await self._payload(key, found, entry)
 
     def _head_table(self, found: Trusted) -> dict[bytes, bytes]:
-        assert found.meta.xattrs is not None  # head() returns HEAD-level entries only
-        return xattrs.head_xattrs(found.meta.xattrs, self._origin(found.meta.key))
+        """The HEAD channel as listed (:func:`xattrs.head_xattrs`); callers do not change it.
+
+        Composed once per HEAD answer while one file is being read: ``getfattr -d``
+        asks for each name twice (size, then value) right after listing them, and
+        composing copies the table and encodes the object's URL (issue 12, target 3).
+        """
+        own = found.meta.xattrs
+        assert own is not None  # head() returns HEAD-level entries only
+        last = self._last_head
+        if last is not None and last[0] is own:
+            return last[1]
+        table = xattrs.head_xattrs(own, self._origin(found.meta.key))
+        self._last_head = (own, table)
+        return table
 
     def _origin(self, key: str) -> str | None:
         return self._channel_view.origin_url(key) if self._channel_view is not None else None

@@ -259,8 +259,13 @@ def head_xattrs(head: Mapping[bytes, bytes], origin_url: str | None) -> dict[byt
 def head_value(head: Mapping[bytes, bytes], origin_url: str | None, name: bytes) -> bytes | None:
     """One HEAD-channel value by name: listed names, previous release's names, and
     ``user.s3.meta.<key>`` for every user-metadata key."""
-    table = head_xattrs(head, origin_url)
-    value = lookup(table, name)
+    return head_lookup(head_xattrs(head, origin_url), head, name)
+
+
+def head_lookup(listed: Mapping[bytes, bytes], head: Mapping[bytes, bytes], name: bytes
+                ) -> bytes | None:
+    """:func:`head_value` in ``listed``, the table :func:`head_xattrs` composed from ``head``."""
+    value = lookup(listed, name)
     meta = META_NS.encode()
     if value is None and name.startswith(meta):
         # Not listed twice: user.<key> is the listed name of a key not beginning "s3.".

@@ -28,4 +28,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
+# An editable install compiles nothing, and where PYTHONDONTWRITEBYTECODE is set no run caches
+# what it compiles: every start would compile metafs again (~60 ms of a mount's start-up).
+# scripts/install.sh needs no such step: pip compiles what it installs.
+.venv/bin/python -m compileall -q metafs >/dev/null
 echo "setup: ready (.venv)" >&2

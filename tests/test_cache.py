@@ -263,7 +263,7 @@ def test_resize_listing_ignores_a_listing_no_longer_cached():
 def _listing(dir_key: str, n: int) -> Listing:
     lst = Listing(dir_key, 2000.0)
     for i in range(n):
-        lst.entries.append(FileEntry(f"f{i}", listed(f"{dir_key}f{i}")))
+        lst._emit(FileEntry(f"f{i}", listed(f"{dir_key}f{i}")))
     return lst
 
 
@@ -290,7 +290,8 @@ def test_listing_evictions_are_reported_and_a_growing_listing_never_evicts_itsel
     c.put_listing(old)                        # weight 4
     growing = _listing("new/", 1)
     c.put_listing(growing)                    # weight 2: total 6
-    growing.entries.extend(_listing("new/", 6).entries[1:])
+    for e in _listing("new/", 6).entries[1:]:
+        growing._emit(e)
     c.resize_listing(growing)                 # weight 7: 'old' (4) must go, not 'new'
     assert seen == [("listings", "old/", old)]
     assert c.listing("new/") is growing and c.listing("old/") is None

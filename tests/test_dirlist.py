@@ -497,3 +497,30 @@ def test_key_bytes_and_names_map_to_each_other_losslessly(raw, plus_is_space):
     # ... lookup makes the same name of them, and requests carry the key's bytes.
     assert name_of(raw) == entry.name
     assert unquote_to_bytes(uri_encode("d/" + name_of(raw), keep_slash=True)) == key
+
+
+# -- memory: entries live in columns and are built when read ----------------------------------
+
+def test_every_entry_reads_back_as_the_page_showed_it_whatever_the_columns_can_hold():
+    metas = [
+        ObjectMeta("d/md5", 5, 1_600_000_000, '"0123456789abcdef0123456789abcdef"'),  # in columns
+        ObjectMeta("d/multipart", 7, 1, '"0123456789abcdef0123456789abcdef-2"'),
+        ObjectMeta("d/upper", 1, 2, '"0123456789ABCDEF0123456789ABCDEF"'),
+        ObjectMeta("d/none", 0, 0, None),
+        ObjectMeta("d/huge", 1 << 64, -(1 << 70), '"0123456789abcdef0123456789abcdef"'),
+        ObjectMeta("d/xattrs", 3, 3, '"0123456789abcdef0123456789abcdef"', {b"user.a": b"1"}),
+    ]
+    lst = Listing("d/", expires=0.0)
+    shown = lst.add_page(ListPage(list(metas), ["d/sub/"], False, None))
+    assert [e.meta for e in shown if isinstance(e, FileEntry)] == sorted(metas, key=lambda m: m.key)
+    for m in metas:
+        name = m.key[2:]
+        e = lst.index[name]
+        assert isinstance(e, FileEntry) and e.meta == m and e.meta.etag == m.etag and e.name == name
+        assert lst.entries[e.pos] == e and lst.file(name) == e and lst.key_at(e.pos) == m.key
+        assert e.meta.xattrs == m.xattrs
+    assert set(lst.odd) == {lst.index[n].pos for n in ("multipart", "upper", "none", "huge", "xattrs")}
+    assert lst.key_at(lst.index["sub"].pos) == "d/sub/" and isinstance(lst.index["sub"], DirEntry)
+    assert "md5" in lst.index and "nope" not in lst.index and lst.index.get("nope") is None
+    assert len(lst.index) == len(lst.entries) == 7 and lst.entries[-1] == lst.entries[6]
+    assert lst.entries[1:3] == list(lst.entries)[1:3]

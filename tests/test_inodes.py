@@ -184,3 +184,91 @@ def test_dentries_for_names_known_or_possibly_negative() -> None:
     assert t.dentries_for("d/", ["x", "y", "z"]) == [(d.ino, "x"), (d.ino, "y")]
     assert t.dentries_for("d/", ["z"], known_only=False) == [(d.ino, "z")]
     assert t.dentries_for("nope/", ["x"], known_only=False) == []
+
+
+# -- readdirplus: inodes without a Node (offer / took) ----------------------------------------
+def _readdir(t: InodeTable, parent, names: list[str], is_dir: bool = False) -> list[int]:
+    """What readdir does per entry the kernel takes: offer, reply, took."""
+    inos = []
+    for n in names:
+        inos.append(t.offer(parent, n, is_dir))
+        t.took()
+    return inos
+
+
+def test_readdirplus_inodes_are_counted_without_nodes_and_found_by_number_and_name():
+    t = InodeTable("pre/")
+    root = t.get(ROOT_INODE)
+    d = t.ensure(root, "d", True)
+    inos = _readdir(t, d, ["a", "b", "c"])
+    assert inos == [3, 4, 5] and len(t) == 5 and t._lazy_live == 3
+    assert _readdir(t, d, ["a", "b", "c"]) == inos  # listed again: the same inodes, counted again
+    assert sorted(t.nodes) == [1, 2, 3, 4, 5]
+    assert t.dentries_for("pre/d/", ["a", "zz"]) == [(2, "a")] and t._lazy_live == 3  # no Node made
+    assert t.held(4) == (2, False) and t.held(2) == (0, True) and t.held(99) is None
+    assert t._lazy_live == 3
+    b = t.get(4)  # the first use of the inode by number makes it a Node, count kept
+    assert b is not None and (b.name, b.key, b.parent, b.is_dir, b.nlookup) == ("b", "pre/d/b", 2, False, 2)
+    assert t.get(4) is b and t.child(d.ino, "b") is b and t._lazy_live == 2
+    assert t.offer(d, "b", False) == 4
+    t.took()
+    assert b.nlookup == 3
+    c = t.child(d.ino, "c")  # ...or by name
+    assert c is not None and c.ino == 5 and c.nlookup == 2
+    assert t.ensure(d, "a", False).ino == 3  # a lookup of the name gets the same inode
+
+
+def test_forget_of_readdirplus_inodes_is_exact():
+    t = InodeTable()
+    root = t.get(ROOT_INODE)
+    inos = _readdir(t, root, ["x", "y"])
+    _readdir(t, root, ["x"])
+    t.forget([(inos[0], 1), (inos[1], 1)])
+    assert len(t) == 2 and t.get(inos[1]) is None  # y gone; x held once more
+    x = t.get(inos[0])
+    assert x is not None and x.nlookup == 1
+    t.forget([(inos[0], 1)])
+    assert len(t) == 1 and t.get(inos[0]) is None and t._lazy == {}
+    # A name listed again after it was forgotten: a new inode, never a reused one.
+    assert _readdir(t, root, ["x", "y"]) == [inos[1] + 1, inos[1] + 2]
+    t.forget([(inos[1] + 1, 5), (inos[1] + 2, 1), (999, 1)])  # more than held; unknown: ignored
+    assert len(t) == 1 and t._run_starts == []  # every table and run released
+
+
+def test_an_entry_the_kernel_did_not_take_allocates_nothing():
+    t = InodeTable()
+    root = t.get(ROOT_INODE)
+    assert t.offer(root, "a", False) == 2
+    t.untaken()
+    assert len(t) == 1 and t.offer(root, "a", False) == 2  # the number is offered again
+    t.took()
+    assert len(t) == 2
+
+
+def test_a_listed_name_that_changed_kind_gets_a_new_inode_and_the_old_lives_until_forgotten():
+    t = InodeTable()
+    root = t.get(ROOT_INODE)
+    [old] = _readdir(t, root, ["n"], is_dir=False)
+    new = t.offer(root, "n", True)
+    assert new != old
+    t.untaken()  # not taken: the file keeps its slot
+    assert t.child(ROOT_INODE, "n").ino == old
+    new = t.offer(root, "n", True)
+    t.took()
+    assert t.child(ROOT_INODE, "n").ino == new and t.get(new).is_dir
+    assert t.get(old).nlookup == 1  # detached, held until the kernel forgets it
+    t.forget([(old, 1)])
+    assert t.get(old) is None and t.child(ROOT_INODE, "n").ino == new
+
+
+def test_runs_find_inodes_of_interleaved_directories():
+    t = InodeTable()
+    root = t.get(ROOT_INODE)
+    d1, d2 = t.ensure(root, "d1", True), t.ensure(root, "d2", True)
+    a = _readdir(t, d1, ["a0", "a1"])
+    b = _readdir(t, d2, ["b0"])
+    a += _readdir(t, d1, ["a2", "a3"])
+    assert a == [4, 5, 7, 8] and b == [6]
+    assert [t.get(i).key for i in a + b] == ["d1/a0", "d1/a1", "d1/a2", "d1/a3", "d2/b0"]
+    assert sorted(n for _, n in t.dentries_for("d1/", ["a0", "zz"])) == ["a0"]
+    assert sorted(name for _, name, _ in t.items()) == ["a0", "a1", "a2", "a3", "b0", "d1", "d2"]

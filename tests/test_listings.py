@@ -252,7 +252,7 @@ def test_a_refresh_without_answer_serves_the_previous_listing():
         new = env.listings.current("d/")
         assert new is not old and new.previous is old
         # Until the new one shows something, the old one holds the ETags to revalidate with.
-        assert env.listings.listed_file("d/a", fresh=False).meta is old.index["a"].meta
+        assert env.listings.listed_file("d/a", fresh=False).meta == old.index["a"].meta
         b.fail = 500
         with pytest.raises(errors.ServerError):
             await env.listings.fill(new, 0)
@@ -320,7 +320,7 @@ def test_locate_finds_a_listed_file_and_its_position():
         assert found is not None
         where, entry = found
         assert where is lst and isinstance(entry, FileEntry) and entry.meta.key == "d/z"
-        assert lst.entries[entry.pos] is entry and entry.pos == 3  # a, b, sub, z
+        assert lst.entries[entry.pos] == entry and entry.pos == 3  # a, b, sub, z (built when read)
         assert env.listings.locate("d/sub") is None  # a directory, not a file
         assert env.listings.locate("d/nope") is None
         assert env.listings.locate("d/sub/x") is None  # its directory is not listed

@@ -2,9 +2,10 @@
 
 ``ls -l`` of 20,000 objects in one directory through the mount's layers (tests.fakes.run_ops),
 every entry taken as readdirplus takes it (one inode each); tracemalloc counts what stays.
-The bound is this version's cost plus a margin: each cut of README's memory paragraph
-(no (parent, name) tuple per inode, the usual ETag as 16 bytes, a LastModified second shared
-by its page) is needed to stay under it.  ``scripts/mem_per_entry.py`` measures RSS at 1,000,000.
+The bound is this version's cost plus a margin, and fails if either half of README's memory
+paragraph goes back to objects per entry: the listing's columns (an entry object, an
+ObjectMeta and its key per entry cost ~300 B more) or readdirplus inodes without a Node
+(a Node with its dict slots costs ~200 B).  ``scripts/mem_per_entry.py`` measures RSS at 1,000,000.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyfuse3
 from tests.fakes import Bucket, OpsEnv, run_ops
 
 N = 20_000
-BOUND = 600  # bytes per entry: 552 now, 683 before the cuts (all objects here share a second)
+BOUND = 240  # bytes per entry: 166 now; 552 with an object per entry and a Node per inode
 
 
 class Room:

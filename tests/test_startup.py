@@ -1,5 +1,7 @@
 """Start-up stays light: a mount whose keys come from the environment never imports botocore,
-and an ``http://`` endpoint never loads a CA bundle (issue 12, target 6).
+an ``http://`` endpoint never loads a CA bundle, and what the mount needs only once live
+(prometheus_client, the XML parser) or only when asked for (--as-of, --versions) is not
+imported before it is live (issue 12, target 6).
 
 The checks count modules and certificates, never time (speed is scripts/bench.py).  The
 botocore-free answers are checked against botocore's own for the same environment.
@@ -23,11 +25,19 @@ from metafs.credentials import (
     env_only_aws_credentials,
 )
 from metafs.s3.tls import client_context, needs_tls
-from tests.helpers import REPO, base_env
+from tests.helpers import REPO, base_env, wait_until
 
 # Modules a mount whose keys are in the environment must not import (certifi is imported by
 # httpcore anyway: whether its bundle is loaded is checked by counting certificates).
 HEAVY = ("botocore", "boto3", "logging.handlers")
+# Modules a mount does not import before it is live (a mount without --metrics-addr, --as-of,
+# --versions): the counters' library and its HTTP server, the XML parser (a HEAD has no body).
+LATER = ("prometheus_client", "wsgiref", "http.server", "xml.etree", "metafs.asof",
+         "metafs.versions")
+
+
+def _named(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in names)]
 
 _AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
              "AWS_CREDENTIAL_EXPIRATION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_DEFAULT_REGION",
@@ -116,19 +126,18 @@ src = CredentialSource()
 src.resolve()
 assert src.profile_region() is None
 ctx = client_context(cfg.endpoint_url, {})
-print(" ".join(m for m in sys.modules if m.split(".")[0] in {h.split(".")[0] for h in %r}
-               and any(m == h or m.startswith(h + ".") for h in %r)))
+print(" ".join(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in %r)))
 print(ctx.cert_store_stats()["x509_ca"])
 """
 
 
 def test_a_mount_with_environment_keys_imports_no_heavy_module():
     """What a mount of an http endpoint runs before it is live, in a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-c", _PROBE % (HEAVY, HEAVY)], env=base_env(),
+    out = subprocess.run([sys.executable, "-c", _PROBE % (HEAVY + LATER,)], env=base_env(),
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     heavy, cas = out.stdout.splitlines()
-    assert heavy == ""  # none of HEAVY
+    assert heavy == ""  # none of HEAVY or LATER
     assert cas == "0"   # no CA bundle loaded
 
 
@@ -152,9 +161,44 @@ def test_tls_context_only_for_endpoints_that_can_use_tls(monkeypatch):
 
 @pytest.mark.mount
 def test_a_live_mount_imported_no_heavy_module(mount, bucket):
-    """The real command, mounted through the kernel: its import log names none of HEAVY."""
+    """The real command, mounted through the kernel: its import log names none of HEAVY, and
+    none of LATER before the line saying the mount is live (prometheus_client right after)."""
     m = mount(bucket, env=base_env(PYTHONPROFILEIMPORTTIME="1"))
-    imported = [line.rsplit("|", 1)[1].strip() for line in m.log_text().splitlines()
+    lines = m.log_text().splitlines()
+    live = next(i for i, line in enumerate(lines) if "INFO mounted " in line)
+    imported = [line.rsplit("|", 1)[1].strip() for line in lines
                 if line.startswith("import time:") and "|" in line]
-    assert "pyfuse3" in imported and "metafs.mount" in imported  # the log is the import log
-    assert [m for m in imported if any(m == h or m.startswith(h + ".") for h in HEAVY)] == []
+    before = [line.rsplit("|", 1)[1].strip() for line in lines[:live]
+              if line.startswith("import time:") and "|" in line]
+    assert "pyfuse3" in before and "metafs.mount" in before  # the log is the import log
+    assert _named(imported, HEAVY) == []
+    assert _named(before, LATER) == []
+    assert wait_until(lambda: "prometheus_client" in [line.rsplit("|", 1)[1].strip() for line in
+                                               m.log_text().splitlines()
+                                               if line.startswith("import time:")])
+
+
+def test_the_early_recorder_hands_every_event_over():
+    """What is counted before the PrometheusRecorder exists is counted in it (tests/test_metrics
+    checks the bucket check's HeadBucket in a live mount's status)."""
+    from metafs import metrics
+
+    early = metrics.EarlyRecorder()
+    previous = metrics.use(early)
+    try:
+        with early.s3_attempt("HEAD", "", []) as attempt:
+            attempt.done(200)
+        early.s3_retry("GET", "", [("list-type", "2")])
+        early.cache_lookup("meta", False)
+        late = early.s3_attempt("HEAD", "k", [])  # still on the wire at the hand-over
+        a = late.__enter__()
+        rec = early.hand_over(metrics.PrometheusRecorder(started=early.started))
+        assert metrics.recorder is rec and rec.started == early.started
+        a.done(404)
+        late.__exit__(None, None, None)
+    finally:
+        metrics.use(previous)
+    assert rec.totals("metafs_s3_requests") == {("HeadBucket", "200"): 1, ("HeadObject", "404"): 1}
+    assert rec.totals("metafs_s3_retries") == {("ListObjects",): 1}
+    assert rec.totals("metafs_cache_lookups") == {("meta", "miss"): 1}
+    assert early.events == []

@@ -19,13 +19,15 @@ import dataclasses
 import datetime
 import email.utils
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import unquote, unquote_plus
 
 from ..errors import MalformedResponseError
 from ..xattrs import object_xattrs
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 
 class ObjectMeta:
@@ -65,6 +67,18 @@ class ObjectMeta:
             hexdigits = value[1:-1]
             if _LOWER_HEX.fullmatch(hexdigits):
                 self._etag = bytes.fromhex(hexdigits)
+
+    @classmethod
+    def listed(cls, key: str, size: int, mtime: int, digest: bytes) -> ObjectMeta:
+        """A listing's entry whose ETag is the usual MD5 ``digest`` (see :meth:`digest`)."""
+        m = cls.__new__(cls)
+        m.key, m.size, m.mtime, m._etag, m.xattrs = key, size, mtime, digest, None
+        return m
+
+    def digest(self) -> bytes | None:
+        """The 16 bytes of the usual ETag (``"<32 lowercase hex digits>"``); None for any other."""
+        e = self._etag
+        return e if isinstance(e, bytes) else None
 
     def _fields(self) -> tuple[object, ...]:
         return (self.key, self.size, self.mtime, self.etag, self.xattrs)
@@ -217,8 +231,8 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
     key keeps its exact bytes (see :mod:`metafs.dirlist`).
     """
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError as e:
+        root = _fromstring(body)
+    except SyntaxError as e:
         raise MalformedResponseError(f"listing is not valid XML: {e}") from e
     if _ns(root.tag) != "ListBucketResult":
         raise MalformedResponseError(f"unexpected listing root element <{_ns(root.tag)}>")
@@ -303,18 +317,29 @@ def error_fields(body: bytes) -> dict[str, str]:
     if not body or not body.lstrip().startswith(b"<"):
         return {}
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
+        root = _fromstring(body)
+    except SyntaxError:
         return {}
     if _ns(root.tag) != "Error":
         return {}
     return {_ns(c.tag): (c.text or "") for c in root}
 
 
+def _fromstring(body: bytes) -> ET.Element:
+    """``ElementTree.fromstring``; its ``ParseError`` is a ``SyntaxError``.
+
+    Imported at the first XML answer, not with this module: a mount is live
+    before any (its bucket check is a HEAD; issue 12, target 6).
+    """
+    from xml.etree.ElementTree import fromstring
+
+    return fromstring(body)
+
+
 def _xml_root(body: bytes, what: str) -> ET.Element:
     try:
-        return ET.fromstring(body)
-    except ET.ParseError as e:
+        return _fromstring(body)
+    except SyntaxError as e:
         raise MalformedResponseError(f"{what} is not valid XML: {e}") from e
 
 

@@ -49,6 +49,20 @@ class SigV4Signer:
         self.service = service
         self.token_header = token_header
         self.payload_hash = payload_hash
+        # The signing key of the last (secret, date): it changes once a day, or with the keys,
+        # and deriving it costs four HMACs of every request.
+        self._key: tuple[str, str, bytes] | None = None
+
+    def signing_key(self, secret_key: str, date: str) -> bytes:
+        """The key of ``date`` (YYYYMMDD) for this region and service (kept while it stays)."""
+        kept = self._key
+        if kept is not None and kept[0] == secret_key and kept[1] == date:
+            return kept[2]
+        key = _hmac(("AWS4" + secret_key).encode("utf-8"), date)
+        for part in (self.region, self.service, "aws4_request"):
+            key = _hmac(key, part)
+        self._key = (secret_key, date, key)
+        return key
 
     def sign(self, req: SignableRequest, creds: Credentials, now: _dt.datetime) -> None:
         if now.tzinfo is not None:  # the scope date is UTC's, whatever the caller's zone
@@ -81,9 +95,7 @@ class SigV4Signer:
         scope = f"{date}/{self.region}/{self.service}/aws4_request"
         sts = "\n".join([ALGORITHM, amz_date, scope,
                          hashlib.sha256(creq.encode("utf-8")).hexdigest()])
-        key = _hmac(("AWS4" + creds.secret_key).encode("utf-8"), date)
-        for part in (self.region, self.service, "aws4_request"):
-            key = _hmac(key, part)
+        key = self.signing_key(creds.secret_key, date)
         signature = hmac.new(key, sts.encode("utf-8"), hashlib.sha256).hexdigest()
         h["authorization"] = (
             f"{ALGORITHM} Credential={creds.access_key}/{scope}, "
