@@ -151,8 +151,9 @@ class AsOfView:
         self._versions: LRUCache[str, str] = LRUCache(max(1, max_keys))  # key -> version id shown
 
     # -- pages --------------------------------------------------------------------
-    async def list_page(self, dir_key: str, token: str | None) -> ListPage:
-        km: str | None = None
+    async def list_page(self, dir_key: str, token: str | None, after: str | None = None
+                        ) -> ListPage:
+        km: str | None = after  # (keys after it: every version of a later key)
         vm: str | None = None
         decided: str | None = None
         if token is not None:

@@ -232,6 +232,13 @@ class MetaCache:
         return usable
 
     def put_listing(self, listing: Listing) -> None:
+        """Keep ``listing`` for its directory, unless it is larger than the whole cache.
+
+        (A listing built elsewhere arrives full: a walk's, a probe's.)
+        """
+        if 1 + len(listing.entries) > self.max_entries:
+            self._listings.pop(listing.dir_key, None)  # served to its readers, not kept
+            return
         self._listings[listing.dir_key] = listing
 
     def resize_listing(self, listing: Listing) -> None:

@@ -245,7 +245,7 @@ class Listing:
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
                  "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
                  "shadowed", "_names", "names", "dir_flags", "sizes", "mtimes", "_etags", "odd",
-                 "_emitted", "fanout")
+                 "_emitted", "after", "fanout")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -265,6 +265,9 @@ class Listing:
         self._emitted: list[Entry] | None = None  # what the add_page under way emitted
         self.complete = False
         self.token: str | None = None
+        # Set instead of ``token`` on a listing seeded from a flat page (:meth:`seed`):
+        # the next page is the delimiter listing after this key (start-after / marker).
+        self.after: str | None = None
         self.expires = expires  # absences are trusted until then (see the module docstring)
         # Page k showed entries[page_ends[k-1]:page_ends[k]], trusted until page_expires[k].
         self.page_ends: list[int] = []
@@ -439,6 +442,7 @@ class Listing:
         finally:
             self._emitted = None
         self.pages += 1
+        self.after = None
         if items and items[-1][0] > self.watermark:
             self.watermark = items[-1][0]
         if self._seen is not None:
@@ -499,6 +503,28 @@ class Listing:
                 assert meta is not None  # objects carry their metadata (built above)
                 self._pend_or_emit(kb, FileEntry(name, meta), hold=True)
 
+    def seed(self, page: ListPage, after: str, expires: float) -> list[Entry]:
+        """Merge what a flat listing showed of this directory, every key up to ``after`` seen.
+
+        ``page`` holds this directory's objects and first-level prefixes from
+        a flat (no delimiter) page that ended, truncated, at the key ``after``
+        (:mod:`metafs.walks`).  It is trusted like any page, and more: every
+        key up to ``after`` was seen, so held files that no key after
+        ``after`` can shadow are emitted, and names whose ``dir/name/`` sorts
+        before ``after`` are settled (:meth:`covers`).  The next page is the
+        delimiter listing after ``after`` (``Listing.after``); it may show
+        again the subdirectory ``after`` is in (S3 does), which is dropped as
+        at or before the watermark.  Returns the entries made visible.
+        """
+        start = len(self.entries)
+        self.add_page(dataclasses.replace(page, truncated=True, next_token=after), expires)
+        at = key_bytes(after)
+        self._flush_before(at)
+        self.watermark = max(self.watermark, at)
+        self.page_ends[-1] = len(self.entries)
+        self.token, self.after = None, after
+        return self.entries[start:]
+
     def _check(self, page: ListPage, items: list[tuple[bytes, str, bool, ObjectMeta | None]]
                ) -> None:
         """Refuse a page that would keep the listing from ending (rule 6).
@@ -509,6 +535,10 @@ class Listing:
         """
         if not page.truncated:
             return
+        if self.after is not None:
+            # The first page after a seed: S3 shows again the prefix ``after`` is in,
+            # which is no progress of this page's own (an empty page, if nothing else).
+            items = [t for t in items if t[0] > self.watermark]
         n = self.pages + 1
         fault: str | None = None
         if not page.next_token:

@@ -91,6 +91,11 @@ class Listings:
         """Where the requests of parallel ranges run (the mount's nursery); none: all sequential."""
         self._nursery = nursery
 
+    @property
+    def ordered(self) -> bool:
+        """Whether the server lists in key order (not an S3 directory bucket)."""
+        return self._ordered
+
     def current(self, dir_key: str) -> Listing:
         """The listing readdir should serve: fresh, in progress, or a new one."""
         lst = self._cache.fresh_listing(dir_key)
@@ -159,7 +164,7 @@ class Listings:
                         page, expires = await self._next_in_order(lst.dir_key, lst.fanout)
                     else:
                         expires = self._cache.now() + self._cache.ttl  # trust runs from the request
-                        page = await self._view.list_page(lst.dir_key, lst.token)
+                        page = await self._view.list_page(lst.dir_key, lst.token, lst.after)
                     entries = lst.add_page(page, expires)
                 except errors.MetafsError as e:
                     lst.fanout = None

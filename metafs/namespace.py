@@ -6,10 +6,20 @@ The one owner of name resolution (what an object *says* is
 * **Listings first.**  A directory listed less than a TTL ago answers
   every lookup in it, positive or negative, with no request.
 * **Probe once.**  A name no listing has shown costs one HEAD and one
-  ``LIST prefix=name/ max-keys=1``, sent concurrently; the directory wins
-  when both exist.  Revalidating a name already known as a file costs one
+  LIST of ``prefix=name/``, sent concurrently; the directory wins when
+  both exist.  Revalidating a name already known as a file costs one
   conditional HEAD; one known as a directory, one LIST (after its TTL or a
   ``metafs refresh``; such a revalidation is not a miss, see below).
+* **A probe's LIST is a listing page.**  Where keys come in byte order and
+  the view lists flat (:class:`~metafs.views.FlatLister`), the LIST is the
+  first flat page of ``name/``'s subtree (no delimiter, up to 1,000 keys)
+  rather than ``max-keys=1``: the directories it proves complete become
+  listings, those still open at its last key are seeded with what it
+  showed (:func:`metafs.walks.adopt_probe_page`).  So the lookups of a
+  deep path below, and ``ls -l name``, are answered from it, trusted a
+  TTL from the request like any page.  A file's name costs what it did
+  (its page is empty).  Elsewhere (directory buckets, the as-of view):
+  ``max-keys=1``.
 * **Single flight.**  Concurrent lookups of one name share one probe.
 * **Stale if error.**  When revalidating a known name fails (server
   down, timeout), the name is served as it was for ``stale_grace``
@@ -35,7 +45,8 @@ from .flight import SingleFlight
 from .listings import Listings
 from .objects import ObjectMetadata
 from .s3.model import Absent, Fresh, HeadOutcome, ObjectMeta
-from .views import View
+from .views import FlatLister, View
+from .walks import adopt_probe_page
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +92,9 @@ class Namespace:
         self._flights: SingleFlight[Resolved] = SingleFlight()
         self._nursery: trio.Nursery | None = None
         self._misses: LRUCache[str, float] = LRUCache(1024)  # dir -> time of a first probe
+        # Probes list name/'s subtree flat where listings are in key order (see above).
+        self._flat: FlatLister | None = (
+            view if isinstance(view, FlatLister) and listings.ordered else None)
 
     def start_background(self, nursery: trio.Nursery) -> None:
         """Where list-ahead tasks run (the mount's nursery); none: no listing on misses."""
@@ -161,8 +175,10 @@ class Namespace:
         if self._nursery is None:
             return
         lst = self._listings.fresh(dir_key)
-        if lst is not None:
+        if lst is not None and lst.after is None:
             # Listed in part: a miss past what it covers pulls one more page.
+            # (Seeded by a probe's flat page and not read further: a burst as below,
+            # so that one deep path's probe below it costs no page of it.)
             if not lst.complete and not lst.fetching():
                 self._nursery.start_soon(self._list_ahead, lst)
             return
@@ -189,7 +205,7 @@ class Namespace:
             if stale is not None and not known_dir:
                 return await self._revalidate_file(key, stale)
             if known_dir and stale is None:
-                if await self._view.has_children(key):
+                if await self._has_children(key):
                     return FoundDir(c.put_prefix(key + "/"))
                 c.drop_prefix(key + "/")
                 return self._settle(key, await self._view.head(key), None)
@@ -202,6 +218,15 @@ class Namespace:
             if stale is not None:
                 return _file(self._objects.serve_stale(stale, e))
             raise
+
+    async def _has_children(self, key: str) -> bool:
+        """Whether anything is under ``key/``; a flat page also lists its subtree (see above)."""
+        if self._flat is None:
+            return await self._view.has_children(key)
+        expires = self._cache.now() + self._cache.ttl  # trust runs from the request
+        page = await self._flat.list_flat(key + "/", None, None)
+        adopt_probe_page(self._listings, key, page, expires)
+        return bool(page.objects or page.prefixes)
 
     async def _probe_both(self, key: str) -> Resolved:
         """HEAD key and LIST key/ at once; the directory wins."""
@@ -218,7 +243,7 @@ class Namespace:
         async def run_list() -> None:
             nonlocal is_dir
             try:
-                is_dir = await self._view.has_children(key)
+                is_dir = await self._has_children(key)
             except errors.MetafsError as e:
                 is_dir = e
 
@@ -251,7 +276,7 @@ class Namespace:
             if listed is None:
                 raise
             return _file(self._cache.put_object(listed))
-        if isinstance(outcome, Absent) and await self._view.has_children(key):
+        if isinstance(outcome, Absent) and await self._has_children(key):
             # The object went away but the name lives on as a directory.
             self._cache.drop_object(key)
             return FoundDir(self._cache.put_prefix(key + "/"))

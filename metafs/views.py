@@ -39,8 +39,14 @@ class View(Protocol):
 
     revalidates: bool  # whether answers can change, so entries expire after the TTL
 
-    async def list_page(self, dir_key: str, token: str | None) -> ListPage:
-        """One page of the delimiter listing of ``dir_key`` (``token`` from the last page)."""
+    async def list_page(self, dir_key: str, token: str | None, after: str | None = None
+                        ) -> ListPage:
+        """One page of the delimiter listing of ``dir_key`` (``token`` from the last page).
+
+        ``after`` instead of a token: the page of keys after that one (a
+        listing seeded from a probe's flat page; only views that are
+        :class:`FlatLister` get one).
+        """
         ...
 
     async def has_children(self, key: str) -> bool:
@@ -130,8 +136,9 @@ class LiveView:
     def __init__(self, client: S3Client) -> None:
         self._client = client
 
-    async def list_page(self, dir_key: str, token: str | None) -> ListPage:
-        return await self._client.list_page(dir_key, token=token)
+    async def list_page(self, dir_key: str, token: str | None, after: str | None = None
+                        ) -> ListPage:
+        return await self._client.list_page(dir_key, token=token, start_after=after)
 
     async def has_children(self, key: str) -> bool:
         page = await self._client.list_page(key + "/", delimiter=None, max_keys=1)

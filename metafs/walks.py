@@ -43,6 +43,12 @@ The rules (tested in ``tests/test_walks.py``):
   completeness with, and the as-of view lists collapsed versions, not
   keys: no walks there.
 
+A lookup probe's LIST is a flat page too (the first of the name's
+subtree, :mod:`metafs.namespace`): :func:`adopt_probe_page` turns it into
+listings with the same :class:`FlatSplit` and :func:`publish`, and seeds
+the directories still open at its last key (:meth:`Listing.seed`), so a
+deep path below a probed name is answered from that one page.
+
 :class:`FlatSplit` is the pure part (flat pages in, complete directories
 out); :class:`Walks` does the I/O.
 """
@@ -266,13 +272,48 @@ class Walks:
         return True
 
     def _publish(self, d: DirPage) -> None:
-        """A complete directory becomes a listing, unless a fresh one is kept already."""
-        if self._listings.fresh(d.dir_key) is not None:
-            return
+        publish(self._listings, d)
+
+
+def publish(listings: Listings, d: DirPage) -> None:
+    """A complete directory becomes a listing, unless a fresh one is kept already."""
+    if listings.fresh(d.dir_key) is not None:
+        return
+    lst = Listing(d.dir_key, d.expires, ordered=True)
+    page = ListPage(objects=d.objects, prefixes=d.prefixes, truncated=False, next_token=None)
+    try:
+        entries = lst.add_page(page, d.expires)
+    except errors.MalformedResponseError:  # cannot happen for a final page; be safe
+        return
+    listings.adopt(lst, entries)
+
+
+def adopt_probe_page(listings: Listings, key: str, page: ListPage, expires: float) -> None:
+    """A lookup probe's flat first page of ``key/``'s subtree becomes listings.
+
+    Every directory the page proves complete (``key/`` itself when the page
+    is the whole subtree) is published like a walk's (:func:`publish`);
+    when the page is truncated, every directory still open at its last key
+    (``key/`` and those of that key's path below it) is *seeded* with what
+    the page showed of it (:meth:`Listing.seed`), its next page being the
+    delimiter listing after that key.  A fresh listing kept already is
+    never replaced.  ``expires``: a TTL from the page's request.  A page
+    out of key order publishes nothing (the name's answer stands).
+    """
+    split = FlatSplit(split_key(key)[0], key)  # key/ is a directory under key's parent
+    try:
+        closed = split.add_page(page, expires)
+    except errors.MalformedResponseError as e:
+        log.debug("probe of %r: %s; its page lists nothing", key, e)
+        return
+    for d in closed:
+        publish(listings, d)
+    if not page.truncated or not page.objects:
+        return
+    last = page.objects[-1].key
+    for d in split.stack:
+        if listings.fresh(d.dir_key) is not None:
+            continue
         lst = Listing(d.dir_key, d.expires, ordered=True)
-        page = ListPage(objects=d.objects, prefixes=d.prefixes, truncated=False, next_token=None)
-        try:
-            entries = lst.add_page(page, d.expires)
-        except errors.MalformedResponseError:  # cannot happen for a final page; be safe
-            return
-        self._listings.adopt(lst, entries)
+        seed = ListPage(objects=d.objects, prefixes=d.prefixes, truncated=True, next_token=None)
+        listings.adopt(lst, lst.seed(seed, last, d.expires))

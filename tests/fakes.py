@@ -291,10 +291,13 @@ def run_layers(bucket: Bucket, fn: Callable[[Env], Awaitable[Any]], *, negative_
 
 
 def is_probe_list(r: httpx.Request, key: str) -> bool:
-    """Whether ``r`` is the directory half of a probe of ``key`` (LIST key/ max-keys=1)."""
+    """Whether ``r`` is the directory half of a probe of ``key``: the first flat page of ``key/``.
+
+    (No delimiter, from the start, the server's page size: see :mod:`metafs.namespace`.)
+    """
     p = r.url.params
-    return (r.method == "GET" and p.get("prefix") == key + "/" and p.get("max-keys") == "1"
-            and "delimiter" not in p)
+    return (r.method == "GET" and p.get("prefix") == key + "/" and "delimiter" not in p
+            and not {"max-keys", "start-after", "continuation-token", "marker"} & set(p))
 
 
 async def list_all(env: Env, dir_key: str = "") -> None:

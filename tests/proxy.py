@@ -136,6 +136,12 @@ def is_listing(prefix: str) -> Match:
                       and r.query.get("prefix", "") == prefix and "max-keys" not in r.query)
 
 
+def is_flat_listing(prefix: str) -> Match:
+    """A lookup probe's LIST of ``prefix`` (``name/``): the first flat page of its subtree."""
+    return lambda r: (r.method == "GET" and r.key == "" and "delimiter" not in r.query
+                      and r.query.get("prefix", "") == prefix and "max-keys" not in r.query)
+
+
 # -- the proxy ----------------------------------------------------------------------------------
 
 @dataclasses.dataclass

@@ -48,8 +48,11 @@ instant of the answer's window, not necessarily the same one.  The windows:
   - absences: the negative TTL from the probe ("A missing name is remembered
     for the negative TTL"), or the TTL from the start of a listing of the
     parent ("... its absences for one TTL from the start of the listing").
-    A listing starts at a ``readdir`` at offset 0, so the model accepts a
-    listing's window only if such a call was made at ``now + T - TTL``.
+    A listing starts at a ``readdir`` at offset 0, or at a lookup probe's
+    flat page that showed the directory ("A probe's page is a listing
+    page": its names, present or absent, are trusted for the TTL from its
+    request), so the model accepts a listing's window only if such a call
+    was made, or such a page requested, at ``now + T - TTL``.
 
 * xattrs carry no timeout: their evidence must be younger than one TTL;
   ENOENT from getattr or getxattr, younger than the negative TTL.
@@ -63,9 +66,9 @@ instant of the answer's window, not necessarily the same one.  The windows:
   at the next listing of its parent (or when the object disappears)".  The
   model allows it while metafs knows the name as a file (``self.sticky``):
   its last answer about the name said "file", or a listing page it fetched
-  did (the model knows what each LIST page said: the bucket's state at
-  that request); an answer "directory" or "missing", or a page showing
-  ``name/``, ends it.  It covers lookups, and listed files whose attributes
+  did (the model knows what each LIST page said, delimiter or flat: the
+  bucket's state at that request); an answer "directory" or "missing", or
+  a page showing ``name/``, ends it.  It covers lookups, and listed files whose attributes
   come from such a HEAD (readdir prefers a fresher HEAD to the listing's).
 
 Because every window ends at ``now``, a change made more than ``W`` ago
@@ -190,6 +193,22 @@ def list_page(snap: Snapshot, dir_path: str, token: str | None, size: int) -> li
                     for k in snap if k.startswith(base)})
     items = [i for i in items if token is None or i > token][:size]
     return [(i[len(base):].removesuffix("/"), i.endswith("/")) for i in items]
+
+
+def flat_page(snap: Snapshot, prefix: str, size: int) -> list[str]:
+    """The keys a flat (no delimiter) LIST page of ``prefix`` from the start shows: a probe's."""
+    return sorted(k for k in snap if k.startswith(prefix))[:size]
+
+
+def dirs_shown(prefix: str, keys: list[str]) -> set[str]:
+    """The directories (no trailing '/') a flat page of ``prefix`` shows: ``prefix`` and below."""
+    out = {prefix.removesuffix("/")}
+    for k in keys:
+        i = k.find("/", len(prefix))
+        while i != -1:
+            out.add(k[:i])
+            i = k.find("/", i + 1)
+    return out
 
 
 def join(dir_path: str, name: str) -> str:
@@ -343,6 +362,14 @@ def delimiter_list_of(r: httpx.Request) -> str | None:
     return r.url.params.get("prefix", "").removesuffix("/")
 
 
+def flat_list_of(r: httpx.Request) -> str | None:
+    """The prefix (``name/``) a lookup probe's flat LIST asks for, or None."""
+    if not is_list(r) or "delimiter" in r.url.params:
+        return None
+    assert not {"continuation-token", "start-after"} & set(r.url.params), "only a probe lists flat"
+    return r.url.params["prefix"]
+
+
 # -- the machine -----------------------------------------------------------------------------------
 
 class ReferenceModel(RuleBasedStateMachine):
@@ -383,6 +410,9 @@ class ReferenceModel(RuleBasedStateMachine):
         sent = self.bucket.requests[before:]
         assert all(r.method in ("HEAD", "GET") for r in sent), "a request that is not a read"
         for r in sent:
+            if (prefix := flat_list_of(r)) is not None:
+                self.probe_page(prefix)
+                continue
             d = delimiter_list_of(r)
             if d is None:
                 continue
@@ -391,10 +421,28 @@ class ReferenceModel(RuleBasedStateMachine):
                 del self.xattr_until[key]
             # What the page showed is what metafs knows of those names: a file
             # there is "known as a file" even if the kernel was never told.
-            token = r.url.params.get("continuation-token")
+            # (A seeded listing's next page starts after a key: the fake's
+            # tokens are keys too.)
+            token = r.url.params.get("continuation-token") or r.url.params.get("start-after")
             for name, is_dir in list_page(self.history.now, d, token, self.bucket.page_size):
                 self.sticky[join(d, name)] = not is_dir
         return Outcome(value, err, sent)
+
+    def probe_page(self, prefix: str) -> None:
+        """A probe's flat page of ``prefix`` was requested now: every directory it shows is
+        listed from it ("A probe's page is a listing page"), as far as the page reaches."""
+        keys = flat_page(self.history.now, prefix, self.bucket.page_size)
+        dirs = dirs_shown(prefix, keys) if keys else set()  # empty: no directory to list
+        for d in dirs:
+            # Its absences are trusted a TTL from this request, like a listing's from its start.
+            self.listing_starts.setdefault(d, []).append(self.now)
+            if d != prefix.removesuffix("/"):
+                self.sticky[d] = False
+        for key in [k for k in self.xattr_until if k.rpartition("/")[0] in dirs]:
+            del self.xattr_until[key]  # its listings may replace HEAD-level metadata
+        for k in keys:
+            if k not in dirs:
+                self.sticky[k] = True
 
     # -- the checks ----------------------------------------------------------------------------
     def fail(self, what: str, path: str, window: str) -> None:
@@ -414,7 +462,8 @@ class ReferenceModel(RuleBasedStateMachine):
                 self.fail(f"{path!r} shown as {answer}, which the bucket never had", path, window)
             return
         if answer[0] == "absent":
-            # Probe: the negative TTL from the probe.  Listing: the TTL from its start.
+            # Probe: the negative TTL from the probe.  Listing: the TTL from its start
+            # (a readdir at offset 0, or a probe's flat page that showed the directory).
             lo_probe = now + timeout - NEG_TTL
             assert timeout <= max(TTL, NEG_TTL)
             snaps = self.history.held(lo_probe, now - NEG_TTL)
@@ -772,7 +821,7 @@ class ReferenceModel(RuleBasedStateMachine):
         sent = self.bucket.requests[before:]
         assert self.call(self.env.ops.releasedir, h.fh).errno is None
         firsts = [r for r in sent if delimiter_list_of(r) == path
-                  and "continuation-token" not in r.url.params]
+                  and not {"continuation-token", "start-after"} & set(r.url.params)]
         if not firsts:
             return
         # The listing was fetched from its first page in this step, the bucket still:

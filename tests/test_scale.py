@@ -92,8 +92,10 @@ def test_relisted_unchanged_directory_keeps_head_metadata(mount, boto, bucket, s
     boto.put_object(Bucket=bucket, Key="bulk/f07", Body=b"changed", Metadata={"n": "seven"})
     s3.reset()
     m.run("ls -l bulk >/dev/null")
-    # One page of bulk/, plus the revalidation of the name 'bulk' itself.
-    assert len([r for r in s3.log("LIST") if "delimiter" in r.query]) == 1
+    # The revalidation of the name 'bulk' is the flat first page of bulk/ (20 keys),
+    # which lists it: no delimiter page (was: that LIST max-keys=1, then one page).
+    assert [("delimiter" in r.query, r.query["prefix"]) for r in s3.log("LIST")] == [
+        (False, "bulk/")]
     out = m.run("for f in bulk/*; do getfattr -n user.n --only-values \"$f\"; echo; done").stdout
     assert out.split() == [str(i) if i != 7 else "seven" for i in range(20)]
     c = s3.counts()
@@ -105,16 +107,20 @@ def test_first_entries_arrive_after_the_first_page(mount, bucket, s3):
     m = mount(bucket)
     out = m.run("ls -f huge | head -3").stdout.split()
     assert len(out) == 3
-    pages = [r for r in s3.log("LIST") if r.query.get("prefix") == "huge/" and "delimiter" in r.query]
-    assert len(pages) == 1  # ls stopped (SIGPIPE) before anyone asked for page 2
+    # The lookup of huge: its probe's flat page (the first 1,000 keys) is the listing's
+    # first page; ls stopped (SIGPIPE) before anyone asked for page 2.
+    (probe,) = s3.log("LIST")
+    assert probe.query["prefix"] == "huge/" and "delimiter" not in probe.query
     s3.reset()
     assert int(m.run("ls -f huge | wc -l").stdout) == 3502
     pages = [r for r in s3.log("LIST") if "delimiter" in r.query]
-    # The listing in progress is shared and continued, never restarted: pages 2 and 3, then
-    # the rest in parallel ranges (metafs/ranges.py: one range ahead, one request more).
-    assert [bool(p.query.get("continuation-token")) for p in pages[:2]] == [True, True]
-    assert len(pages) <= 4 and all(p.query.get("continuation-token") or p.query.get("start-after")
-                                   for p in pages)
+    # The listing in progress is shared and continued, never restarted: page 2 after the
+    # flat page's last key, page 3 by continuation token, then the rest in parallel ranges
+    # (metafs/ranges.py: one range ahead, so one request more than pages 2 to 4).
+    assert 3 <= len(pages) <= 4 and len(s3.log("LIST")) == len(pages)
+    assert pages[0].query["start-after"] == "huge/entry-000999-padding"
+    assert pages[1].query.get("continuation-token")
+    assert all(p.query.get("continuation-token") or p.query.get("start-after") for p in pages)
 
 
 def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):
@@ -151,7 +157,9 @@ def test_missing_name_storm_converges_on_one_listing(mount, bucket, s3):
     r = m.run(f"stat {names}", check=False)
     assert r.stderr.count("No such file") == 60
     pages = [x for x in s3.log("LIST") if "delimiter" in x.query]
-    assert len(pages) == 2  # the directory was listed once, page by page
+    # The directory was listed once, page by page: its first page was the probe of d
+    # (the flat page of its first 1,000 keys), the second is asked for after it.
+    assert len(pages) == 1 and pages[0].query["start-after"] == "d/f0999"
     assert s3.counts()["HEAD"] <= 4  # only the misses before the listing covered them
     s3.reset()
     assert m.run(f"stat {names}", check=False).stderr.count("No such file") == 60

@@ -333,6 +333,15 @@ def test_directory_bucket_sessions_and_unordered_listing(vendor_mount):
         tokens = [r.headers["x-amz-s3session-token"] for r in srv.history
                   if r.kind not in ("SESSION", "HEAD_BUCKET")]
         assert len(set(tokens)) >= 2 and tokens[-1] != tokens[0]
+
+        # Listed in no order: a lookup probe's LIST cannot be a flat first page (no order
+        # to prove a directory complete), so it is `max-keys=1`, one level at a time.
+        srv.put("sub/deep/x", b"x")
+        srv.reset()
+        assert m.run("stat -c %s sub/deep/x").stdout.strip() == "1"
+        probes = srv.log("LIST")  # (sub/ too, if the root's listing expired meanwhile)
+        assert all(r.query.get("max-keys") == "1" and "delimiter" not in r.query for r in probes)
+        assert [r.query["prefix"] for r in probes][-2:] == ["sub/deep/", "sub/deep/x/"]
     finally:
         srv.stop()
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from metafs.dirlist import Listing, key_bytes, name_of
 from metafs.s3.model import ListPage, ObjectMeta
 from metafs.walks import MAX_PAGES_PER_DIR, FlatSplit
-from tests.fakes import Bucket, OpsEnv, run_ops
+from tests.fakes import Bucket, OpsEnv, list_all, run_ops
 from tests.helpers import put_many
 
 TOKEN: Any = object()
@@ -75,6 +75,18 @@ async def walk(env: OpsEnv, r: Reader, ino: int, pid: int, path: str = "") -> li
     return seen
 
 
+async def top_dir(env: OpsEnv, name: bytes) -> int:
+    """A directory of the mount root, looked up as ``find .`` reaches it: from the root's listing.
+
+    Not by a probe, whose flat page would list its subtree already and
+    leave the walk nothing to do (tests/test_deep_paths.py counts that).
+    """
+    await list_all(env, "")
+    attrs = await env.ops.lookup(ROOT, name, None)  # type: ignore[arg-type]
+    assert stat.S_ISDIR(attrs.st_mode)
+    return attrs.st_ino
+
+
 def tree_bucket(top: int = 4, mid: int = 5, files: int = 10, page_size: int = 1000) -> Bucket:
     b = Bucket(page_size=page_size)
     for a in range(top):
@@ -115,7 +127,7 @@ def test_a_walk_costs_one_flat_listing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     async def go(env: OpsEnv) -> None:
         r = Reader(monkeypatch)
-        t = (await env.ops.lookup(ROOT, b"t", None)).st_ino  # type: ignore[arg-type]
+        t = await top_dir(env, b"t")
         b.reset()
         seen = await walk(env, r, t, pid=100)
         assert sorted(seen) == reference(b, "t/")
@@ -150,7 +162,7 @@ def test_a_walk_pages_through_a_subtree_larger_than_a_page(monkeypatch: pytest.M
 
     async def go(env: OpsEnv) -> None:
         r = Reader(monkeypatch)
-        t = (await env.ops.lookup(ROOT, b"t", None)).st_ino  # type: ignore[arg-type]
+        t = await top_dir(env, b"t")
         b.reset()
         seen = await walk(env, r, t, pid=100)
         assert sorted(seen) == reference(b, "t/")
@@ -170,7 +182,7 @@ def test_a_lone_ls_and_two_commands_cost_what_they_always_cost(
 
     async def go(env: OpsEnv) -> None:
         r = Reader(monkeypatch)
-        t = (await env.ops.lookup(ROOT, b"t", None)).st_ino  # type: ignore[arg-type]
+        t = await top_dir(env, b"t")
         b.reset()
         await r.ls(env, t, pid=1)
         assert len(b.lists()) == 1
@@ -216,7 +228,7 @@ def test_a_huge_subdirectory_falls_back_to_its_ordinary_listing(
 
     async def go(env: OpsEnv) -> None:
         r = Reader(monkeypatch)
-        t = (await env.ops.lookup(ROOT, b"t", None)).st_ino  # type: ignore[arg-type]
+        t = await top_dir(env, b"t")
         b.reset()
         seen = await walk(env, r, t, pid=9)
         assert sorted(seen) == reference(b, "t/")
@@ -237,7 +249,7 @@ def test_walked_listings_keep_the_rules(monkeypatch: pytest.MonkeyPatch) -> None
 
     async def go(env: OpsEnv) -> None:
         r = Reader(monkeypatch)
-        t = (await env.ops.lookup(ROOT, b"t", None)).st_ino  # type: ignore[arg-type]
+        t = await top_dir(env, b"t")
         await r.ls(env, t, pid=3)
         s = (await env.ops.lookup(t, b"s", None)).st_ino  # type: ignore[arg-type]
         b.reset()
@@ -263,7 +275,7 @@ def test_a_walked_listing_expires_like_any_other(monkeypatch: pytest.MonkeyPatch
 
     async def go(env: OpsEnv) -> None:
         r = Reader(monkeypatch)
-        t = (await env.ops.lookup(ROOT, b"t", None)).st_ino  # type: ignore[arg-type]
+        t = await top_dir(env, b"t")
         await walk(env, r, t, pid=4)
         a0 = env.inodes.child(t, "a0")
         assert a0 is not None
@@ -295,7 +307,7 @@ def test_a_server_out_of_order_ends_the_walk(monkeypatch: pytest.MonkeyPatch) ->
 
     async def go(env: OpsEnv) -> None:
         r = Reader(monkeypatch)
-        t = (await env.ops.lookup(ROOT, b"t", None)).st_ino  # type: ignore[arg-type]
+        t = await top_dir(env, b"t")
         seen = await walk(env, r, t, pid=4)
         assert sorted(seen) == reference(b, "t/")
 
@@ -360,10 +372,15 @@ def test_a_directory_is_complete_only_once_a_later_key_proves_it() -> None:
 MOUNT_TREE = [f"t/a{a}/b{b}/f{f}" for a in range(5) for b in range(4) for f in range(10)]
 
 
+def _is_probe(query: dict[str, str]) -> bool:
+    """A lookup probe's LIST: the first flat page of the name's subtree (metafs/namespace.py)."""
+    return not {"delimiter", "start-after", "continuation-token"} & set(query)
+
+
 def _lists(s3: Any) -> tuple[int, int, int]:
     """(delimiter LISTs, flat LISTs of a walk, probe LISTs) the server received."""
     recs = s3.log("LIST")
-    probes = sum(r.query.get("max-keys") == "1" for r in recs)
+    probes = sum(_is_probe(r.query) for r in recs)
     delim = sum("delimiter" in r.query for r in recs)
     return delim, len(recs) - probes - delim, probes
 
@@ -374,30 +391,37 @@ def _lists(s3: Any) -> tuple[int, int, int]:
                                             ("ls -R t", None),
                                             ("getfattr -R -d t", None)])
 def test_tree_walks_cost_one_flat_listing_through_the_kernel(mount, bucket, s3, cmd, out_lines):
-    """find/du/ls -R/getfattr -R over 25 directories, 200 files: the probe of t, t's one
-    delimiter page, and one flat page for the 25 directories below, instead of 26 LISTs."""
+    """find/du/ls -R/getfattr -R over 25 directories, 200 files: one flat page instead of 26 LISTs.
+
+    Each tool looks t up first (fts stats its start path), and the probe's
+    flat page of t/ holds all 200 keys: every directory is complete in it,
+    so the walk has nothing left to list (before the probe listed flat:
+    the probe, t/'s delimiter page and one walk page).
+    """
     put_many(bucket, MOUNT_TREE)
     m = mount(bucket)
     r = m.run(cmd)
     if out_lines is not None:
         assert len(r.stdout.splitlines()) == out_lines
-    delim, flat_lists, probes = _lists(s3)
-    walked = [r for r in s3.log("LIST") if "delimiter" not in r.query and r.query.get("max-keys") != "1"]
-    assert flat_lists == 1 and probes == 1, s3.log("LIST")
-    q = walked[0].query
-    # Tools that open "." first (fts keeps a descriptor of the start directory) walk from
-    # the root, and t/ itself comes from the flat page; the others list t/ by delimiter.
-    assert (delim, q.get("prefix"), q.get("start-after")) in ((1, "t/", "t/a0/"), (0, "", "t/"))
+    assert _lists(s3) == (0, 0, 1), s3.log("LIST")
+    (probe,) = s3.log("LIST")
+    assert probe.query["prefix"] == "t/"
+    xattrs = len(MOUNT_TREE) if cmd.startswith("getfattr") else 0  # one HEAD per file's xattrs
+    assert s3.counts()["HEAD"] == 1 + xattrs  # and the probe's HEAD of t
 
 
 @pytest.mark.mount
 def test_a_lone_ls_l_costs_what_it_always_cost(mount, bucket, s3):
-    """ls -l of one directory, then ls -l of a subdirectory from another process: delimiter
-    LISTs only, as before walks existed."""
+    """ls -l of one directory, then ls -l of a subdirectory from another process: no walk.
+
+    Both are served from the probe of t (its flat first page holds t's
+    200 keys: every directory below is complete in it), so they cost that
+    page and one HEAD; no walk's flat listing starts.
+    """
     put_many(bucket, MOUNT_TREE)
     m = mount(bucket)
     m.run("ls -l t")
     m.run("ls -l t/a1")
     delim, flat_lists, probes = _lists(s3)
-    assert (delim, flat_lists, probes) == (2, 0, 1)
+    assert (delim, flat_lists, probes) == (0, 0, 1)
     assert s3.counts()["HEAD"] == 1
