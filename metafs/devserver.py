@@ -59,7 +59,7 @@ import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 from wsgiref.types import StartResponse, WSGIEnvironment
 from xml.sax.saxutils import escape
 
@@ -184,6 +184,7 @@ class CountingS3Server:
         # What moto does not enforce, enforced here (reset with reset_policies()):
         self.requester_pays: set[str] = set()  # buckets refusing requests without x-amz-request-payer
         self.no_etags = False  # answer like a server that sends no ETag (HEAD, GET, listings)
+        self.ignore_start_after = False  # list like a server that ignores start-after / marker
         self.annotations = AnnotationStore()
         self._app, self._server = _moto_server(host, port, self._wsgi)
         self._thread: threading.Thread | None = None
@@ -214,6 +215,7 @@ class CountingS3Server:
         """No requester-pays bucket, ETags sent: moto's own behaviour."""
         self.requester_pays = set()
         self.no_etags = False
+        self.ignore_start_after = False
 
     def set_fault(self, fault: str | None, hang_seconds: float = 30.0) -> None:
         self.fault = fault
@@ -321,6 +323,9 @@ class CountingS3Server:
             return self._annotation(environ, method, decoded, query, recording_start_response)
         if self.no_etags and rec.kind != "WRITE":
             return self._without_etags(environ, recording_start_response)
+        if self.ignore_start_after and rec.kind == "LIST" and "continuation-token" not in query:
+            environ["QUERY_STRING"] = urlencode(
+                [(k, v) for k, v in query.items() if k not in ("start-after", "marker")])
         answer: Iterable[bytes] = self._app(environ, recording_start_response)
         return answer
 

@@ -245,7 +245,7 @@ class Listing:
                  "expires", "page_ends", "page_expires", "_failed", "error", "lock", "_pending",
                  "pages", "watermark", "_tokens", "_empty_run", "_seen", "previous", "stale", "_refuted",
                  "shadowed", "_names", "names", "dir_flags", "sizes", "mtimes", "_etags", "odd",
-                 "_emitted", "after", "newest", "_page_trust")
+                 "_emitted", "after", "newest", "_page_trust", "fanout")
 
     def __init__(self, dir_key: str, expires: float, ordered: bool = True) -> None:
         self.dir_key = dir_key
@@ -298,6 +298,8 @@ class Listing:
         self.previous: Listing | None = None
         self.stale = False  # trusted past its pages' TTL at least once (extend_trust)
         self._refuted: set[str] | None = None  # listed files a later HEAD found gone
+        # Its parallel ranges while they are fetched (listings.Fanout; listings.py's business).
+        self.fanout: object | None = None
 
     @property
     def entries(self) -> _Entries:

@@ -24,6 +24,17 @@ the storage and bound the cache's):
   So ``ls -l`` of a directory listed before an outage shows it as it was,
   like ``stat`` of its files.  A failure after the first page is the
   caller's error: the pages that did come proved the server answers.
+* **Huge directories in parallel.**  Once a reader asks past
+  ``SEQUENTIAL_PAGES`` pages (so ``ls`` of a small directory, or a reader
+  that stops early, costs what it always cost), the rest of an ordered
+  live listing is fetched as parallel key ranges (:mod:`metafs.ranges`:
+  the plan, its proof and its fallback) in the mount's nursery; a reader
+  waits for the next page *in order*, which is merged by
+  :meth:`Listing.add_page` like a sequential one.  A server that ignores
+  ``start-after`` makes the plan finish sequentially, and this endpoint is
+  not split again.  Directory buckets (unordered), the as-of view (no
+  :class:`~metafs.views.RangeLister`) and a mount without a nursery (the
+  handler tests) list sequentially.
 """
 
 from __future__ import annotations
@@ -31,24 +42,54 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import trio
+
 from . import errors, metrics
 from .cache import MetaCache, Trusted
-from .dirlist import DirEntry, Entry, FileEntry, Listing, split_key
-from .s3.model import ObjectMeta
-from .views import View
+from .dirlist import DirEntry, Entry, FileEntry, Listing, name_of, split_key
+from .ranges import FANOUT, Range, RangePlan
+from .s3.model import ListPage, ObjectMeta
+from .views import RangeLister, View
 
 log = logging.getLogger(__name__)
+
+# Pages listed one after the other before the rest goes in parallel ranges.
+SEQUENTIAL_PAGES = 3  # (so a directory of up to 3 pages costs exactly its pages)
+
+
+class Fanout:
+    """A listing's range plan and what wakes the reader waiting on it (held by the listing)."""
+
+    __slots__ = ("plan", "wake")
+
+    def __init__(self, plan: RangePlan) -> None:
+        self.plan = plan
+        self.wake = trio.Event()
+
+    def woken(self) -> None:
+        self.wake.set()
+        self.wake = trio.Event()
 
 
 class Listings:
     """Listings of one view's directories (see the module docstring)."""
 
     def __init__(self, view: View, cache: MetaCache, *, ordered: bool = True,
-                 stale_grace: float = 1.0) -> None:
+                 stale_grace: float = 1.0, fanout: int = FANOUT) -> None:
         self._view = view
         self._cache = cache
         self._ordered = ordered  # directory buckets list in no order: dirlist sorts at the end
         self.stale_grace = stale_grace
+        self._ranges: RangeLister | None = view if isinstance(view, RangeLister) else None
+        # False once a server ignored start-after: this endpoint lists sequentially.
+        self._splits = ordered and fanout >= 2 and self._ranges is not None
+        self._fanout = fanout
+        self._nursery: trio.Nursery | None = None
+        self.range_requests = 0  # requests of parallel ranges (a figure)
+
+    def start_background(self, nursery: trio.Nursery) -> None:
+        """Where the requests of parallel ranges run (the mount's nursery); none: all sequential."""
+        self._nursery = nursery
 
     @property
     def ordered(self) -> bool:
@@ -116,17 +157,74 @@ class Listings:
                     raise errors.MetafsError(f"LIST {lst.dir_key or '/'} failed")
                 if len(lst.entries) > upto or lst.complete:
                     return
-                expires = self._cache.now() + self._cache.ttl  # trust runs from the request
                 try:
-                    page = await self._view.list_page(lst.dir_key, lst.token, lst.after)
+                    if lst.fanout is None and self._may_split(lst):
+                        lst.fanout = self._plan(lst)
+                    if isinstance(lst.fanout, Fanout):
+                        page, expires = await self._next_in_order(lst.dir_key, lst.fanout)
+                    else:
+                        expires = self._cache.now() + self._cache.ttl  # trust runs from the request
+                        page = await self._view.list_page(lst.dir_key, lst.token, lst.after)
                     entries = lst.add_page(page, expires)
                 except errors.MetafsError as e:
+                    lst.fanout = None
                     lst.fail(e)
                     if isinstance(e, errors.UNAVAILABLE):
                         self._serve_previous(lst, e)
                     raise
                 lst.previous = None  # the server answered: lst replaces it for good
+                if isinstance(lst.fanout, Fanout):
+                    if lst.fanout.plan.sequential:
+                        self._splits = False  # the server ignores start-after (ranges.py)
+                    if lst.complete:
+                        lst.fanout = None
                 self._absorb(lst, entries)
+
+    # -- parallel ranges -----------------------------------------------------------------
+    def _may_split(self, lst: Listing) -> bool:
+        return (self._splits and self._nursery is not None and lst.ordered
+                and lst.pages >= SEQUENTIAL_PAGES and lst.token is not None and bool(lst.watermark))
+
+    def _plan(self, lst: Listing) -> Fanout:
+        assert lst.token is not None  # (_may_split)
+        names = [n for n in lst.names if n is not None]  # (the sample: a few thousand)
+        return Fanout(RangePlan(lst.dir_key, name_of(lst.watermark), lst.token, names,
+                                pages=lst.pages, fanout=self._fanout))
+
+    async def _next_in_order(self, dir_key: str, fan: Fanout) -> tuple[ListPage, float]:
+        """The plan's next page in order, sending what it asks for meanwhile (in the nursery)."""
+        while True:
+            got = fan.plan.take()  # raises the error of a failed range the reader reached
+            self._send(dir_key, fan)  # (taking a page makes room for more)
+            if got is not None:
+                return got
+            wake = fan.wake
+            await wake.wait()
+
+    def _send(self, dir_key: str, fan: Fanout) -> None:
+        """Start the requests the plan asks for now (bounded: see :mod:`metafs.ranges`)."""
+        assert self._nursery is not None  # (_may_split)
+        for r in fan.plan.requests():
+            self._nursery.start_soon(self._fetch_range, dir_key, fan, r)
+
+    async def _fetch_range(self, dir_key: str, fan: Fanout, r: Range) -> None:
+        """One request of range ``r``; its reply (or failure) goes to the plan."""
+        assert self._ranges is not None  # (_may_split)
+        expires = self._cache.now() + self._cache.ttl  # trust runs from the request
+        self.range_requests += 1
+        try:
+            token = r.token if r.start_after is None else None
+            page = await self._ranges.list_range(dir_key, token, r.start_after)
+        except errors.MetafsError as e:
+            fan.plan.failed(r, e)
+        except Exception as e:  # a background task must not end the mount
+            log.exception("LIST %s (range) failed", dir_key or "/")
+            fan.plan.failed(r, errors.MetafsError(f"LIST {dir_key or '/'}: {e}"))
+        else:
+            fan.plan.receive(r, page, expires)
+            self._send(dir_key, fan)  # a range goes on, or a new one starts, at once
+        finally:
+            fan.woken()
 
     def _serve_previous(self, failed: Listing, e: errors.MetafsError) -> None:
         """``failed`` got no first page: keep its previous listing, trusted for the grace."""

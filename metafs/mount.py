@@ -44,6 +44,7 @@ from .invalidate import Invalidator, KernelInvalidation
 from .listings import Listings
 from .namespace import Namespace
 from .objects import ObjectMetadata
+from .ranges import FANOUT
 from .s3 import dialects, ssec
 from .s3.client import BucketInfo, S3Client
 from .s3.endpoint import has_scheme, shown, starting_region
@@ -163,9 +164,10 @@ class Layers:
     ops: Operations
 
     @property
-    def background(self) -> list[ObjectMetadata | Namespace]:
-        """The services whose background tasks (readahead, list-ahead) run in the mount's nursery."""
-        return [self.objects, self.namespace]
+    def background(self) -> list[ObjectMetadata | Namespace | Listings]:
+        """The services whose background tasks (readahead, list-ahead, listing ranges) run in
+        the mount's nursery."""
+        return [self.objects, self.namespace, self.listings]
 
 
 def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_entries: int,
@@ -175,7 +177,8 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
          read_chunk: int = READ_CHUNK, bound: float,
          control: ControlRoot | None = None,
          channels: frozenset[str] = frozenset(),
-         annotations_dir: Callable[[str], str | None] | None = None) -> Layers:
+         annotations_dir: Callable[[str], str | None] | None = None,
+         fanout: int = FANOUT) -> Layers:
     """Wire the layers over one view: cache -> listings, objects, namespace -> FUSE handlers.
 
     The one place they are put together, for the mount and for the tests
@@ -186,14 +189,15 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
     ``control`` the reserved control directory (:mod:`metafs.control`);
     ``channels`` the metadata channels shown beside HEAD (``tags``,
     ``annotations``; none unless asked), ``annotations_dir`` where the
-    files of annotations too large for xattrs are, per key.
+    files of annotations too large for xattrs are, per key; ``fanout`` how
+    many ranges of a huge directory are listed at once (:mod:`metafs.ranges`).
     """
     inodes = InodeTable(root_key)
     invalidation = KernelInvalidation(inodes, submit)
     # The bound's evictions reach the kernel: the cache reports them downward
     # to the invalidation policy, never up to the FUSE layer.
     cache = MetaCache(ttl, negative_ttl, max_entries, clock=clock, on_evict=invalidation.evicted)
-    listings = Listings(view, cache, ordered=ordered, stale_grace=stale_grace)
+    listings = Listings(view, cache, ordered=ordered, stale_grace=stale_grace, fanout=fanout)
     objects = ObjectMetadata(view, cache, listings, stale_grace=stale_grace, channels=channels,
                              annotations_dir=annotations_dir)
     namespace = Namespace(view, cache, listings, objects)
@@ -201,7 +205,7 @@ def wire(view: View, own: Ownership, *, ttl: float, negative_ttl: float, max_ent
 
     def figures() -> dict[str, int]:
         return {**cache.figures(), "invalidations": invalidation.count,
-                "walk-pages": walks.flat_pages}
+                "walk-pages": walks.flat_pages, "range-requests": listings.range_requests}
 
     # Every handler is bounded by what two requests may take with the
     # configured retries and timeout (fuse_ops.handler_bound).
@@ -255,7 +259,8 @@ def build(cfg: Config, client: S3Client, info: BucketInfo,
                   root_xattrs=root_xattrs(cfg, client, info),
                   ordered=client.dialect.ordered_listings, submit=submit,
                   bound=handler_bound(client.budget), control=control, channels=cfg.channels,
-                  annotations_dir=annotations_dir if annotations else None)
+                  annotations_dir=annotations_dir if annotations else None,
+                  fanout=min(FANOUT, cfg.max_connections))
     if annotations:
         from .annotation_files import SUBTREE as ANNOTATION_SUBTREE
         from .annotation_files import AnnotationFiles

@@ -114,6 +114,20 @@ class FlatLister(Protocol):
         ...
 
 
+@runtime_checkable
+class RangeLister(Protocol):
+    """A view whose delimiter listings can start after a key: huge directories list in ranges.
+
+    A view without it (the as-of view) lists every directory page by page
+    (:mod:`metafs.ranges`).
+    """
+
+    async def list_range(self, dir_key: str, token: str | None, start_after: str | None
+                         ) -> ListPage:
+        """One page of the delimiter listing of ``dir_key``: after ``start_after``, or at ``token``."""
+        ...
+
+
 class LiveView:
     """The bucket as it is now (see the module docstring)."""
 
@@ -129,6 +143,10 @@ class LiveView:
     async def has_children(self, key: str) -> bool:
         page = await self._client.list_page(key + "/", delimiter=None, max_keys=1)
         return bool(page.objects or page.prefixes)
+
+    async def list_range(self, dir_key: str, token: str | None, start_after: str | None
+                         ) -> ListPage:
+        return await self._client.list_page(dir_key, token=token, start_after=start_after)
 
     async def list_flat(self, prefix: str, token: str | None, start_after: str | None) -> ListPage:
         return await self._client.list_page(prefix, delimiter=None, token=token,

@@ -672,7 +672,7 @@ async def stats(env: OpsEnv) -> dict[str, int]:
 def figures(**kw: int) -> dict[str, int]:
     base = {"inodes": 1, "open-dirs": 0, "cache.objects": 0, "cache.negatives": 0,
             "cache.prefixes": 0, "cache.listings": 0, "cache.listed-entries": 0,
-            "invalidations": 0, "walk-pages": 0}
+            "invalidations": 0, "walk-pages": 0, "range-requests": 0}
     base.update({k.replace("_", "-").replace("cache-", "cache."): v for k, v in kw.items()})
     return base
 

@@ -344,3 +344,76 @@ def test_locate_follows_the_kept_listing():
         assert env.listings.locate("d/a") == (new, new.index["a"])
 
     run_layers(b, go)
+
+
+def test_past_two_pages_ranges_go_in_parallel_in_the_background_and_arrive_in_order():
+    b = Bucket(page_size=10)
+    keys = [f"d/f{i:03d}" for i in range(200)] + ["d/f050/x", "d/f050!"]
+    for k in keys:
+        b.put(k)
+
+    async def go(env: Env) -> None:
+        async with trio.open_nursery() as n:
+            env.listings.start_background(n)
+            lst = env.listings.current("d/")
+            await env.listings.fill(lst, 25)  # three sequential pages
+            assert len(b.requests) == 3 and lst.fanout is None
+            b.gate = trio.Event()
+            n.start_soon(env.listings.fill, lst, 10**9)
+            await trio.testing.wait_all_tasks_blocked()
+            in_flight = len(b.requests) - 3
+            assert 2 <= in_flight <= 8  # several ranges at once, never more than the fanout
+            assert sum("start-after" in r.url.params for r in b.requests) >= 1
+            b.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert lst.complete and lst.fanout is None
+            expected = [f"f{i:03d}" for i in range(200)] + ["f050!"]
+            assert sorted(e.name for e in lst.entries) == sorted(expected)
+            assert [e.name for e in lst.entries][:51] == [f"f{i:03d}" for i in range(50)] + ["f050!"]
+            assert lst.index["f050"].is_dir and "f050" in lst.shadowed  # the directory wins
+            assert len(b.requests) <= 21 * 1.5 and env.listings.range_requests == len(b.requests) - 3
+
+    run_layers(b, go)
+
+
+def test_a_failed_range_fails_the_listing_like_a_sequential_page():
+    b = Bucket(page_size=10)
+    for i in range(100):
+        b.put(f"f{i:03d}")
+
+    async def go(env: Env) -> None:
+        async with trio.open_nursery() as n:
+            env.listings.start_background(n)
+            lst = env.listings.current("")
+            await env.listings.fill(lst, 25)
+            b.fail = 500
+            with pytest.raises(errors.ServerError):
+                await env.listings.fill(lst, 10**9)
+            assert lst.failed and lst.fanout is None
+            b.reset()
+            with pytest.raises(errors.ServerError):  # later readers: the same error, no request
+                await env.listings.fill(lst, 10**9)
+            assert b.requests == []
+
+    run_layers(b, go, attempts=1)
+
+
+def test_without_a_nursery_or_unordered_listings_stay_sequential():
+    b = Bucket(page_size=10)
+    for i in range(100):
+        b.put(f"f{i:03d}")
+
+    async def go(env: Env) -> None:
+        await list_all(env, "")  # (run_layers gives the listings no nursery)
+        assert len(b.requests) == 10 and env.listings.range_requests == 0
+
+    run_layers(b, go)
+    from metafs.asof import AsOfView
+    from metafs.listings import Listings
+    from metafs.views import LiveView, RangeLister
+    assert not issubclass(AsOfView, RangeLister)  # the as-of view cannot split
+    assert issubclass(LiveView, RangeLister)
+    live = LiveView(None)  # type: ignore[arg-type]
+    assert Listings(live, None)._splits  # type: ignore[arg-type]
+    assert not Listings(live, None, ordered=False)._splits  # type: ignore[arg-type] # (directory buckets)
+    assert not Listings(live, None, fanout=1)._splits  # type: ignore[arg-type] # (one connection)

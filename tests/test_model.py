@@ -8,6 +8,8 @@ import os
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metafs.errors import MalformedResponseError
 from metafs.s3.model import (
@@ -359,3 +361,24 @@ def test_a_listing_shares_each_last_modified_second():
     assert len({id(o.mtime) for o in page.objects}) == 2
     assert [o.mtime for o in page.objects] == [calendar.timegm((2020, 12, 10, 3, 37, 30))] * 2 + [
         calendar.timegm((2020, 12, 10, 3, 37, 31))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(stamps=st.lists(st.one_of(
+    st.from_regex(r"\A20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]{0,6})?Z\Z"),
+    st.sampled_from(["2020-12-10T03:37-30.000Z", "2020-12-10T03:37:30.000+01:00", " 2020-12-10T03:37:30.5Z",
+                     "2020-12-10T03:37:30.1.2Z", "garbage"])), min_size=1, max_size=8))
+def test_listing_stamps_with_fractions_share_their_second_and_parse_as_alone(stamps):
+    """RGW sends milliseconds: stamps of one second are parsed once, to what each gives alone."""
+    expected: list[int | type] = []
+    for s in stamps:
+        try:
+            expected.append(parse_iso8601(s))
+        except MalformedResponseError:
+            expected.append(MalformedResponseError)
+    body = listing("".join(item(f"k{i}", lm=s) for i, s in enumerate(stamps)))
+    if MalformedResponseError in expected:
+        with pytest.raises(MalformedResponseError):
+            parse_list(body, version=2)
+        return
+    assert [o.mtime for o in parse_list(body, version=2).objects] == expected

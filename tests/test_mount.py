@@ -180,7 +180,7 @@ def test_version_id_xattr_on_versioned_bucket(mount, boto, bucket):
 
 STATS = ["metafs.inodes", "metafs.cache.objects", "metafs.cache.negatives", "metafs.cache.prefixes",
          "metafs.cache.listings", "metafs.cache.listed-entries", "metafs.open-dirs",
-         "metafs.invalidations", "metafs.walk-pages"]
+         "metafs.invalidations", "metafs.walk-pages", "metafs.range-requests"]
 
 
 def test_root_exposes_head_bucket(mount, bucket, s3):

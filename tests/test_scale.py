@@ -114,11 +114,13 @@ def test_first_entries_arrive_after_the_first_page(mount, bucket, s3):
     s3.reset()
     assert int(m.run("ls -f huge | wc -l").stdout) == 3502
     pages = [r for r in s3.log("LIST") if "delimiter" in r.query]
-    # The listing in progress is shared and continued: pages 2 to 4, each once (page 2
-    # after the flat page's last key, then by continuation token).
-    assert len(pages) == 3 and len(s3.log("LIST")) == 3
+    # The listing in progress is shared and continued, never restarted: page 2 after the
+    # flat page's last key, page 3 by continuation token, then the rest in parallel ranges
+    # (metafs/ranges.py: one range ahead, so one request more than pages 2 to 4).
+    assert 3 <= len(pages) <= 4 and len(s3.log("LIST")) == len(pages)
     assert pages[0].query["start-after"] == "huge/entry-000999-padding"
-    assert all(p.query.get("continuation-token") for p in pages[1:])
+    assert pages[1].query.get("continuation-token")
+    assert all(p.query.get("continuation-token") or p.query.get("start-after") for p in pages)
 
 
 def test_concurrent_stats_of_distinct_files_overlap(mount, bucket, s3):

@@ -259,7 +259,9 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
         dec = _unquote
     objects = []
     # Objects written in one second share LastModified: parsed once a page, and one int
-    # object for all of them (32 bytes an entry a listing no longer holds).
+    # object for all of them (32 bytes an entry a listing no longer holds).  Servers that
+    # send milliseconds (Ceph RGW) share the second: a stamp of the usual shape is
+    # looked up without its fraction.
     stamps: dict[str, int] = {}
     for o in raw_objects:
         if "Key" not in o:
@@ -269,6 +271,8 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
         except ValueError as e:
             raise MalformedResponseError(f"bad <Size> in listing: {o.get('Size')!r}") from e
         stamp = o.get("LastModified", "")
+        if len(stamp) > 20 and stamp[19] == "." and _STAMP_MS.fullmatch(stamp):
+            stamp = stamp[:19] + "Z"
         if (mtime := stamps.get(stamp)) is None:
             mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
         objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None))
@@ -286,6 +290,10 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
             token = max([o.key for o in objects] + prefixes,
                         key=lambda k: k.encode("utf-8", "surrogateescape"))  # the server's order
     return ListPage(objects, prefixes, truncated, token)
+
+
+# A listing stamp with a fraction of a second, which parse_iso8601 drops.
+_STAMP_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]*Z")
 
 
 def _raw(s: str) -> str:
