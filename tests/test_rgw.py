@@ -20,7 +20,8 @@ def test_rgw_mount_lists_stats_and_reads(rgw_boto, rgw_bucket, rgw_mount):
     assert m.run("getfattr --only-values -n user.colour top").stdout == "blue"
 
 
-def test_rgw_getfattr_r_reads_the_tags_ahead_and_probes_annotations_once(rgw, rgw_boto, rgw_bucket, rgw_mount):
+def test_rgw_getfattr_r_reads_the_tags_ahead_and_probes_annotations_once(rgw, rgw_boto, rgw_bucket,
+                                                                          rgw_mount):
     """``getfattr -R -d`` over 200 files on RGW: the tag requests overlap, sent ahead of the reader.
 
     RGW answers GetObjectTagging in ~48 ms (HEAD: ~5 ms; measured with boto3,
@@ -50,7 +51,8 @@ def test_rgw_getfattr_r_reads_the_tags_ahead_and_probes_annotations_once(rgw, rg
         return True
 
     def slow(a: Answer) -> tuple[bytes, str]:
-        time.sleep(0.05)  # every tag answer takes >= 50 ms, whatever RGW's own speed: serial ones are that far apart
+        # Every tag answer takes >= 50 ms, whatever RGW's own speed: serial ones are that far apart.
+        time.sleep(0.05)
         return a.head + b"\r\n\r\n" + a.body, "close"
 
     with FaultProxy(rgw.url) as proxy:
