@@ -285,3 +285,28 @@ def test_the_as_of_view_answers_the_channels_of_its_versions():
 
     got = run(Store(), go, endpoint_url="http://127.0.0.1:9000", force_path_style=True)
     assert got == {TAGS, ANNOTATIONS}
+
+
+def test_an_annotation_probe_answered_with_the_object_does_not_download_it():
+    """A server that ignores ``?annotation`` (Ceph RGW) sends the object: not read past its headers."""
+    from metafs.s3.model import AnnotationPage, Unsupported
+    from tests.fakes import Server
+
+    chunk = 1 << 20
+    sent = [0]
+
+    async def body() -> Any:  # a 64 MiB object (Content-Length says so), counted as it is read
+        for _ in range(64):
+            sent[0] += chunk
+            yield b"\0" * chunk
+
+    srv = Server(httpx.Response(200, content=body(), headers={"content-length": str(64 << 20)}),
+                 httpx.Response(200, content=b"<R><Annotations/></R>"))
+
+    async def go(c: Any) -> list[Any]:
+        return [await c.list_annotations("big"), await c.list_annotations("small")]
+
+    big, small = run(srv, go)
+    assert isinstance(big, Unsupported) and "not read" in big.why
+    assert sent[0] == 0  # left on the wire
+    assert isinstance(small, AnnotationPage)

@@ -30,7 +30,8 @@ def test_rgw_getfattr_r_reads_the_tags_ahead_and_probes_annotations_once(rgw, rg
     concurrency).  Each tag answer is held 50 ms here, so tags sent one by one
     would arrive at least 50 ms apart.  RGW does not speak
     ListObjectAnnotations (it answers ``GET ?annotation`` with the object
-    itself): one probe turns the channel off for the mount, never one per object.
+    itself, which is not downloaded): one probe turns the channel off for the
+    mount, never one per object.
     """
     import threading
     import time
@@ -38,8 +39,9 @@ def test_rgw_getfattr_r_reads_the_tags_ahead_and_probes_annotations_once(rgw, rg
     from tests.proxy import Answer, FaultProxy, Request
 
     keys = [f"g/d{d}/f{f:02d}" for d in range(4) for f in range(50)]
-    for k in keys:
-        rgw_boto.put_object(Bucket=rgw_bucket, Key=k, Body=b"x", Metadata={"a": "1"})
+    for k in keys:  # the first file, which the probe asks about, larger than any annotation page
+        rgw_boto.put_object(Bucket=rgw_bucket, Key=k, Body=b"x" * (9 << 20 if k == keys[0] else 1),
+                            Metadata={"a": "1"})
     lock = threading.Lock()
     arrivals: list[float] = []  # when each tag request reached the proxy
 
@@ -72,7 +74,9 @@ def test_rgw_getfattr_r_reads_the_tags_ahead_and_probes_annotations_once(rgw, rg
     assert sorted(heads) == sorted(keys)  # one HEAD per file: nothing read twice, nothing beyond
     assert sorted(r.key for r in sent if "tagging" in r.query) == sorted(keys)
     assert count(lambda r: "annotation" in r.query) == 1  # the probe, then the channel is off
+    # RGW answered the probe with the 9 MiB object itself; its body was left unread.
     assert "does not speak ListObjectAnnotations" in m.log_text()
+    assert "longer than 8 MiB: not read" in m.log_text()
     # Overlap: at some moment several tag requests were on the wire at once.
     arrivals.sort()
     most = max(sum(1 for t in arrivals if s <= t < s + 0.04) for s in arrivals)

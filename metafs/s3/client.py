@@ -72,6 +72,29 @@ def _utcnow() -> _dt.datetime:
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(?:\d+|\*)")
+# The longest answer read as one ListObjectAnnotations page: a page of 1,000 entries is
+# ~1.5 MB.  A server that ignores ``?annotation`` (Ceph RGW) answers with the object
+# itself, which may be gigabytes: it is not downloaded to find that out.
+ANNOTATION_PAGE_MAX = 8 << 20
+OVER_LIMIT = "metafs.over_limit"  # in a response's extensions: its body was not read (see _send)
+
+
+async def _read_at_most(r: httpx.Response, request: httpx.Request, limit: int) -> httpx.Response:
+    """``r`` read, unless it says its body is longer than ``limit`` bytes: then an empty one, marked.
+
+    The marked answer has ``extensions[OVER_LIMIT]`` true and no body; the
+    body is left on the wire (closing ``r`` drops the connection).  An
+    answer without Content-Length is read whole (an object's GET always has
+    one, which is what this guards against).
+    """
+    declared = r.headers.get("content-length", "")
+    if not (declared.isdigit() and int(declared) > limit):
+        await r.aread()
+        return r
+    headers = [(k, v) for k, v in r.headers.multi_items()
+               if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")]
+    return httpx.Response(r.status_code, headers=headers, content=b"", request=request,
+                          extensions={**r.extensions, OVER_LIMIT: True})
 
 
 def _whole_body(r: httpx.Response, what: str) -> bytes:
@@ -286,7 +309,7 @@ class S3Client:
 
     async def _send(self, method: str, key: str, query: list[tuple[str, str]],
                     headers: dict[str, str] | None = None, *, what: str,
-                    auth: str = "data") -> httpx.Response:
+                    auth: str = "data", max_body: int | None = None) -> httpx.Response:
         """Send with retries; return the first non-retryable answer.
 
         Retryable: transport errors, attempt timeouts, 5xx, 408, 429 and
@@ -302,6 +325,9 @@ class S3Client:
         that asks to wait past the deadline fails the request at once
         (retrying sooner would ignore the server, waiting would break the
         bound).
+
+        ``max_body``: an answer whose body is longer is not read (see
+        :func:`_read_at_most`): it comes back empty, marked ``OVER_LIMIT``.
 
         During an outage (see :mod:`~metafs.s3.health`) no attempt is sent:
         :class:`~metafs.errors.EndpointDownError` at once, also for an
@@ -326,8 +352,11 @@ class S3Client:
                 started: httpx.Response | None = None  # its status line and headers arrived
                 try:
                     started = await self.http.send(request, stream=True)
-                    await started.aread()
-                    response = started
+                    if max_body is None:
+                        await started.aread()
+                        response = started
+                    else:
+                        response = await _read_at_most(started, request, max_body)
                 except httpx.HTTPError as e:
                     last = errors.TransportError(
                         f"{what}: {answers.describe_transport(e, self.endpoint)}")
@@ -697,7 +726,8 @@ class S3Client:
         :class:`Unsupported` when the endpoint does not speak the API: it
         refuses the request (400, 405, 501) or answers something that is no
         annotation listing (a server that ignores the sub-resource sends the
-        object itself).
+        object itself: Ceph RGW).  An answer longer than ``ANNOTATION_PAGE_MAX``
+        is no listing page and is not read: the object may be gigabytes.
         """
         query = [("annotation", "")]
         if token:
@@ -705,8 +735,11 @@ class S3Client:
         if version_id:
             query.append(("versionId", version_id))
         what = f"LIST annotations {key}"
-        r = await self._send("GET", key, query, what=what)
+        r = await self._send("GET", key, query, what=what, max_body=ANNOTATION_PAGE_MAX)
         if r.status_code == 200:
+            if r.extensions.get(OVER_LIMIT):
+                return Unsupported(f"{what}: the answer is no annotation listing "
+                                   f"(longer than {ANNOTATION_PAGE_MAX >> 20} MiB: not read)")
             try:
                 return parse_annotations(r.content)
             except errors.MalformedResponseError as e:
