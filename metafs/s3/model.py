@@ -291,21 +291,29 @@ _FAST_HEAD = re.compile(
     r"""<ListBucketResult(?:[ \t\n]+xmlns=(?:"[^"<&]*"|'[^'<&]*'))?[ \t\n]*>""")
 _FAST_TAIL = re.compile(r"</ListBucketResult[ \t\n]*>[ \t\n]*\Z")
 # A <Contents>: the groups Key, LastModified, ETag and Size keep the last of their kind, as
-# the tree reader's dict does; other children are a leaf, an empty element, or one level of
-# leaves (<Owner>).  One of the four empty (<Key/>), or with children, does not match.
+# the tree reader's dict does, with their tags ("<Key/>" or "<Key>text</Key>"), so that an
+# absent child (findall's "") differs from an empty one; other children are a leaf, an empty
+# element, or one level of leaves (<Owner>).  One of the four with children does not match.
 _FOUR = r"(?:Key|LastModified|ETag|Size)"
 _LEAF = r"<(?P<{g}>\w+)>[^<]*</(?P={g})>"
+# The usual order (moto, RGW, AWS): Key, LastModified, ETag, [Checksum*], Size, then anything
+# that holds none of the four nor a Contents tag (ElementTree ignores the rest); read first.
+_REST = r"[^<]*(?:<(?!/?(?:Key|LastModified|ETag|Size|Contents)[ \t\n/>])[^<]*)*"
 _FAST_ITEM = re.compile(
-    r"(?P<c><Contents>)(?:[ \t\n]*(?:"
-    r"(?P<key><Key>[^<]*)</Key>"
-    r"|(?P<lm><LastModified>[^<]*)</LastModified>"
-    r"|(?P<etag><ETag>[^<]*)</ETag>"
-    r"|(?P<size><Size>[^<]*)</Size>"
+    r"(?P<u><Contents>)[ \t\n]*<Key>(?P<ukey>[^<]*)</Key>[ \t\n]*"
+    r"<LastModified>(?P<ulm>[^<]*)</LastModified>[ \t\n]*<ETag>(?P<uetag>[^<]*)</ETag>[ \t\n]*"
+    r"(?:<Checksum\w*>[^<]*</Checksum\w*>[ \t\n]*)*<Size>(?P<usize>[^<]*)</Size>"
+    rf"{_REST}</Contents>"
+    r"|(?P<c><Contents>)(?:[ \t\n]*(?:"
+    r"(?P<key><Key(?:/>|>[^<]*</Key>))"
+    r"|(?P<lm><LastModified(?:/>|>[^<]*</LastModified>))"
+    r"|(?P<etag><ETag(?:/>|>[^<]*</ETag>))"
+    r"|(?P<size><Size(?:/>|>[^<]*</Size>))"
     rf"|<(?!{_FOUR}[/>])(?P<o>\w+)>(?:[^<]*|(?:[ \t\n]*(?:{_LEAF.format(g='i')}|<\w+/>))*[ \t\n]*)"
     r"</(?P=o)>"
     rf"|<(?!{_FOUR}/>)\w+/>"
     r"))*[ \t\n]*</Contents>"
-    r"|<CommonPrefixes>[ \t\n]*(?P<prefix><Prefix>[^<]*)</Prefix>[ \t\n]*</CommonPrefixes>"
+    r"|<CommonPrefixes>[ \t\n]*(?P<prefix><Prefix(?:/>|>[^<]*</Prefix>))[ \t\n]*</CommonPrefixes>"
     r"|<(?!(?:Contents|CommonPrefixes)[/>])(?P<name>\w+)>(?P<text>[^<]*)</(?P=name)>"
     r"|<(?!(?:Contents|CommonPrefixes)/>)(?P<empty>\w+)/>"
     r"|[ \t\n]+"
@@ -322,7 +330,14 @@ def _entity(m: re.Match[str]) -> str:
 
 
 def _text(s: str) -> str:
-    return _ENTITY.sub(_entity, s) if "&" in s else s
+    """``s`` with its entity and character references resolved (expat has checked them)."""
+    if "&" not in s:
+        return s
+    if "&#" in s:
+        return _ENTITY.sub(_entity, s)
+    # "&amp;" last, so that "&amp;lt;" stays "&lt;".
+    return (s.replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+            .replace("&apos;", "'").replace("&amp;", "&"))
 
 
 def _scan_list_fast(body: bytes) -> _RawListing | None:
@@ -343,15 +358,27 @@ def _scan_list_fast(body: bytes) -> _RawListing | None:
         return None
     raw = _RawListing({}, [], [])
     objects, prefixes, fields = raw.objects, raw.prefixes, raw.fields
-    # findall gives "" for a group that took no part: the four fields are captured with
-    # their start tag, so that an absent child ("") differs from an empty one ("<Key>").
-    for (contents, key, lm, etag, size, _o, _i, prefix, name, value, empty, junk) \
-            in _FAST_ITEM.findall(text, head.end(), tail.start()):
-        if contents:
-            objects.append((_text(key[5:]) if key else None, _text(lm[14:]) if lm else None,
-                            _text(etag[6:]) if etag else None, _text(size[6:]) if size else None))
+    for (usual, ukey, ulm, uetag, usize, contents, key, lm, etag, size, _o, _i, prefix, name, value,
+         empty, junk) in _FAST_ITEM.findall(text, head.end(), tail.start()):
+        if usual:
+            if "&" in ukey:
+                ukey = _text(ukey)
+            if "&" in uetag:
+                uetag = _text(uetag)
+            objects.append((ukey, _text(ulm), uetag, _text(usize)))
+        elif contents:
+            # The usual entry: a key without references, a plain stamp and size, an ETag
+            # whose only references are the quotes.
+            k = key[5:-6] if key else None
+            if k and "&" in k:
+                k = _text(k)
+            e = etag[6:-7] if etag else None
+            if e and "&" in e:
+                e = _text(e)
+            objects.append((k, _text(lm[14:-15]) if lm else None, e,
+                            _text(size[6:-7]) if size else None))
         elif prefix:
-            prefixes.append(_text(prefix[8:]))
+            prefixes.append(_text(prefix[8:-9]))
         elif name:
             fields[name] = _text(value)
         elif empty:
@@ -377,6 +404,12 @@ def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListP
     # send milliseconds (Ceph RGW) share the second: a stamp of the usual shape is
     # looked up without its fraction.
     stamps: dict[str, int] = {}
+    # A page's stamps mostly differ only in minutes and seconds, on which parse_iso8601 is
+    # linear: a plain stamp is its hour's seconds (parsed once a page) plus mm * 60 + ss.
+    hours: dict[str, int] = {}
+    # Decoding leaves a key without "%" (and, for unquote_plus, "+") as it is.
+    plain = "%+" if dec is _unquote_plus else "%"
+    listed, digest_of = ObjectMeta.listed, bytes.fromhex
     for key, stamp, etag, size_text in raw.objects:
         if key is None:
             raise MalformedResponseError("listing entry without <Key>")
@@ -389,8 +422,19 @@ def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListP
         elif len(stamp) > 20 and stamp[19] == "." and _STAMP_MS.fullmatch(stamp):
             stamp = stamp[:19] + "Z"
         if (mtime := stamps.get(stamp)) is None:
-            mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
-        objects.append(ObjectMeta(dec(key), size, mtime, etag or None))
+            if len(stamp) == 20 and _STAMP_S.fullmatch(stamp):
+                if (base := hours.get(hour := stamp[:13])) is None:
+                    base = hours[hour] = parse_iso8601(hour + ":00:00Z")
+                mtime = stamps[stamp] = base + int(stamp[14:16]) * 60 + int(stamp[17:19])
+            else:
+                mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
+        if dec is not _raw and (plain[0] in key or plain[-1] in key):
+            key = dec(key)
+        if etag is not None and len(etag) == 34 and etag[0] == '"' == etag[-1] \
+                and _LOWER_HEX.fullmatch(etag, 1, 33):
+            objects.append(listed(key, size, mtime, digest_of(etag[1:33])))
+        else:
+            objects.append(ObjectMeta(key, size, mtime, etag or None))
     truncated = fields.get("IsTruncated", "false").lower() == "true"
     prefixes = [dec(p) for p in raw.prefixes]
     token: str | None = None
@@ -409,6 +453,8 @@ def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListP
 
 # A listing stamp with a fraction of a second, which parse_iso8601 drops.
 _STAMP_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]*Z")
+# One in whole seconds, as parse_iso8601 reads it once the fraction is dropped.
+_STAMP_S = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def _raw(s: str) -> str:
