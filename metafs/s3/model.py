@@ -301,7 +301,8 @@ _LEAF = r"<(?P<{g}>\w+)>[^<]*</(?P={g})>"
 _REST = r"[^<]*(?:<(?!/?(?:Key|LastModified|ETag|Size|Contents)[ \t\n/>])[^<]*)*"
 _FAST_ITEM = re.compile(
     r"(?P<u><Contents>)[ \t\n]*<Key>(?P<ukey>[^<]*)</Key>[ \t\n]*"
-    r"<LastModified>(?P<ulm>[^<]*)</LastModified>[ \t\n]*<ETag>(?P<uetag>[^<]*)</ETag>[ \t\n]*"
+    r"<LastModified>(?P<ulm>[^<]*)</LastModified>[ \t\n]*"
+    r"<ETag>(?:&quot;(?P<md5>[0-9a-f]{32})&quot;|(?P<uetag>[^<]*))</ETag>[ \t\n]*"
     r"(?:<Checksum\w*>[^<]*</Checksum\w*>[ \t\n]*)*<Size>(?P<usize>[^<]*)</Size>"
     rf"{_REST}</Contents>"
     r"|(?P<c><Contents>)(?:[ \t\n]*(?:"
@@ -358,14 +359,20 @@ def _scan_list_fast(body: bytes) -> _RawListing | None:
         return None
     raw = _RawListing({}, [], [])
     objects, prefixes, fields = raw.objects, raw.prefixes, raw.fields
-    for (usual, ukey, ulm, uetag, usize, contents, key, lm, etag, size, _o, _i, prefix, name, value,
-         empty, junk) in _FAST_ITEM.findall(text, head.end(), tail.start()):
+    for (usual, ukey, ulm, md5, uetag, usize, contents, key, lm, etag, size, _o, _i, prefix, name,
+         value, empty, junk) in _FAST_ITEM.findall(text, head.end(), tail.start()):
         if usual:
             if "&" in ukey:
                 ukey = _text(ukey)
-            if "&" in uetag:
+            if md5:
+                uetag = '"' + md5 + '"'
+            elif "&" in uetag:
                 uetag = _text(uetag)
-            objects.append((ukey, _text(ulm), uetag, _text(usize)))
+            if "&" in ulm:
+                ulm = _text(ulm)
+            if "&" in usize:
+                usize = _text(usize)
+            objects.append((ukey, ulm, uetag, usize))
         elif contents:
             # The usual entry: a key without references, a plain stamp and size, an ETag
             # whose only references are the quotes.
@@ -404,6 +411,7 @@ def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListP
     # send milliseconds (Ceph RGW) share the second: a stamp of the usual shape is
     # looked up without its fraction.
     stamps: dict[str, int] = {}
+    seconds: dict[str, int] = {}  # plain stamps, by their first 19 characters
     # A page's stamps mostly differ only in minutes and seconds, on which parse_iso8601 is
     # linear: a plain stamp is its hour's seconds (parsed once a page) plus mm * 60 + ss.
     hours: dict[str, int] = {}
@@ -419,15 +427,13 @@ def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListP
             raise MalformedResponseError(f"bad <Size> in listing: {size_text!r}") from e
         if stamp is None:
             stamp = ""
-        elif len(stamp) > 20 and stamp[19] == "." and _STAMP_MS.fullmatch(stamp):
-            stamp = stamp[:19] + "Z"
-        if (mtime := stamps.get(stamp)) is None:
-            if len(stamp) == 20 and _STAMP_S.fullmatch(stamp):
+        if _STAMP.fullmatch(stamp):
+            if (mtime := seconds.get(second := stamp[:19])) is None:
                 if (base := hours.get(hour := stamp[:13])) is None:
                     base = hours[hour] = parse_iso8601(hour + ":00:00Z")
-                mtime = stamps[stamp] = base + int(stamp[14:16]) * 60 + int(stamp[17:19])
-            else:
-                mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
+                mtime = seconds[second] = base + int(stamp[14:16]) * 60 + int(stamp[17:19])
+        elif (mtime := stamps.get(stamp)) is None:
+            mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
         if dec is not _raw and (plain[0] in key or plain[-1] in key):
             key = dec(key)
         if etag is not None and len(etag) == 34 and etag[0] == '"' == etag[-1] \
@@ -451,10 +457,9 @@ def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListP
     return ListPage(objects, prefixes, truncated, token)
 
 
-# A listing stamp with a fraction of a second, which parse_iso8601 drops.
-_STAMP_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]*Z")
-# One in whole seconds, as parse_iso8601 reads it once the fraction is dropped.
-_STAMP_S = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+# A listing stamp of the usual shape, with or without a fraction of a second (which
+# parse_iso8601 drops): the first 19 characters decide its value.
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?Z")
 
 
 def _raw(s: str) -> str:
