@@ -42,7 +42,7 @@ keys = st.lists(st.one_of(key_chars, specials), max_size=12).map("".join)
 
 
 def xml_char_ok(s: str) -> bool:
-    return all(c in "\t\n" or (" " <= c and c not in "\ufffe\uffff") for c in s)
+    return all(c in "\t\n" or (c >= " " and c not in "\ufffe\uffff") for c in s)
 
 
 @st.composite
@@ -55,7 +55,8 @@ def text_of(draw, value: str) -> str:  # type: ignore[no-untyped-def]
         return escape(value, {'"': "&quot;", "'": "&apos;"})
     out = []
     for c in value:
-        if c in "&<>\"'" or (not c.isascii() and draw(st.booleans())) or c in "\t\n" and draw(st.booleans()):
+        if (c in "&<>\"'" or (not c.isascii() and draw(st.booleans()))
+                or (c in "\t\n" and draw(st.booleans()))):
             out.append(f"&#{ord(c)};" if style == "numeric" else f"&#x{ord(c):X};")
         else:
             out.append(c)
@@ -95,7 +96,8 @@ def documents(draw):  # type: ignore[no-untyped-def]
             "Owner": f"<Owner>{ws}<ID>id</ID>{ws}<DisplayName>d &amp; n</DisplayName>{ws}</Owner>",
             "ChecksumAlgorithm": "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>",
             "Type": "<Type>Normal</Type>",
-            "RestoreStatus": "<RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress></RestoreStatus>",
+            "RestoreStatus": ("<RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress>"
+                              "</RestoreStatus>"),
         }
         names = draw(st.lists(st.sampled_from(sorted(parts)), unique=True, min_size=0, max_size=9))
         if "Key" not in names and draw(st.integers(0, 9)) > 0:
@@ -128,7 +130,8 @@ def documents(draw):  # type: ignore[no-untyped-def]
         children = draw(st.permutations(children))
     elif mix == "fields last":
         children = items + prefixes + fields
-    decl = draw(st.sampled_from([DECL, "", '<?xml version="1.0"?>', "<?xml version='1.0' encoding='utf-8'?>"]))
+    decl = draw(st.sampled_from([DECL, "", '<?xml version="1.0"?>',
+                                 "<?xml version='1.0' encoding='utf-8'?>"]))
     doc = (decl + ws + f"<ListBucketResult{draw(st.sampled_from([NS, '']))}>"
            + "".join(ws + c for c in children) + ws + "</ListBucketResult>" + ws)
     return doc, version, encoded
@@ -143,7 +146,8 @@ ODD = [
                .replace("<Key>", "<s3:Key>", 1).replace("</Key>", "</s3:Key>", 1),
     lambda d: d.replace("<Key>", "<s3:Key>", 1).replace("</Key>", "</s3:Key>", 1),  # unbound
     lambda d: d.replace("<Contents>", "<Contents><Nested><Deep><Key>z</Key></Deep></Nested>", 1),
-    lambda d: d.replace("<Contents>", "<Wrapper><Contents>", 1).replace("</Contents>", "</Contents></Wrapper>", 1),
+    lambda d: d.replace("<Contents>", "<Wrapper><Contents>", 1)
+               .replace("</Contents>", "</Contents></Wrapper>", 1),
     lambda d: d.replace("<Contents>", "<Contents>text", 1),
     lambda d: d.replace("</Key>", "<b>x</b></Key>", 1),
     lambda d: d.replace("<Contents>", "<Contents/><Contents>", 1),
@@ -167,6 +171,10 @@ ODD_BUT_PLAIN = [
     lambda d: d.replace("<Key>", "<Key>\x85\u2028", 1),
     lambda d: d.replace("<Key>", "<Key>&#13;&#x85;&gt;]]&gt;", 1),
     lambda d: d.replace("<Name>", "<Unknown/><Name>", 1),
+    lambda d: d.replace("</Contents>", "<Owner><Key>z</Key><Size>9</Size></Owner></Contents>", 1),
+    lambda d: d.replace("</Contents>", "<Size>9</Size><Key>last</Key></Contents>", 1),
+    lambda d: d.replace("</Contents>", "<X><Y><Z>deep</Z></Y></X>tail</Contents>", 1),
+    lambda d: d.replace("</Size>", "</Size><ChecksumType>FULL_OBJECT</ChecksumType>", 1),
 ]
 VARIANTS = ODD + ODD_BUT_PLAIN
 
