@@ -373,9 +373,7 @@ def _scan_list_fast(body: bytes) -> _RawListing | None:
             if "&" in usize:
                 usize = _text(usize)
             objects.append((ukey, ulm, uetag, usize))
-        elif contents:
-            # The usual entry: a key without references, a plain stamp and size, an ETag
-            # whose only references are the quotes.
+        elif contents:  # any other order, or duplicated or empty children
             k = key[5:-6] if key else None
             if k and "&" in k:
                 k = _text(k)
@@ -422,7 +420,7 @@ def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListP
         if key is None:
             raise MalformedResponseError("listing entry without <Key>")
         try:
-            size = int(size_text or "0") if size_text is not None else 0
+            size = int(size_text) if size_text is not None else 0
         except ValueError as e:
             raise MalformedResponseError(f"bad <Size> in listing: {size_text!r}") from e
         if stamp is None:
