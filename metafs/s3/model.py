@@ -229,26 +229,172 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
     is a ``+``, whether or not the server escaped it.  Decoded bytes that
     are not UTF-8 become lone surrogates (``surrogateescape``), so such a
     key keeps its exact bytes (see :mod:`metafs.dirlist`).
+
+    The document is read by :func:`_scan_list_fast` when it can (a page is
+    parsed per 1,000 names, and building an ElementTree was most of an
+    ``ls -l``'s CPU), else by :func:`_scan_list_tree`; both give the same
+    :class:`_RawListing`, and anything after that is shared.
     """
+    raw = _scan_list_fast(body)
+    if raw is None:
+        raw = _scan_list_tree(body)
+    return _build_page(raw, version=version, plus_is_space=plus_is_space)
+
+
+@dataclasses.dataclass(slots=True)
+class _RawListing:
+    """A listing document's content, text as sent (XML entities resolved, nothing decoded).
+
+    ``objects`` holds each ``<Contents>``'s (Key, LastModified, ETag, Size),
+    None for a child that is absent; ``fields`` the other children of the
+    root by name (the last one wins), each its text.
+    """
+
+    fields: dict[str, str]
+    objects: list[tuple[str | None, str | None, str | None, str | None]]
+    prefixes: list[str]
+
+
+def _scan_list_tree(body: bytes) -> _RawListing:
+    """The reference reader: ElementTree; raises every listing error a malformed document gets."""
     try:
         root = _fromstring(body)
     except SyntaxError as e:
         raise MalformedResponseError(f"listing is not valid XML: {e}") from e
     if _ns(root.tag) != "ListBucketResult":
         raise MalformedResponseError(f"unexpected listing root element <{_ns(root.tag)}>")
-    fields: dict[str, str] = {}
-    raw_objects: list[dict[str, str]] = []
-    raw_prefixes: list[str] = []
+    raw = _RawListing({}, [], [])
     for child in root:
         tag = _ns(child.tag)
         if tag == "Contents":
-            raw_objects.append({_ns(c.tag): (c.text or "") for c in child})
+            o = {_ns(c.tag): (c.text or "") for c in child}
+            raw.objects.append((o.get("Key"), o.get("LastModified"), o.get("ETag"), o.get("Size")))
         elif tag == "CommonPrefixes":
             for c in child:
                 if _ns(c.tag) == "Prefix":
-                    raw_prefixes.append(c.text or "")
+                    raw.prefixes.append(c.text or "")
         else:
-            fields[tag] = child.text or ""
+            raw.fields[tag] = child.text or ""
+    return raw
+
+
+# -- the fast reader ---------------------------------------------------------------------------
+# Expat (C, no handlers, namespace processing on as ElementTree has it) proves the document
+# well-formed; the regexes below then read it, and only documents of the plain shape every
+# server sends: no comment, CDATA, DOCTYPE or processing instruction ("<!", "<?" after the
+# declaration), no attribute but the root's xmlns, no namespace prefix, no CR (which XML turns
+# into LF), UTF-8.  Anything else, and any part of the root's content the patterns do not
+# match exactly (caught by the ``junk`` group), sends the page to the ElementTree reader.
+_FAST_HEAD = re.compile(
+    r"""(?:<\?xml\ version=(["'])1\.[0-9]+\1(?:\ encoding=(["'])(?i:utf-?8)\2)?"""
+    r"""(?:\ standalone=(["'])(?:yes|no)\3)?\ ?\?>)?[ \t\n]*"""
+    r"""<ListBucketResult(?:[ \t\n]+xmlns=(?:"[^"<&]*"|'[^'<&]*'))?[ \t\n]*>""")
+_FAST_TAIL = re.compile(r"</ListBucketResult[ \t\n]*>[ \t\n]*\Z")
+# A <Contents>: the groups Key, LastModified, ETag and Size keep the last of their kind, as
+# the tree reader's dict does, with their tags ("<Key/>" or "<Key>text</Key>"), so that an
+# absent child (findall's "") differs from an empty one; other children are a leaf, an empty
+# element, or one level of leaves (<Owner>).  One of the four with children does not match.
+_FOUR = r"(?:Key|LastModified|ETag|Size)"
+_LEAF = r"<(?P<{g}>\w+)>[^<]*</(?P={g})>"
+# The usual order (moto, RGW, AWS): Key, LastModified, ETag, [Checksum*], Size, then anything
+# that holds none of the four nor a Contents tag (ElementTree ignores the rest); read first.
+_REST = r"[^<]*(?:<(?!/?(?:Key|LastModified|ETag|Size|Contents)[ \t\n/>])[^<]*)*"
+_FAST_ITEM = re.compile(
+    r"(?P<u><Contents>)[ \t\n]*<Key>(?P<ukey>[^<]*)</Key>[ \t\n]*"
+    r"<LastModified>(?P<ulm>[^<]*)</LastModified>[ \t\n]*"
+    r"<ETag>(?:&quot;(?P<md5>[0-9a-f]{32})&quot;|(?P<uetag>[^<]*))</ETag>[ \t\n]*"
+    r"(?:<Checksum\w*>[^<]*</Checksum\w*>[ \t\n]*)*<Size>(?P<usize>[^<]*)</Size>"
+    rf"{_REST}</Contents>"
+    r"|(?P<c><Contents>)(?:[ \t\n]*(?:"
+    r"(?P<key><Key(?:/>|>[^<]*</Key>))"
+    r"|(?P<lm><LastModified(?:/>|>[^<]*</LastModified>))"
+    r"|(?P<etag><ETag(?:/>|>[^<]*</ETag>))"
+    r"|(?P<size><Size(?:/>|>[^<]*</Size>))"
+    rf"|<(?!{_FOUR}[/>])(?P<o>\w+)>(?:[^<]*|(?:[ \t\n]*(?:{_LEAF.format(g='i')}|<\w+/>))*[ \t\n]*)"
+    r"</(?P=o)>"
+    rf"|<(?!{_FOUR}/>)\w+/>"
+    r"))*[ \t\n]*</Contents>"
+    r"|<CommonPrefixes>[ \t\n]*(?P<prefix><Prefix(?:/>|>[^<]*</Prefix>))[ \t\n]*</CommonPrefixes>"
+    r"|<(?!(?:Contents|CommonPrefixes)[/>])(?P<name>\w+)>(?P<text>[^<]*)</(?P=name)>"
+    r"|<(?!(?:Contents|CommonPrefixes)/>)(?P<empty>\w+)/>"
+    r"|[ \t\n]+"
+    r"|(?P<junk>.)", re.S)
+_ENTITY = re.compile(r"&(?:#x([0-9A-Fa-f]+)|#([0-9]+)|(amp|lt|gt|quot|apos));")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _entity(m: re.Match[str]) -> str:
+    hexa, dec, name = m.groups()
+    if name:
+        return _NAMED[name]
+    return chr(int(hexa, 16) if hexa else int(dec))
+
+
+def _text(s: str) -> str:
+    """``s`` with its entity and character references resolved (expat has checked them)."""
+    if "&" not in s:
+        return s
+    if "&#" in s:
+        return _ENTITY.sub(_entity, s)
+    # "&amp;" last, so that "&amp;lt;" stays "&lt;".
+    return (s.replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+            .replace("&apos;", "'").replace("&amp;", "&"))
+
+
+def _scan_list_fast(body: bytes) -> _RawListing | None:
+    """The document's content read with regexes; None when it is not of the plain shape
+    (see above) or not well-formed, for the tree reader to read, or refuse, it."""
+    if b"<!" in body or b"\r" in body or body.find(b"<?", 1) >= 0:
+        return None
+    from xml.parsers.expat import ExpatError, ParserCreate
+
+    try:
+        ParserCreate(None, "}").Parse(body, True)
+        text = body.decode("utf-8")
+    except (ExpatError, UnicodeDecodeError):
+        return None
+    head = _FAST_HEAD.match(text)
+    tail = _FAST_TAIL.search(text, head.end()) if head else None
+    if head is None or tail is None:
+        return None
+    raw = _RawListing({}, [], [])
+    objects, prefixes, fields = raw.objects, raw.prefixes, raw.fields
+    for (usual, ukey, ulm, md5, uetag, usize, contents, key, lm, etag, size, _o, _i, prefix, name,
+         value, empty, junk) in _FAST_ITEM.findall(text, head.end(), tail.start()):
+        if usual:
+            if "&" in ukey:
+                ukey = _text(ukey)
+            if md5:
+                uetag = '"' + md5 + '"'
+            elif "&" in uetag:
+                uetag = _text(uetag)
+            if "&" in ulm:
+                ulm = _text(ulm)
+            if "&" in usize:
+                usize = _text(usize)
+            objects.append((ukey, ulm, uetag, usize))
+        elif contents:  # any other order, or duplicated or empty children
+            k = key[5:-6] if key else None
+            if k and "&" in k:
+                k = _text(k)
+            e = etag[6:-7] if etag else None
+            if e and "&" in e:
+                e = _text(e)
+            objects.append((k, _text(lm[14:-15]) if lm else None, e,
+                            _text(size[6:-7]) if size else None))
+        elif prefix:
+            prefixes.append(_text(prefix[8:-9]))
+        elif name:
+            fields[name] = _text(value)
+        elif empty:
+            fields[empty] = ""
+        elif junk:
+            return None
+    return raw
+
+
+def _build_page(raw: _RawListing, *, version: int, plus_is_space: bool) -> ListPage:
+    fields = raw.fields
     encoded = fields.get("EncodingType", "").lower() == "url"
     dec: Callable[[str], str]
     if not encoded:
@@ -263,21 +409,38 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
     # send milliseconds (Ceph RGW) share the second: a stamp of the usual shape is
     # looked up without its fraction.
     stamps: dict[str, int] = {}
-    for o in raw_objects:
-        if "Key" not in o:
+    seconds: dict[str, int] = {}  # plain stamps, by their first 19 characters
+    # A page's stamps mostly differ only in minutes and seconds, on which parse_iso8601 is
+    # linear: a plain stamp is its hour's seconds (parsed once a page) plus mm * 60 + ss.
+    hours: dict[str, int] = {}
+    # Decoding leaves a key without "%" (and, for unquote_plus, "+") as it is.
+    plain = "%+" if dec is _unquote_plus else "%"
+    listed, digest_of = ObjectMeta.listed, bytes.fromhex
+    for key, stamp, etag, size_text in raw.objects:
+        if key is None:
             raise MalformedResponseError("listing entry without <Key>")
         try:
-            size = int(o.get("Size", "0"))
+            size = int(size_text) if size_text is not None else 0
         except ValueError as e:
-            raise MalformedResponseError(f"bad <Size> in listing: {o.get('Size')!r}") from e
-        stamp = o.get("LastModified", "")
-        if len(stamp) > 20 and stamp[19] == "." and _STAMP_MS.fullmatch(stamp):
-            stamp = stamp[:19] + "Z"
-        if (mtime := stamps.get(stamp)) is None:
+            raise MalformedResponseError(f"bad <Size> in listing: {size_text!r}") from e
+        if stamp is None:
+            stamp = ""
+        if _STAMP.fullmatch(stamp):
+            if (mtime := seconds.get(second := stamp[:19])) is None:
+                if (base := hours.get(hour := stamp[:13])) is None:
+                    base = hours[hour] = parse_iso8601(hour + ":00:00Z")
+                mtime = seconds[second] = base + int(stamp[14:16]) * 60 + int(stamp[17:19])
+        elif (mtime := stamps.get(stamp)) is None:
             mtime = stamps[stamp] = parse_iso8601(stamp) if stamp else 0
-        objects.append(ObjectMeta(dec(o["Key"]), size, mtime, o.get("ETag") or None))
+        if dec is not _raw and (plain[0] in key or plain[-1] in key):
+            key = dec(key)
+        if etag is not None and len(etag) == 34 and etag[0] == '"' == etag[-1] \
+                and _LOWER_HEX.fullmatch(etag, 1, 33):
+            objects.append(listed(key, size, mtime, digest_of(etag[1:33])))
+        else:
+            objects.append(ObjectMeta(key, size, mtime, etag or None))
     truncated = fields.get("IsTruncated", "false").lower() == "true"
-    prefixes = [dec(p) for p in raw_prefixes]
+    prefixes = [dec(p) for p in raw.prefixes]
     token: str | None = None
     if version == 2:
         token = fields.get("NextContinuationToken") or None
@@ -292,8 +455,9 @@ def parse_list(body: bytes, *, version: int, plus_is_space: bool = True) -> List
     return ListPage(objects, prefixes, truncated, token)
 
 
-# A listing stamp with a fraction of a second, which parse_iso8601 drops.
-_STAMP_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]*Z")
+# A listing stamp of the usual shape, with or without a fraction of a second (which
+# parse_iso8601 drops): the first 19 characters decide its value.
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?Z")
 
 
 def _raw(s: str) -> str:
