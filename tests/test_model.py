@@ -382,3 +382,13 @@ def test_listing_stamps_with_fractions_share_their_second_and_parse_as_alone(sta
             parse_list(body, version=2)
         return
     assert [o.mtime for o in parse_list(body, version=2).objects] == expected
+
+
+def test_a_listing_timestamp_with_month_13_is_a_malformed_answer_not_a_crash():
+    # calendar.timegm refuses month 13 with ValueError, which escaped parse_iso8601.
+    body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<IsTruncated>false</IsTruncated><Contents><Key>a</Key>"
+            b"<LastModified>2020-13-01T00:00:00.000Z</LastModified><ETag>&quot;x&quot;</ETag>"
+            b"<Size>1</Size></Contents></ListBucketResult>")
+    with pytest.raises(MalformedResponseError, match="bad timestamp"):
+        parse_list(body, version=2)

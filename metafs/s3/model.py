@@ -161,9 +161,10 @@ def parse_iso8601(value: str) -> int:
                 offset = (int(hh) * 3600 + int(mm or 0) * 60) * (1 if sign == "+" else -1)
         hms = clock.split(".")[0].split(":")
         h, mi, s = int(hms[0]), int(hms[1]), int(hms[2])
+        # timegm checks the month and day (ValueError for month 13 or day 0).
+        return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
     except (ValueError, IndexError) as e:
         raise MalformedResponseError(f"bad timestamp in listing: {value!r}") from e
-    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
 
 
 def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
