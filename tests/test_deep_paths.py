@@ -109,17 +109,23 @@ def test_a_start_after_inside_a_subdirectory_shows_it_once() -> None:
     assert listed(lst) == [("a", False), ("s", True), ("t", False)]
 
 
-def test_a_seed_settles_names_up_to_the_last_key_seen() -> None:
-    keys = ["d/a", "d/b", "d/b!x", "d/c/1", "d/c/2", "d/e"]
-    flat = sorted(keys, key=key_bytes)
-    page = ListPage(objects=[_meta(k) for k in flat[:4]], prefixes=[], truncated=True,
-                    next_token="t")  # up to d/c/1
+def _seeded(page: ListPage, after: str) -> Listing:
+    """The listing of ``d/`` seeded with what the flat page ``page`` (ending at ``after``) shows of it."""
     split = FlatSplit("", "d")
     split.add_page(page, 100.0)
     d = split.stack[0]
     lst = Listing("d/", 100.0)
     lst.seed(ListPage(objects=d.objects, prefixes=d.prefixes, truncated=True, next_token=None),
-             "d/c/1", 100.0)
+             after, 100.0)
+    return lst
+
+
+def test_a_seed_settles_names_up_to_the_last_key_seen() -> None:
+    keys = ["d/a", "d/b", "d/b!x", "d/c/1", "d/c/2", "d/e"]
+    flat = sorted(keys, key=key_bytes)
+    page = ListPage(objects=[_meta(k) for k in flat[:4]], prefixes=[], truncated=True,
+                    next_token="t")  # up to d/c/1
+    lst = _seeded(page, "d/c/1")
     # b is a file: d/c/1 comes after d/b/, so no d/b/… can follow (b!x proves nothing).
     assert listed(lst) == [("a", False), ("b", False), ("b!x", False), ("c", True)]
     assert lst.covers("zz") is False and lst.covers("bb") is True  # d/bb/ < d/c/1
@@ -130,12 +136,7 @@ def test_a_file_last_in_the_page_is_held_back() -> None:
     # The page ends at d/b: d/b/… may follow, so b is not settled yet.
     page = ListPage(objects=[_meta("d/a"), _meta("d/b")], prefixes=[], truncated=True,
                     next_token="t")
-    split = FlatSplit("", "d")
-    split.add_page(page, 100.0)
-    d = split.stack[0]
-    lst = Listing("d/", 100.0)
-    lst.seed(ListPage(objects=d.objects, prefixes=d.prefixes, truncated=True, next_token=None),
-             "d/b", 100.0)
+    lst = _seeded(page, "d/b")
     assert listed(lst) == [("a", False)] and not lst.covers("b")
     lst.add_page(page_of([("d/b/", True)], False))  # the next page: b is a directory
     assert listed(lst) == [("a", False), ("b", True)] and lst.shadowed == {"b"}
